@@ -1,0 +1,118 @@
+"""What the three scripts share: the config merge, checkpoint flags, logging, and error reporting."""
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import sys
+from pathlib import Path
+from typing import Callable, Sequence
+
+from easydict import EasyDict
+
+from .config import default_config, merge_dict, merge_file, merge_pairs
+from .data.datasets.factory import dataset_spec
+from .engine.checkpoint import CheckpointError, find_checkpoint, latest_checkpoint
+from .modeling.backbones import NETS, WeightFileError
+
+log = logging.getLogger("frcnn")
+
+
+def str2bool(text: str) -> bool:
+    """A true boolean for flags like --r: true/false, yes/no, 1/0, on/off."""
+    lowered = text.strip().lower()
+    if lowered in ("1", "true", "t", "yes", "y", "on"):
+        return True
+    if lowered in ("0", "false", "f", "no", "n", "off"):
+        return False
+    raise argparse.ArgumentTypeError(f"expected a boolean (true/false); got {text!r}")
+
+
+def add_bool_flag(parser: argparse.ArgumentParser, *names: str, help: str, dest: str | None = None) -> None:
+    """A flag that means true alone (`--r`) and takes an optional value (`--r false`)."""
+    parser.add_argument(*names, dest=dest, type=str2bool, nargs="?", const=True, default=False, help=help)
+
+
+def add_model_flags(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--dataset", default="shapes", help="dataset the model was trained on (names its checkpoint folder)")
+    parser.add_argument("--net", default="tiny", choices=NETS, help="backbone network")
+    parser.add_argument("--cfg", dest="cfg_file", default=None, help="extra config file (YAML)")
+    parser.add_argument("--set", dest="set_cfgs", nargs="+", default=[], metavar="KEY VALUE", help="config overrides, e.g. --set TEST.SCALES [800]")
+    add_bool_flag(parser, "--cuda", help="run on the GPU")
+    add_bool_flag(parser, "--ls", help="large scale: cfgs/<net>_ls.yml (COCO 800/1200)")
+    add_bool_flag(parser, "--cag", help="class-agnostic box regression")
+    parser.add_argument("--data_dir", default="data", help="where datasets live (default: data)")
+
+
+def add_checkpoint_flags(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--load_dir", default="models", help="folder of saved models (default: models)")
+    parser.add_argument("--checksession", type=int, default=1, help="session of the checkpoint to load")
+    parser.add_argument("--checkepoch", type=int, default=None, help="epoch of the checkpoint (default: the newest)")
+    parser.add_argument("--checkpoint", type=int, default=None, help="step of the checkpoint (default: the epoch's last)")
+    parser.add_argument("--load_name", default=None, help="a checkpoint file, instead of the four flags above")
+
+
+def resolve_checkpoint(args: argparse.Namespace) -> Path:
+    if args.load_name:
+        return Path(args.load_name)
+    if args.checkepoch is None:
+        path = latest_checkpoint(args.load_dir, args.net, args.dataset, args.checksession)
+        if path is None:
+            raise CheckpointError(
+                f"no checkpoint of session {args.checksession} under {Path(args.load_dir) / args.net / Path(args.dataset).stem}; "
+                "train one with trainval_net.py or pass --load_name"
+            )
+        return path
+    return find_checkpoint(args.load_dir, args.net, args.dataset, args.checksession, args.checkepoch, args.checkpoint)
+
+
+def build_config(
+    dataset: str,
+    net: str,
+    cfgs_dir: Path,
+    cfg_file: str | None = None,
+    set_cfgs: Sequence[str] = (),
+    large_scale: bool = False,
+    class_agnostic: bool = False,
+    data_dir: str = "data",
+) -> EasyDict:
+    """defaults -> dataset profile -> cfgs/<net>.yml -> cfgs/<net>_ls.yml (--ls) -> --cfg -> --set."""
+    cfg = default_config()
+    merge_dict(cfg, dataset_spec(dataset, data_dir).profile)
+    net_file = cfgs_dir / f"{net}.yml"
+    if net_file.is_file():
+        merge_file(cfg, net_file)
+    if large_scale:
+        ls_file = cfgs_dir / f"{net}_ls.yml"
+        if not ls_file.is_file():
+            raise FileNotFoundError(f"--ls needs {ls_file}")
+        merge_file(cfg, ls_file)
+    if cfg_file:
+        merge_file(cfg, cfg_file)
+    if class_agnostic:
+        cfg.CLASS_AGNOSTIC = True
+    merge_pairs(cfg, set_cfgs)
+    return cfg
+
+
+def setup_logging() -> None:
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s", datefmt="%H:%M:%S", stream=sys.stdout, force=True)
+
+
+USER_ERRORS: tuple[type[Exception], ...] = (ValueError, FileNotFoundError, CheckpointError, WeightFileError)
+
+
+def run_main(main: Callable[[], object], user_errors: tuple[type[Exception], ...] = ()) -> None:
+    """Run a script's main; a user error prints one line and exits with status 2, no traceback
+    (set FRCNN_DEBUG=1 to see it)."""
+    setup_logging()
+    try:
+        main()
+    except USER_ERRORS + user_errors as e:
+        if os.environ.get("FRCNN_DEBUG"):
+            raise
+        print(f"error: {e}", file=sys.stderr)
+        sys.exit(2)
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        sys.exit(130)

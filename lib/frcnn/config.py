@@ -1,0 +1,196 @@
+"""The configuration: one nested dict of defaults, merged from YAML files and `--set` pairs.
+
+Merge order (later wins), the same for training, testing and the demo:
+    defaults below -> the dataset's profile (anchor scales, image scales) -> cfgs/<net>.yml
+    -> cfgs/<net>_ls.yml with --ls -> --cfg FILE -> --set KEY VALUE ...
+A checkpoint stores the merged result, so test_net.py and demo.py rebuild exactly the trained model.
+
+Values from files use yaml.safe_load and `--set` values are parsed as Python literals
+(ast.literal_eval), never evaluated. A key that does not exist, or a value whose type does not
+match the default, is an error rather than a silently ignored typo.
+"""
+from __future__ import annotations
+
+import ast
+import copy
+from pathlib import Path
+from typing import Any, Iterable, Mapping
+
+import yaml
+from easydict import EasyDict
+
+
+def default_config() -> EasyDict:
+    """A fresh copy of the defaults (Ren et al. / py-faster-rcnn values, see shared REFERENCE)."""
+    cfg = EasyDict()
+    cfg.TRAIN = EasyDict(
+        # Optimiser: SGD, momentum 0.9, weight decay 5e-4 except on biases, doubled bias LR.
+        LEARNING_RATE=0.001,
+        MOMENTUM=0.9,
+        WEIGHT_DECAY=0.0005,
+        DOUBLE_BIAS=True,
+        BIAS_DECAY=False,
+        # Gradient clipping by global norm; 0 disables it.
+        CLIP_GRAD_NORM=0.0,
+        # Linear warm-up over this many iterations from WARMUP_FACTOR x LR; 0 disables it.
+        WARMUP_ITERS=0,
+        WARMUP_FACTOR=0.1,
+        # Input: shorter side is one of SCALES (one picked per batch), longer side capped at MAX_SIZE.
+        SCALES=[600],
+        MAX_SIZE=1000,
+        USE_FLIPPED=True,
+        # Objects marked difficult are left out of training (they still count as "ignore" at test).
+        USE_DIFFICULT=False,
+        # Aspect-ratio grouping: images are sorted by log(w/h) + uniform(-J, J) noise each epoch.
+        ASPECT_JITTER=0.1,
+        # RoI sampling for the detection head.
+        BATCH_SIZE=128,
+        FG_FRACTION=0.25,
+        FG_THRESH=0.5,
+        BG_THRESH_HI=0.5,
+        BG_THRESH_LO=0.1,
+        BBOX_NORMALIZE_MEANS=[0.0, 0.0, 0.0, 0.0],
+        BBOX_NORMALIZE_STDS=[0.1, 0.1, 0.2, 0.2],
+        # Anchor labelling and sampling for the RPN.
+        RPN_POSITIVE_OVERLAP=0.7,
+        RPN_NEGATIVE_OVERLAP=0.3,
+        RPN_FG_FRACTION=0.5,
+        RPN_BATCHSIZE=256,
+        # Proposals kept for the head during training.
+        RPN_NMS_THRESH=0.7,
+        RPN_PRE_NMS_TOP_N=12000,
+        RPN_POST_NMS_TOP_N=2000,
+        RPN_MIN_SIZE=8,
+    )
+    cfg.TEST = EasyDict(
+        SCALES=[600],
+        MAX_SIZE=1000,
+        NMS=0.3,
+        SCORE_THRESH=0.05,
+        MAX_PER_IMAGE=100,
+        RPN_NMS_THRESH=0.7,
+        RPN_PRE_NMS_TOP_N=6000,
+        RPN_POST_NMS_TOP_N=300,
+        RPN_MIN_SIZE=16,
+    )
+    cfg.RESNET = EasyDict(FIXED_BLOCKS=1)
+    cfg.VGG = EasyDict(FIXED_LAYERS=10)  # conv1_1 .. conv2_2 (10 modules of torchvision's vgg16.features)
+    cfg.MOBILENET = EasyDict(FIXED_LAYERS=4)  # stem and the stride-4 blocks
+    # The small net trained from scratch (`--net tiny`): widths of its stem and three stages, the
+    # width of its two fully connected head layers, and its normalisation (group or batch).
+    cfg.TINY = EasyDict(CHANNELS=[32, 64, 128, 192], HEAD_DIM=512, NORM="batch")
+    # Anchors over the stride-16 feature map: sizes FEAT_STRIDE x ANCHOR_SCALES, ratios h/w.
+    cfg.FEAT_STRIDE = 16
+    cfg.ANCHOR_SCALES = [8, 16, 32]
+    cfg.ANCHOR_RATIOS = [0.5, 1, 2]
+    cfg.RPN_CHANNELS = 512
+    # RoI feature extraction: pool | align | crop, output POOLING_SIZE x POOLING_SIZE.
+    cfg.POOLING_MODE = "align"
+    cfg.POOLING_SIZE = 7
+    # RoIAlign samples per bin (0: adaptive, ceil(bin size), as the original) and half-pixel offset.
+    cfg.ROI_ALIGN_SAMPLING_RATIO = 0
+    cfg.ROI_ALIGN_ALIGNED = False
+    # Class-agnostic box regression (--cag): one set of 4 deltas for all classes.
+    cfg.CLASS_AGNOSTIC = False
+    # Backbone in channels-last memory layout (measured faster on CPU for tiny; see README).
+    cfg.CHANNELS_LAST = True
+    # Pretrained weight format: auto (from the file name), torchvision or caffe.
+    cfg.PRETRAINED_FORMAT = "auto"
+    # Vocabulary version of --dataset vg (data/genome/<version>/objects_vocab.txt).
+    cfg.VG_VERSION = "1600-400-20"
+    cfg.RNG_SEED = 3
+    return cfg
+
+
+def _check_and_convert(key: str, value: Any, default: Any) -> Any:
+    """Make `value` fit the type of `default`, or raise a ValueError that names the key."""
+    if isinstance(default, Mapping):
+        if not isinstance(value, Mapping):
+            raise ValueError(f"config key {key} is a section; got {value!r}")
+        return value
+    if isinstance(default, bool):
+        if isinstance(value, bool):
+            return value
+        raise ValueError(f"config key {key} wants true/false; got {value!r}")
+    if isinstance(default, (int, float)) and not isinstance(default, bool):
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            raise ValueError(f"config key {key} wants a number; got {value!r}")
+        if isinstance(default, int) and isinstance(value, float) and not value.is_integer():
+            raise ValueError(f"config key {key} wants a whole number; got {value!r}")
+        return type(default)(value)
+    if isinstance(default, (list, tuple)):
+        if isinstance(value, (int, float)) and not isinstance(value, bool):
+            value = [value]
+        if not isinstance(value, (list, tuple)):
+            raise ValueError(f"config key {key} wants a list; got {value!r}")
+        return list(value)
+    if isinstance(default, str) and not isinstance(value, str):
+        raise ValueError(f"config key {key} wants a string; got {value!r}")
+    return value
+
+
+def merge_dict(cfg: EasyDict, overrides: Mapping[str, Any], prefix: str = "") -> None:
+    """Merge `overrides` into `cfg` in place; unknown keys and wrong types raise ValueError."""
+    for key, value in overrides.items():
+        full = f"{prefix}{key}"
+        if key not in cfg:
+            raise ValueError(f"unknown config key {full}")
+        value = _check_and_convert(full, value, cfg[key])
+        if isinstance(cfg[key], Mapping):
+            merge_dict(cfg[key], value, prefix=full + ".")
+        else:
+            cfg[key] = value
+
+
+def merge_file(cfg: EasyDict, path: str | Path) -> None:
+    """Merge a YAML file (read with yaml.safe_load) into `cfg`."""
+    with open(path, encoding="utf-8") as f:
+        data = yaml.safe_load(f) or {}
+    if not isinstance(data, Mapping):
+        raise ValueError(f"{path}: a config file must hold a mapping of keys to values")
+    data = {k: v for k, v in data.items() if k != "EXP_DIR"}  # the original's files carry EXP_DIR
+    merge_dict(cfg, data)
+
+
+def parse_literal(text: str) -> Any:
+    """A `--set` value: a Python literal (number, list, bool) if it parses as one, else the string."""
+    lowered = text.lower()
+    if lowered in ("true", "false"):
+        return lowered == "true"
+    try:
+        return ast.literal_eval(text)
+    except (ValueError, SyntaxError):
+        return text
+
+
+def merge_pairs(cfg: EasyDict, pairs: Iterable[str]) -> None:
+    """Merge `--set` pairs: KEY VALUE KEY VALUE ..., KEY dotted (TRAIN.SCALES)."""
+    pairs = list(pairs)
+    if len(pairs) % 2:
+        raise ValueError(f"--set takes KEY VALUE pairs; got an odd number of words: {pairs}")
+    for key, text in zip(pairs[0::2], pairs[1::2]):
+        *sections, leaf = key.split(".")
+        nested: dict = {leaf: parse_literal(text)}
+        for section in reversed(sections):
+            nested = {section: nested}
+        merge_dict(cfg, nested)
+
+
+def to_plain(cfg: Mapping) -> dict:
+    """A plain nested dict (no EasyDict), safe to store in a checkpoint or JSON."""
+    return {k: to_plain(v) if isinstance(v, Mapping) else copy.deepcopy(v) for k, v in cfg.items()}
+
+
+def from_plain(data: Mapping) -> EasyDict:
+    """Rebuild a config from a stored plain dict on top of today's defaults (new keys keep defaults)."""
+    cfg = default_config()
+    merge_dict(cfg, _known_only(cfg, data))
+    return cfg
+
+
+def _known_only(cfg: Mapping, data: Mapping) -> dict:
+    out = {}
+    for k, v in data.items():
+        if k in cfg:
+            out[k] = _known_only(cfg[k], v) if isinstance(cfg[k], Mapping) and isinstance(v, Mapping) else v
+    return out

@@ -1,0 +1,97 @@
+"""What a dataset gives the rest of the pipeline: class names and one ImageRecord per image.
+
+Boxes are float32 (G, 4) in the inclusive 0-based pixel convention (modeling/box_ops); each
+format's reader converts to it (VOC XML is 1-based, COCO is [x, y, w, h]).
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Sequence
+
+import numpy as np
+
+BACKGROUND = "__background__"
+
+
+def _empty_boxes() -> np.ndarray:
+    return np.zeros((0, 4), dtype=np.float32)
+
+
+def _empty(dtype: type) -> np.ndarray:
+    return np.zeros((0,), dtype=dtype)
+
+
+@dataclass
+class ImageRecord:
+    """One image and its objects.
+
+    id: the image's identifier in its dataset (file stem for VOC-format data, integer id for COCO).
+    path: the image file.
+    width, height: pixel size of the image file.
+    boxes: (G, 4) float32, inclusive 0-based pixels.
+    labels: (G,) int64 class indices, 1..K-1 (0 is background).
+    difficult: (G,) bool, objects the VOC metric ignores.
+    crowd: (G,) bool, COCO crowd regions (never trained on).
+    flipped: the roidb's horizontally flipped copy of the image.
+    """
+
+    id: str | int
+    path: str
+    width: int
+    height: int
+    boxes: np.ndarray = field(default_factory=_empty_boxes)
+    labels: np.ndarray = field(default_factory=lambda: _empty(np.int64))
+    difficult: np.ndarray = field(default_factory=lambda: _empty(bool))
+    crowd: np.ndarray = field(default_factory=lambda: _empty(bool))
+    flipped: bool = False
+
+    @property
+    def aspect_ratio(self) -> float:
+        return self.width / self.height
+
+
+class DetectionDataset:
+    """A named split of a dataset: its classes and records.
+
+    Subclasses implement `_load_records`; records are loaded once, on first use.
+
+    Args:
+        name: e.g. voc_2007_trainval, shapes_test.
+        classes: class names without the background; label i + 1 is classes[i].
+        metric: the default evaluation metric: voc07, voc or coco.
+    """
+
+    def __init__(self, name: str, classes: Sequence[str], metric: str = "voc") -> None:
+        self.name = name
+        self._foreground = tuple(classes)
+        self.metric = metric
+        self._records: list[ImageRecord] | None = None
+
+    @property
+    def foreground_classes(self) -> tuple[str, ...]:
+        """Class names without the background; label i + 1 is foreground_classes[i]."""
+        return self._foreground
+
+    @property
+    def classes(self) -> tuple[str, ...]:
+        """All class names, background first: index = label."""
+        return (BACKGROUND, *self.foreground_classes)
+
+    @property
+    def num_classes(self) -> int:
+        return len(self.classes)
+
+    @property
+    def records(self) -> list[ImageRecord]:
+        if self._records is None:
+            self._records = self._load_records()
+        return self._records
+
+    def _load_records(self) -> list[ImageRecord]:
+        raise NotImplementedError
+
+    def __len__(self) -> int:
+        return len(self.records)
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}({self.name!r}, {len(self.foreground_classes)} classes)"

@@ -1,0 +1,98 @@
+"""`--dataset NAME` -> the training datasets, the test dataset, and the dataset's config profile.
+
+NAME is one of DATASET_NAMES or the path of a dataset YAML file (custom.py). The profile is the
+one place that sets per-dataset options (anchor scales, image scales); it is merged into the config
+before the net's file, and the merged config is stored in every checkpoint, so training and
+testing always use the same anchors.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable
+
+from .base import DetectionDataset
+from .coco import COCOFormatDataset
+from .custom import DatasetFile, is_dataset_file
+from .imagenet import ImageNetDET
+from .pascal_voc import VOC_CLASSES, VOCFormatDataset
+from .shapes import ShapesDataset
+from .visual_genome import DEFAULT_VERSION, VisualGenome
+
+
+@dataclass
+class DatasetSpec:
+    """train: datasets joined for training; test: the evaluation split; profile: config overrides."""
+
+    train: Callable[[], list[DetectionDataset]]
+    test: Callable[[], DetectionDataset]
+    profile: dict = field(default_factory=dict)
+
+
+# The built-in dataset is small and synthetic: images of 192-640 pixels, objects of 10 pixels to
+# half the image, so smaller scales and denser anchors than PASCAL VOC's 600-pixel defaults, and
+# the RPN's foreground IoU at 0.5: with 0.7 most objects had no anchor that qualified.
+SHAPES_PROFILE = {
+    "ANCHOR_SCALES": [1, 1.41, 2, 2.83, 4, 5.66, 8],
+    "TRAIN": {"SCALES": [256], "MAX_SIZE": 512, "BATCH_SIZE": 64, "RPN_POSITIVE_OVERLAP": 0.5, "RPN_MIN_SIZE": 4,
+              "RPN_PRE_NMS_TOP_N": 1200, "RPN_POST_NMS_TOP_N": 300},  # fmt: skip
+    "TEST": {"SCALES": [256], "MAX_SIZE": 512, "RPN_MIN_SIZE": 4, "RPN_PRE_NMS_TOP_N": 600, "RPN_POST_NMS_TOP_N": 100},
+}
+# COCO and Visual Genome have many small objects: the original added a 4 x 16 = 64-pixel scale.
+SMALL_OBJECT_PROFILE = {"ANCHOR_SCALES": [4, 8, 16, 32]}
+
+# COCO annotation file -> image folder (the 2014 minival / valminusminival splits of val2014).
+COCO_IMAGE_FOLDERS = {
+    "train2014": "train2014", "val2014": "val2014", "minival2014": "val2014", "valminusminival2014": "val2014",
+    "train2017": "train2017", "val2017": "val2017",
+}  # fmt: skip
+
+DATASET_NAMES = ("shapes", "pascal_voc", "pascal_voc_0712", "coco", "coco_2017", "imagenet", "vg")
+
+
+def _voc(data_dir: Path, year: str, split: str) -> VOCFormatDataset:
+    root = data_dir / f"VOCdevkit{year}" / f"VOC{year}"
+    return VOCFormatDataset(f"voc_{year}_{split}", root, split, VOC_CLASSES, metric="voc07" if year == "2007" else "voc")
+
+
+def _coco(data_dir: Path, split: str) -> COCOFormatDataset:
+    year = split[-4:]
+    return COCOFormatDataset(
+        f"coco_{year}_{split[:-4]}",
+        data_dir / "coco" / "annotations" / f"instances_{split}.json",
+        data_dir / "coco" / "images" / COCO_IMAGE_FOLDERS[split],
+    )
+
+
+def dataset_spec(name: str, data_dir: str | Path = "data", vg_version: str = DEFAULT_VERSION) -> DatasetSpec:
+    """The DatasetSpec for a --dataset name or dataset YAML path."""
+    data_dir = Path(data_dir)
+    if is_dataset_file(name):
+        spec = DatasetFile(name)
+        return DatasetSpec(spec.train, spec.test, spec.profile)
+    if name == "shapes":
+        root = data_dir / "shapes"
+        return DatasetSpec(lambda: [ShapesDataset("trainval", root)], lambda: ShapesDataset("test", root), SHAPES_PROFILE)
+    if name == "pascal_voc":
+        return DatasetSpec(lambda: [_voc(data_dir, "2007", "trainval")], lambda: _voc(data_dir, "2007", "test"))
+    if name == "pascal_voc_0712":
+        return DatasetSpec(
+            lambda: [_voc(data_dir, "2007", "trainval"), _voc(data_dir, "2012", "trainval")],
+            lambda: _voc(data_dir, "2007", "test"),
+        )
+    if name == "coco":
+        return DatasetSpec(
+            lambda: [_coco(data_dir, "train2014"), _coco(data_dir, "valminusminival2014")],
+            lambda: _coco(data_dir, "minival2014"),
+            SMALL_OBJECT_PROFILE,
+        )
+    if name == "coco_2017":
+        return DatasetSpec(lambda: [_coco(data_dir, "train2017")], lambda: _coco(data_dir, "val2017"), SMALL_OBJECT_PROFILE)
+    if name == "imagenet":
+        root = data_dir / "imagenet"
+        return DatasetSpec(lambda: [ImageNetDET("train", root)], lambda: ImageNetDET("val", root))
+    if name == "vg":
+        return DatasetSpec(
+            lambda: [VisualGenome("train", vg_version, data_dir)], lambda: VisualGenome("test", vg_version, data_dir), SMALL_OBJECT_PROFILE
+        )
+    raise ValueError(f"unknown --dataset {name!r}; choose one of {', '.join(DATASET_NAMES)}, or give a dataset .yaml file")

@@ -1,0 +1,169 @@
+"""From roidb entries to padded batches: read, flip, resize (in DataLoader workers), pad.
+
+Images travel as RGB uint8 (a quarter of float32's bytes to the device); the model normalises.
+Shapes: N images in a batch, H x W the padded batch size, G objects per image.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Sequence
+
+import cv2
+import numpy as np
+import torch
+from torch import Tensor
+from torch.utils.data import DataLoader, Dataset
+
+from .datasets.base import ImageRecord
+from .sampler import GroupedBatchSampler, SampleKey
+
+
+class ImageReadError(RuntimeError):
+    """An image file that cannot be read as an image."""
+
+
+def read_image(path: str) -> np.ndarray:
+    """An RGB uint8 (h, w, 3) image; grayscale and alpha images become RGB."""
+    image = cv2.imread(path, cv2.IMREAD_COLOR)
+    if image is None:
+        raise ImageReadError(f"cannot read image {path}")
+    return np.ascontiguousarray(image[:, :, ::-1])
+
+
+def resize_scale(height: int, width: int, target: int, max_size: int) -> float:
+    """The factor that makes the shorter side `target`, unless the longer would exceed max_size."""
+    scale = target / min(height, width)
+    if round(scale * max(height, width)) > max_size:
+        scale = max_size / max(height, width)
+    return scale
+
+
+def resize(image: np.ndarray, target: int, max_size: int) -> tuple[np.ndarray, float]:
+    height, width = image.shape[:2]
+    scale = resize_scale(height, width, target, max_size)
+    if scale != 1.0:
+        size = (max(1, round(width * scale)), max(1, round(height * scale)))
+        image = cv2.resize(image, size, interpolation=cv2.INTER_LINEAR)
+    return image, scale
+
+
+class RoidbDataset(Dataset):
+    """Maps a SampleKey (or a plain index, using the first scale) to one prepared image.
+
+    Args:
+        roidb: the ImageRecords.
+        scales: target shorter sides (TRAIN.SCALES or TEST.SCALES).
+        max_size: cap on the longer side.
+    """
+
+    def __init__(self, roidb: Sequence[ImageRecord], scales: Sequence[int], max_size: int) -> None:
+        self.roidb = roidb
+        self.scales = list(scales)
+        self.max_size = max_size
+
+    def __len__(self) -> int:
+        return len(self.roidb)
+
+    def __getitem__(self, key: SampleKey | int) -> dict:
+        if not isinstance(key, SampleKey):
+            key = SampleKey(int(key), 0, 1.0)
+        record = self.roidb[key.index]
+        image = read_image(record.path)
+        if record.flipped:
+            image = image[:, ::-1]
+        image, scale = resize(image, self.scales[key.scale], self.max_size)
+        return {
+            "image": torch.from_numpy(np.ascontiguousarray(image)).permute(2, 0, 1),
+            "boxes": torch.from_numpy(record.boxes * scale).float(),
+            "labels": torch.from_numpy(record.labels).long(),
+            "scale": scale,
+            "index": key.index,
+            "weight": key.weight,
+            "seed": key.seed,
+        }
+
+
+@dataclass
+class Batch:
+    """A padded batch.
+
+    images: (N, 3, H, W) uint8 RGB, each image at the top-left, zeros elsewhere; H and W are
+        multiples of SIZE_DIVISIBILITY.
+    image_sizes: (N, 2) int64 (h, w) of each image.
+    image_scales: (N,) float32 resize factors.
+    targets: per image {"boxes" (G, 4), "labels" (G,)} in batch pixels, and "seed" (int) of its
+        random sampling.
+    indices: roidb indices.
+    loss_scale: factor on the model's (per-image mean) losses so that averaging over processes
+        gives the mean over the global batch (1 in a single process).
+    padded_fraction: share of the batch's pixels that are padding.
+    """
+
+    images: Tensor
+    image_sizes: Tensor
+    image_scales: Tensor
+    targets: list[dict[str, Tensor]]
+    indices: list[int]
+    loss_scale: float
+    padded_fraction: float
+
+    def to(self, device: torch.device) -> "Batch":
+        non_blocking = device.type == "cuda"
+        return Batch(
+            self.images.to(device, non_blocking=non_blocking),
+            self.image_sizes.to(device, non_blocking=non_blocking),
+            self.image_scales.to(device, non_blocking=non_blocking),
+            [{k: v.to(device, non_blocking=non_blocking) if torch.is_tensor(v) else v for k, v in t.items()} for t in self.targets],
+            self.indices,
+            self.loss_scale,
+            self.padded_fraction,
+        )
+
+    def pin_memory(self) -> "Batch":
+        self.images = self.images.pin_memory()
+        return self
+
+
+# Batches are padded up to a multiple of this, so that a run sees few distinct input shapes and the
+# convolution backends reuse their plans (measured 6% faster per step on CPU than exact sizes).
+SIZE_DIVISIBILITY = 32
+
+
+def collate(samples: list[dict]) -> Batch:
+    heights = [s["image"].shape[1] for s in samples]
+    widths = [s["image"].shape[2] for s in samples]
+    pad = lambda size: -(-size // SIZE_DIVISIBILITY) * SIZE_DIVISIBILITY  # noqa: E731
+    images = torch.zeros((len(samples), 3, pad(max(heights)), pad(max(widths))), dtype=torch.uint8)
+    for image, s in zip(images, samples):
+        image[:, : s["image"].shape[1], : s["image"].shape[2]] = s["image"]
+    used = sum(h * w for h, w in zip(heights, widths))
+    return Batch(
+        images=images,
+        image_sizes=torch.tensor(list(zip(heights, widths)), dtype=torch.long),
+        image_scales=torch.tensor([s["scale"] for s in samples], dtype=torch.float32),
+        targets=[{"boxes": s["boxes"], "labels": s["labels"], "seed": s.get("seed", 0)} for s in samples],
+        indices=[s["index"] for s in samples],
+        loss_scale=float(sum(s["weight"] for s in samples)),
+        padded_fraction=1.0 - used / images[:, 0].numel(),
+    )
+
+
+def _worker_init(_: int) -> None:
+    cv2.setNumThreads(0)  # workers are already parallel; OpenCV's own threads would oversubscribe
+    torch.set_num_threads(1)
+
+
+def make_loader(
+    dataset: RoidbDataset, batch_sampler: GroupedBatchSampler, num_workers: int = 0, pin_memory: bool = False
+) -> DataLoader:
+    # Its own generator: creating an iterator must not draw from the global RNG (exact resume).
+    return DataLoader(
+        dataset,
+        batch_sampler=batch_sampler,
+        num_workers=num_workers,
+        collate_fn=collate,
+        pin_memory=pin_memory,
+        worker_init_fn=_worker_init if num_workers > 0 else None,
+        persistent_workers=False,
+        generator=torch.Generator().manual_seed(batch_sampler.seed),
+    )

@@ -1,0 +1,43 @@
+"""The roidb: the list of ImageRecords one training run iterates over.
+
+Built from one or more datasets (pascal_voc_0712 joins two), with difficult and crowd objects
+left out of training, and with a horizontally flipped copy of every image when TRAIN.USE_FLIPPED.
+Images without objects stay: they train the detector on background.
+"""
+from __future__ import annotations
+
+import dataclasses
+from typing import Sequence
+
+import numpy as np
+
+from .datasets.base import DetectionDataset, ImageRecord
+
+
+def flip_boxes(boxes: np.ndarray, width: int) -> np.ndarray:
+    """Mirror (G, 4) inclusive boxes in an image `width` pixels wide: x -> width - 1 - x."""
+    flipped = boxes.copy()
+    flipped[:, 0] = width - 1 - boxes[:, 2]
+    flipped[:, 2] = width - 1 - boxes[:, 0]
+    return flipped
+
+
+def training_record(record: ImageRecord, use_difficult: bool = False) -> ImageRecord:
+    """The record with only the objects training uses (no crowd; no difficult unless asked)."""
+    keep = ~record.crowd if record.crowd.size else np.ones(len(record.labels), dtype=bool)
+    if not use_difficult and record.difficult.size:
+        keep &= ~record.difficult
+    return dataclasses.replace(
+        record, boxes=record.boxes[keep], labels=record.labels[keep], difficult=record.difficult[keep], crowd=record.crowd[keep]
+    )
+
+
+def build_roidb(datasets: Sequence[DetectionDataset], use_flipped: bool = True, use_difficult: bool = False) -> list[ImageRecord]:
+    """Training records of all `datasets` (which must share one class list), plus flipped copies."""
+    classes = {d.classes for d in datasets}
+    if len(classes) > 1:
+        raise ValueError(f"datasets joined for training must share their classes: {[d.name for d in datasets]}")
+    roidb = [training_record(r, use_difficult) for d in datasets for r in d.records]
+    if use_flipped:
+        roidb += [dataclasses.replace(r, boxes=flip_boxes(r.boxes, r.width), flipped=True) for r in roidb]
+    return roidb

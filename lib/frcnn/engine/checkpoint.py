@@ -1,0 +1,95 @@
+"""Checkpoints: `<save_dir>/<net>/<dataset>/faster_rcnn_<session>_<epoch>_<step>.pth`.
+
+A checkpoint holds the model, optimiser, LR schedule, epoch, step, RNG state, the full config and
+the class names, as tensors and plain Python values only, so it loads with
+torch.load(weights_only=True): a checkpoint that would need to run code to unpickle is refused.
+Writes go to a temporary file that is renamed into place, so a kill at any moment leaves the
+previous checkpoint intact and never a half-written one under a checkpoint's name.
+"""
+from __future__ import annotations
+
+import os
+import re
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from ..utils.safe_load import UnreadableFileError, UnsafeFileError, safe_torch_load
+
+FORMAT_VERSION = 1
+_NAME = re.compile(r"^faster_rcnn_(\d+)_(\d+)_(\d+)\.pth$")
+
+
+class CheckpointError(ValueError):
+    """A checkpoint that is missing, unreadable, unsafe, or does not fit the model."""
+
+
+def checkpoint_dir(save_dir: str | Path, net: str, dataset: str) -> Path:
+    # A dataset given as a YAML path is named by its file stem.
+    return Path(save_dir) / net / Path(dataset).stem
+
+
+def checkpoint_path(save_dir: str | Path, net: str, dataset: str, session: int, epoch: int, step: int) -> Path:
+    return checkpoint_dir(save_dir, net, dataset) / f"faster_rcnn_{session}_{epoch}_{step}.pth"
+
+
+def latest_checkpoint(save_dir: str | Path, net: str, dataset: str, session: int) -> Path | None:
+    """The session's checkpoint with the highest (epoch, step), or None."""
+    folder = checkpoint_dir(save_dir, net, dataset)
+    found = []
+    for path in folder.glob(f"faster_rcnn_{session}_*_*.pth"):
+        m = _NAME.match(path.name)
+        if m and int(m.group(1)) == session:
+            found.append((int(m.group(2)), int(m.group(3)), path))
+    return max(found)[2] if found else None
+
+
+def find_checkpoint(save_dir: str | Path, net: str, dataset: str, session: int, epoch: int, step: int | None) -> Path:
+    """The checkpoint named by --checksession/--checkepoch/--checkpoint; with step None, the one
+    with the highest step of that epoch."""
+    if step is not None:
+        path = checkpoint_path(save_dir, net, dataset, session, epoch, step)
+        if not path.is_file():
+            raise CheckpointError(f"checkpoint not found: {path}")
+        return path
+    folder = checkpoint_dir(save_dir, net, dataset)
+    steps = sorted(
+        (int(m.group(3)), p)
+        for p in folder.glob(f"faster_rcnn_{session}_{epoch}_*.pth")
+        if (m := _NAME.match(p.name)) and int(m.group(1)) == session and int(m.group(2)) == epoch
+    )
+    if not steps:
+        raise CheckpointError(f"no checkpoint of session {session}, epoch {epoch} in {folder}")
+    return steps[-1][1]
+
+
+def save_checkpoint(path: str | Path, state: dict[str, Any]) -> Path:
+    """Write `state` atomically to `path` (temporary file in the same folder, then rename)."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
+    try:
+        with open(tmp, "wb") as f:
+            torch.save({"format_version": FORMAT_VERSION, **state}, f)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    finally:
+        if tmp.exists():
+            tmp.unlink()
+    return path
+
+
+def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") -> dict[str, Any]:
+    """Read a checkpoint with weights_only=True; raise CheckpointError with the reason otherwise."""
+    path = Path(path)
+    if not path.is_file():
+        raise CheckpointError(f"checkpoint not found: {path}")
+    try:
+        state = safe_torch_load(path, map_location)
+    except (UnsafeFileError, UnreadableFileError) as e:
+        raise CheckpointError(str(e)) from None
+    if not isinstance(state, dict) or "model" not in state:
+        raise CheckpointError(f"{path}: not a checkpoint of this project (no 'model' entry)")
+    return state

@@ -1,0 +1,94 @@
+"""Loading a trained detector from its checkpoint, and running it over images or a dataset."""
+from __future__ import annotations
+
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Sequence
+
+import numpy as np
+import torch
+from easydict import EasyDict
+from tqdm import tqdm
+
+from ..config import from_plain, merge_file, merge_pairs
+from ..data.datasets.base import ImageRecord
+from ..data.loader import RoidbDataset, collate, resize
+from ..modeling import FasterRCNN, build_model
+from .checkpoint import CheckpointError, load_checkpoint
+
+
+@dataclass
+class Detector:
+    """A model ready for inference, with what it was trained on."""
+
+    model: FasterRCNN
+    cfg: EasyDict
+    classes: tuple[str, ...]
+    net: str
+    checkpoint: Path
+    device: torch.device
+
+
+def load_detector(
+    path: str | Path, device: str | torch.device = "cpu", overrides: Sequence[str] = (), cfg_file: str | None = None
+) -> Detector:
+    """Rebuild the model a checkpoint was trained as (net, classes, config) and load its weights.
+
+    `cfg_file` (--cfg) and then `overrides` (--set pairs) apply on top of the stored config, e.g.
+    to test at another scale: --set TEST.SCALES [800].
+    """
+    path = Path(path)
+    state = load_checkpoint(path)
+    for key in ("config", "classes", "net"):
+        if key not in state:
+            raise CheckpointError(f"{path}: no '{key}' entry; it was not written by this project's trainval_net.py")
+    cfg = from_plain(state["config"])
+    if cfg_file:
+        merge_file(cfg, cfg_file)
+    merge_pairs(cfg, overrides)
+    classes = tuple(state["classes"])
+    model, _ = build_model(cfg, state["net"], len(classes), use_default_weights=False)
+    missing, unexpected = model.load_state_dict(state["model"], strict=False)
+    if missing or unexpected:
+        raise CheckpointError(
+            f"{path} does not fit the model it describes: missing {sorted(missing)[:8]}, unexpected {sorted(unexpected)[:8]}"
+        )
+    device = torch.device(device)
+    model.to(device).eval()
+    return Detector(model, cfg, classes, state["net"], path, device)
+
+
+@torch.no_grad()
+def detect_images(detector: Detector, images: Sequence[np.ndarray]) -> list[dict[str, np.ndarray]]:
+    """Detections for RGB uint8 images (h, w, 3), one dict of numpy arrays per image."""
+    cfg = detector.cfg.TEST
+    samples = []
+    for i, image in enumerate(images):
+        resized, scale = resize(image, cfg.SCALES[0], cfg.MAX_SIZE)
+        tensor = torch.from_numpy(np.ascontiguousarray(resized)).permute(2, 0, 1)
+        samples.append({"image": tensor, "boxes": torch.zeros(0, 4), "labels": torch.zeros(0, dtype=torch.long),
+                        "scale": scale, "index": i, "weight": 1.0})  # fmt: skip
+    batch = collate(samples).to(detector.device)
+    outputs = detector.model(batch.images, batch.image_sizes, batch.image_scales)
+    return [{k: v.cpu().numpy() for k, v in out.items()} for out in outputs]
+
+
+@torch.no_grad()
+def detect_records(
+    detector: Detector, records: Sequence[ImageRecord], batch_size: int = 1, num_workers: int = 0, progress: bool = True
+) -> list[dict[str, np.ndarray]]:
+    """Detections for every record of a dataset split, in record order."""
+    cfg = detector.cfg.TEST
+    dataset = RoidbDataset(records, cfg.SCALES, cfg.MAX_SIZE)
+    batches = [list(range(i, min(i + batch_size, len(records)))) for i in range(0, len(records), batch_size)]
+    loader = torch.utils.data.DataLoader(dataset, batch_sampler=batches, num_workers=num_workers, collate_fn=collate)
+    results: list[dict[str, np.ndarray]] = []
+    with tqdm(total=len(records), desc="detect", unit="img", file=sys.stderr, disable=not progress,
+              mininterval=1.0 if sys.stderr.isatty() else 30.0) as bar:  # fmt: skip
+        for batch in loader:
+            batch = batch.to(detector.device)
+            outputs = detector.model(batch.images, batch.image_sizes, batch.image_scales)
+            results += [{k: v.cpu().numpy() for k, v in out.items()} for out in outputs]
+            bar.update(len(batch.indices))
+    return results

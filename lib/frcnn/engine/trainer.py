@@ -1,0 +1,209 @@
+"""The training loop: roidb -> grouped batches -> model -> losses -> SGD, with checkpoints.
+
+Losses are read back from the device only every `disp_interval` steps (and at the end of an
+epoch); a non-finite loss found then stops training with the step, the loss terms and the images
+of the first bad batch, before any checkpoint of the damaged weights is written.
+"""
+from __future__ import annotations
+
+import logging
+import math
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+from easydict import EasyDict
+from tqdm import tqdm
+
+from ..config import to_plain
+from ..data.datasets.factory import dataset_spec
+from ..data.loader import RoidbDataset, make_loader
+from ..data.roidb import build_roidb
+from ..data.sampler import GroupedBatchSampler
+from ..modeling import build_model
+from .checkpoint import checkpoint_path, latest_checkpoint, load_checkpoint, save_checkpoint
+from .optim import StepSchedule, build_optimizer
+
+log = logging.getLogger("frcnn.train")
+
+
+@dataclass
+class TrainOptions:
+    """trainval_net.py's flags (see its --help)."""
+
+    dataset: str = "shapes"
+    net: str = "tiny"
+    batch_size: int = 1
+    num_workers: int = 0
+    lr: float | None = None
+    lr_decay_step: int = 5
+    lr_decay_gamma: float = 0.1
+    epochs: int = 20
+    start_epoch: int = 1
+    optimizer: str = "sgd"
+    session: int = 1
+    resume: bool = False
+    checksession: int = 1
+    checkepoch: int = 1
+    checkpoint: int = 0
+    save_dir: str = "models"
+    data_dir: str = "data"
+    disp_interval: int = 100
+    checkpoint_interval: int = 0
+    pretrained: str | None = None
+    device: str = "cpu"
+    seed: int | None = None
+
+
+class NonFiniteLossError(RuntimeError):
+    """Training produced a NaN or infinite loss."""
+
+
+class LossMonitor:
+    """Keeps each step's loss terms on the device and reads them back in one go."""
+
+    def __init__(self) -> None:
+        self.names: list[str] = []
+        self.steps: list[tuple[int, list[str]]] = []
+        self.values: list[torch.Tensor] = []
+
+    def add(self, step: int, losses: dict[str, torch.Tensor], images: list[str]) -> None:
+        self.names = list(losses)
+        self.values.append(torch.stack([v.detach().float() for v in losses.values()]))
+        self.steps.append((step, images))
+
+    def flush(self) -> dict[str, float]:
+        """Mean of each term since the last flush; raises NonFiniteLossError on a bad step."""
+        if not self.values:
+            return {}
+        values = torch.stack(self.values).cpu().numpy()
+        bad = ~np.isfinite(values).all(axis=1)
+        if bad.any():
+            i = int(np.argmax(bad))
+            step, images = self.steps[i]
+            terms = ", ".join(f"{n}={v:.4g}" for n, v in zip(self.names, values[i]))
+            raise NonFiniteLossError(
+                f"non-finite loss at step {step}: {terms}; images of the batch: {', '.join(images)}. "
+                "Try a lower --lr, or check these images' annotations."
+            )
+        means = dict(zip(self.names, values.mean(axis=0).tolist()))
+        means["loss"] = float(values.sum(axis=1).mean())
+        self.values, self.steps = [], []
+        return means
+
+
+def default_lr(opts: TrainOptions, cfg: EasyDict) -> float:
+    return opts.lr if opts.lr is not None else cfg.TRAIN.LEARNING_RATE
+
+
+def train(opts: TrainOptions, cfg: EasyDict) -> Path | None:
+    """Train as `opts` says; returns the last checkpoint written."""
+    seed = cfg.RNG_SEED if opts.seed is None else opts.seed
+    torch.manual_seed(seed)
+    device = torch.device(opts.device)
+    spec = dataset_spec(opts.dataset, opts.data_dir, cfg.VG_VERSION)
+    datasets = spec.train()
+    classes = datasets[0].classes
+    roidb = build_roidb(datasets, cfg.TRAIN.USE_FLIPPED, cfg.TRAIN.USE_DIFFICULT)
+    log.info(
+        "dataset %s: %d training images (%s), %d classes: %s",
+        opts.dataset, len(roidb), "with flipped copies" if cfg.TRAIN.USE_FLIPPED else "no flipping",
+        len(classes) - 1, ", ".join(classes[1:]),
+    )  # fmt: skip
+    model, source = build_model(cfg, opts.net, len(classes), opts.pretrained, opts.data_dir)
+    log.info("backbone %s", source)
+    model.to(device)
+    optimizer = build_optimizer(model, cfg, opts.optimizer, default_lr(opts, cfg))
+    schedule = StepSchedule(default_lr(opts, cfg), opts.lr_decay_step, opts.lr_decay_gamma, cfg.TRAIN.WARMUP_ITERS, cfg.TRAIN.WARMUP_FACTOR)
+
+    sampler = GroupedBatchSampler(
+        [r.aspect_ratio for r in roidb], opts.batch_size, len(cfg.TRAIN.SCALES), cfg.TRAIN.ASPECT_JITTER, seed=seed
+    )
+    steps_per_epoch = len(sampler)
+    start_epoch, start_step, iteration = opts.start_epoch, 0, 0
+    if opts.resume:
+        path = (
+            checkpoint_path(opts.save_dir, opts.net, opts.dataset, opts.checksession, opts.checkepoch, opts.checkpoint)
+            if opts.checkpoint
+            else latest_checkpoint(opts.save_dir, opts.net, opts.dataset, opts.checksession)
+        )
+        if path is None:
+            raise FileNotFoundError(f"--r: no checkpoint of session {opts.checksession} under {opts.save_dir}")
+        state = load_checkpoint(path)
+        model.load_state_dict(state["model"])
+        optimizer.load_state_dict(state["optimizer"])
+        schedule = StepSchedule(**state["schedule"])
+        torch.set_rng_state(state["rng"])
+        start_epoch, start_step, iteration = state["epoch"], state["step"], state["iteration"]
+        if start_step >= steps_per_epoch:
+            start_epoch, start_step = start_epoch + 1, 0
+        log.info("resumed from %s at epoch %d, step %d", path, start_epoch, start_step)
+
+    def save(epoch: int, step: int) -> Path:
+        return save_checkpoint(
+            checkpoint_path(opts.save_dir, opts.net, opts.dataset, opts.session, epoch, step),
+            {
+                "model": model.state_dict(),
+                "optimizer": optimizer.state_dict(),
+                "schedule": schedule.state_dict(),
+                "epoch": epoch,
+                "step": step,
+                "iteration": iteration,
+                "rng": torch.get_rng_state(),
+                "config": to_plain(cfg),
+                "classes": list(classes),
+                "net": opts.net,
+                "dataset": opts.dataset,
+                "session": opts.session,
+            },
+        )
+
+    dataset = RoidbDataset(roidb, cfg.TRAIN.SCALES, cfg.TRAIN.MAX_SIZE)
+    last_saved = None
+    for epoch in range(start_epoch, opts.epochs + 1):
+        sampler.set_epoch(epoch, start_step)
+        loader = make_loader(dataset, sampler, opts.num_workers, pin_memory=device.type == "cuda")
+        model.train()
+        monitor = LossMonitor()
+        padded, images_seen, shown = 0.0, 0, {}
+        started = time.perf_counter()
+        bar = tqdm(total=steps_per_epoch, initial=start_step, desc=f"epoch {epoch}/{opts.epochs}", file=sys.stderr,
+                   dynamic_ncols=True, mininterval=1.0 if sys.stderr.isatty() else 30.0)  # fmt: skip
+        step = start_step
+        for step, batch in enumerate(loader, start=start_step + 1):
+            lr_now = schedule.apply(optimizer, epoch, iteration)
+            batch = batch.to(device)
+            losses = model(batch.images, batch.image_sizes, batch.image_scales, batch.targets)
+            loss = sum(losses.values()) * batch.loss_scale
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            if cfg.TRAIN.CLIP_GRAD_NORM > 0:
+                torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.TRAIN.CLIP_GRAD_NORM)
+            optimizer.step()
+            iteration += 1
+            monitor.add(step, losses, [str(roidb[i].id) + (" (flipped)" if roidb[i].flipped else "") for i in batch.indices])
+            padded += batch.padded_fraction * len(batch.indices)
+            images_seen += len(batch.indices)
+            if step % opts.disp_interval == 0 or step == steps_per_epoch:
+                shown = monitor.flush()
+                rate = images_seen / max(time.perf_counter() - started, 1e-9)
+                bar.set_postfix_str(" ".join(f"{k}={v:.3f}" for k, v in shown.items()) + f" lr={lr_now:.2g} {rate:.1f} img/s")
+            if opts.checkpoint_interval and step % opts.checkpoint_interval == 0 and step < steps_per_epoch:
+                shown = monitor.flush() or shown  # never save weights after an unchecked loss
+                last_saved = save(epoch, step)
+            bar.update(1)
+        bar.close()
+        shown = monitor.flush() or shown
+        elapsed = time.perf_counter() - started
+        log.info(
+            "epoch %d: %s, lr %.3g, %.1f img/s, padding %.1f%% of batch pixels",
+            epoch, " ".join(f"{k} {v:.4f}" for k, v in shown.items()), schedule.lr(epoch, iteration),
+            images_seen / max(elapsed, 1e-9), 100.0 * padded / max(images_seen, 1),
+        )  # fmt: skip
+        last_saved = save(epoch, step)
+        log.info("saved %s", last_saved)
+        start_step = 0
+    return last_saved

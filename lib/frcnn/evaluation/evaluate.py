@@ -1,0 +1,65 @@
+"""One entry point for evaluation: a dataset split, its detections, and a metric name.
+
+Metrics: voc07 (VOC devkit, 11-point AP), voc (VOC devkit, area under the curve), coco
+(pycocotools' COCOeval). The headline `mean_ap` is the mean over classes of AP at IoU 0.5 for the
+VOC metrics and COCO's AP at IoU .50:.95 for coco.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Callable, Sequence
+
+import numpy as np
+
+from ..data.datasets.base import DetectionDataset
+from ..data.datasets.coco import COCOFormatDataset
+from .coco_eval import evaluate_coco
+from .voc_eval import ClassResult, evaluate_voc, mean_ap
+
+METRICS = ("voc07", "voc", "coco")
+
+
+@dataclass
+class Evaluation:
+    """Per-class results in label order, the headline figure, and metric-specific extras."""
+
+    metric: str
+    class_names: tuple[str, ...]
+    classes: list[ClassResult]
+    mean_ap: float
+    stats: dict[str, float] = field(default_factory=dict)
+    summary: str = ""
+
+
+def category_maps(dataset: DetectionDataset) -> tuple[Callable[[int], str | int], Callable[[str | int], int | None]]:
+    """(label -> category id in results files, category id -> label or None).
+
+    COCO data uses the file's own category ids; VOC-format data uses class names.
+    """
+    if isinstance(dataset, COCOFormatDataset):
+        ids = dataset.category_ids
+        by_id = {cat: i + 1 for i, cat in enumerate(ids)}
+        return (lambda label: ids[label - 1]), by_id.get
+    names = dataset.classes
+    by_name = {n: i for i, n in enumerate(names) if i}
+    return (lambda label: names[label]), by_name.get
+
+
+def evaluate(dataset: DetectionDataset, detections: Sequence[dict[str, np.ndarray]], metric: str) -> Evaluation:
+    """Evaluate detections (one dict per record of `dataset`, in record order)."""
+    if metric not in METRICS:
+        raise ValueError(f"--metric must be one of {METRICS}; got {metric!r}")
+    records = dataset.records
+    if len(detections) != len(records):
+        raise ValueError(f"{len(detections)} images of detections for the {len(records)} images of {dataset.name}")
+    names = dataset.classes[1:]
+    if metric == "coco":
+        if isinstance(dataset, COCOFormatDataset):
+            result = evaluate_coco(records, detections, dataset.num_classes, dataset.coco, dataset.category_ids)
+        else:
+            result = evaluate_coco(records, detections, dataset.num_classes)
+        return Evaluation(metric, names, result.classes, result.stats["AP"], result.stats, result.summary)
+    gt = [(r.boxes, r.labels, r.difficult | (r.crowd if r.crowd.size else False)) for r in records]
+    dets = [(d["boxes"], d["scores"], d["labels"]) for d in detections]
+    results = evaluate_voc(gt, dets, dataset.num_classes, use_11_point=metric == "voc07")
+    return Evaluation(metric, names, results, mean_ap(results))

@@ -1,0 +1,70 @@
+"""What every backbone provides: a stride-16 base, a per-RoI head, and its input format.
+
+Shapes: N images, C base channels, R RoIs, P pooled size, D head output size.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from torch import Tensor, nn
+
+
+@dataclass(frozen=True)
+class PixelFormat:
+    """How a backbone wants its input: channel order and per-channel mean / std in 0..255 units.
+
+    The model receives RGB uint8 images and computes (x[channel order] - mean) / std itself, so a
+    checkpoint always carries the normalisation it was trained with.
+    """
+
+    channel_order: str  # "RGB" or "BGR"
+    mean: tuple[float, float, float]
+    std: tuple[float, float, float]
+
+
+# torchvision's ImageNet weights: RGB in [0, 1] normalised by ImageNet mean / std.
+TORCHVISION_PIXELS = PixelFormat("RGB", (123.675, 116.28, 103.53), (58.395, 57.12, 57.375))
+# The original's Caffe-converted weights: BGR in 0..255 minus the pixel means, no scaling.
+CAFFE_PIXELS = PixelFormat("BGR", (102.9801, 115.9465, 122.7717), (1.0, 1.0, 1.0))
+
+
+class Backbone(nn.Module):
+    """The convolutional base, (N, 3, H, W) -> (N, C, H/16, W/16).
+
+    Args:
+        base: the trunk up to stride `stride`.
+        out_channels: C.
+        stride: the base's total stride (16 for every backbone here).
+    """
+
+    def __init__(self, base: nn.Module, out_channels: int, stride: int = 16) -> None:
+        super().__init__()
+        self.base = base
+        self.out_channels = out_channels
+        self.stride = stride
+
+    def forward(self, images: Tensor) -> Tensor:
+        return self.base(images)
+
+
+@dataclass
+class BackboneParts:
+    """What a backbone builder returns: the base, the per-RoI head (R, C, P, P) -> (R, D), and D."""
+
+    backbone: Backbone
+    head: nn.Module
+    head_dim: int
+
+
+def freeze(module: nn.Module) -> nn.Module:
+    """Stop gradients into `module`'s parameters."""
+    for p in module.parameters():
+        p.requires_grad_(False)
+    return module
+
+
+class MeanPool(nn.Module):
+    """(R, D, h, w) -> (R, D): the spatial mean the original takes after ResNet's layer4."""
+
+    def forward(self, x: Tensor) -> Tensor:
+        return x.mean(dim=(2, 3))

@@ -1,0 +1,84 @@
+"""Box geometry in the inclusive-pixel convention used throughout this package.
+
+A box is (x1, y1, x2, y2) in 0-based pixel indices with both corners inside the box, so a box that
+covers exactly one pixel has width x2 - x1 + 1 = 1. This is the PASCAL VOC devkit's convention, the
+original project's, and the one torchvision's roi_pool rounds with. torchvision's other box ops treat
+(x2, y2) as exclusive; `to_exclusive` (add 1 to x2 and y2) lets them be used unchanged.
+
+Shapes: `...` is any number of leading batch dimensions; M and G count boxes.
+"""
+from __future__ import annotations
+
+import torch
+from torch import Tensor
+from torchvision import ops
+
+
+def to_exclusive(boxes: Tensor) -> Tensor:
+    """(..., 4) inclusive boxes -> the same boxes with exclusive (x2, y2), as torchvision expects."""
+    return boxes + boxes.new_tensor([0.0, 0.0, 1.0, 1.0])
+
+
+def box_area(boxes: Tensor) -> Tensor:
+    """(..., 4) -> (...) areas; degenerate boxes have area 0."""
+    wh = (boxes[..., 2:] - boxes[..., :2] + 1).clamp(min=0)
+    return wh[..., 0] * wh[..., 1]
+
+
+def box_iou(boxes_a: Tensor, boxes_b: Tensor) -> Tensor:
+    """IoU of every pair: (..., M, 4) x (..., G, 4) -> (..., M, G), batch dims broadcast."""
+    area_a = box_area(boxes_a)
+    area_b = box_area(boxes_b)
+    top_left = torch.maximum(boxes_a[..., :, None, :2], boxes_b[..., None, :, :2])
+    bottom_right = torch.minimum(boxes_a[..., :, None, 2:], boxes_b[..., None, :, 2:])
+    wh = (bottom_right - top_left + 1).clamp(min=0)
+    inter = wh[..., 0] * wh[..., 1]
+    union = area_a[..., :, None] + area_b[..., None, :] - inter
+    return inter / union.clamp(min=1e-6)
+
+
+def clip_boxes(boxes: Tensor, image_sizes: Tensor) -> Tensor:
+    """Clip (N, M, 4) boxes to each image's (h, w) in `image_sizes` (N, 2)."""
+    sizes = image_sizes.to(boxes.dtype)
+    x_max = (sizes[:, 1] - 1).view(-1, 1)
+    y_max = (sizes[:, 0] - 1).view(-1, 1)
+    zero = boxes.new_zeros(())
+    return torch.stack(
+        (
+            boxes[..., 0].clamp(min=zero).minimum(x_max),
+            boxes[..., 1].clamp(min=zero).minimum(y_max),
+            boxes[..., 2].clamp(min=zero).minimum(x_max),
+            boxes[..., 3].clamp(min=zero).minimum(y_max),
+        ),
+        dim=-1,
+    )
+
+
+def box_sizes(boxes: Tensor) -> Tensor:
+    """(..., 4) -> (..., 2) widths and heights."""
+    return boxes[..., 2:] - boxes[..., :2] + 1
+
+
+def batched_nms(boxes: Tensor, scores: Tensor, groups: Tensor, iou_threshold: float) -> Tensor:
+    """NMS within each group (image, or image x class): indices kept, by decreasing score.
+
+    boxes (M, 4) float32, scores (M,), groups (M,) int64. IoU uses the inclusive convention.
+    """
+    return ops.batched_nms(to_exclusive(boxes.float()), scores.float(), groups, iou_threshold)
+
+
+def rank_within_groups(groups: Tensor, num_groups: int) -> Tensor:
+    """For elements already sorted so each group's members are contiguous and in order of
+    preference, the position of each element inside its group (0 for the first)."""
+    counts = torch.bincount(groups, minlength=num_groups)
+    starts = torch.cumsum(counts, 0) - counts
+    return torch.arange(groups.numel(), device=groups.device) - starts[groups]
+
+
+def top_per_group(groups: Tensor, scores: Tensor, num_groups: int, k: int) -> Tensor:
+    """Indices of the k highest scores of each group, grouped by ascending group id and sorted by
+    decreasing score inside a group. groups (M,) int64, scores (M,)."""
+    by_score = torch.argsort(scores, descending=True)
+    by_group = by_score[torch.argsort(groups[by_score], stable=True)]
+    rank = rank_within_groups(groups[by_group], num_groups)
+    return by_group[rank < k]

@@ -1,0 +1,96 @@
+"""Shared fixtures: small generated datasets, so no test needs a download."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from frcnn.data.datasets.shapes import ShapesDataset, ensure_generated
+
+SMALL_SHAPES = {"trainval": 24, "test": 8}
+
+
+@pytest.fixture(scope="session")
+def small_shapes_root(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A shapes dataset of 24 trainval and 8 test images (generated once per test session)."""
+    root = tmp_path_factory.mktemp("data") / "shapes"
+    ensure_generated(root, SMALL_SHAPES, progress=False)
+    return root
+
+
+@pytest.fixture()
+def small_shapes(small_shapes_root: Path) -> tuple[ShapesDataset, ShapesDataset]:
+    return ShapesDataset("trainval", small_shapes_root), ShapesDataset("test", small_shapes_root)
+
+
+# ---- builders of tiny datasets in every supported format -------------------------------------
+
+import json  # noqa: E402
+
+import cv2  # noqa: E402
+import numpy as np  # noqa: E402
+
+from frcnn.data.datasets.pascal_voc import write_voc_annotation  # noqa: E402
+from frcnn.data.datasets.shapes import render  # noqa: E402
+
+
+def shapes_samples(count: int, seed: int = 0) -> list:
+    """(RGB image, [(class name, 0-based inclusive box, difficult)]) drawn like the shapes dataset."""
+    return [render(np.random.default_rng(seed + i)) for i in range(count)]
+
+
+def write_image(path, image) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    cv2.imwrite(str(path), np.ascontiguousarray(image[:, :, ::-1]))
+
+
+def write_coco(annotation_file, image_dir, samples, category_ids: dict, first_image_id: int = 100, crowd_every: int = 0) -> dict:
+    """A COCO instances JSON: bbox [x, y, w, h] with w = x2 - x1 + 1; every crowd_every-th object a crowd."""
+    images, annotations = [], []
+    for i, (image, objects) in enumerate(samples):
+        image_id = first_image_id + i
+        write_image(image_dir / f"img_{image_id}.jpg", image)
+        images.append({"id": image_id, "file_name": f"img_{image_id}.jpg", "width": image.shape[1], "height": image.shape[0]})
+        for name, (x1, y1, x2, y2), _ in objects:
+            n = len(annotations) + 1
+            w, h = x2 - x1 + 1, y2 - y1 + 1
+            annotations.append({"id": n, "image_id": image_id, "category_id": category_ids[name], "bbox": [x1, y1, w, h],
+                                "area": w * h, "iscrowd": int(bool(crowd_every) and n % crowd_every == 0)})  # fmt: skip
+    data = {"images": images, "annotations": annotations,
+            "categories": [{"id": cid, "name": name} for name, cid in category_ids.items()]}  # fmt: skip
+    annotation_file.parent.mkdir(parents=True, exist_ok=True)
+    annotation_file.write_text(json.dumps(data))
+    return data
+
+
+def write_voc(root, split: str, samples, prefix: str = "") -> list[str]:
+    ids = []
+    for i, (image, objects) in enumerate(samples):
+        image_id = f"{prefix}{split}_{i:03d}"
+        write_image(root / "JPEGImages" / f"{image_id}.jpg", image)
+        (root / "Annotations").mkdir(parents=True, exist_ok=True)
+        write_voc_annotation(root / "Annotations" / f"{image_id}.xml", f"{image_id}.jpg", image.shape[1], image.shape[0], objects)
+        ids.append(image_id)
+    (root / "ImageSets" / "Main").mkdir(parents=True, exist_ok=True)
+    (root / "ImageSets" / "Main" / f"{split}.txt").write_text("\n".join(ids) + "\n")
+    return ids
+
+
+def zero_based_xml(path, width: int, height: int, objects, extra: str = "") -> None:
+    """VOC-style XML with 0-based boxes, as ImageNet DET and Visual Genome write them."""
+    body = "".join(
+        f"<object><name>{name}</name>{extra}<bndbox><xmin>{b[0]:g}</xmin><ymin>{b[1]:g}</ymin><xmax>{b[2]:g}</xmax><ymax>{b[3]:g}</ymax></bndbox></object>"
+        for name, b in objects
+    )
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(f"<annotation><size><width>{width}</width><height>{height}</height></size>{body}</annotation>")
+
+
+@pytest.fixture(scope="session")
+def build():
+    """The dataset builders above, for tests: build.write_coco(...), build.write_voc(...), ..."""
+    from types import SimpleNamespace
+
+    return SimpleNamespace(
+        shapes_samples=shapes_samples, write_image=write_image, write_coco=write_coco, write_voc=write_voc, zero_based_xml=zero_based_xml
+    )

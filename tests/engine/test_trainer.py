@@ -1,0 +1,76 @@
+from pathlib import Path
+
+import pytest
+import torch
+
+from frcnn.cli import build_config
+from frcnn.engine.checkpoint import load_checkpoint
+from frcnn.engine.trainer import TrainOptions, train
+
+CFGS = Path(__file__).resolve().parents[2] / "cfgs"
+SMALL = ["TINY.CHANNELS", "[8,16,16,32]", "TINY.HEAD_DIM", "32", "RPN_CHANNELS", "32", "TRAIN.SCALES", "[128]", "TEST.SCALES", "[128]"]
+
+
+def options(data_dir: Path, save_dir: Path, **kw) -> TrainOptions:
+    base = dict(dataset="shapes", net="tiny", batch_size=4, epochs=2, lr_decay_step=1, save_dir=str(save_dir),
+                data_dir=str(data_dir), disp_interval=5, lr=0.01)  # fmt: skip
+    base.update(kw)
+    return TrainOptions(**base)
+
+
+@pytest.fixture()
+def cfg(small_shapes_root):
+    return build_config("shapes", "tiny", CFGS, set_cfgs=SMALL, data_dir=str(small_shapes_root.parent))
+
+
+def test_resume_continues_where_it_stopped(small_shapes_root, cfg, tmp_path):
+    data_dir = small_shapes_root.parent
+    straight = train(options(data_dir, tmp_path / "a"), cfg)
+    # 24 images + flips = 48, batch 4: 12 steps per epoch; checkpoints every 5 steps
+    assert straight.name == "faster_rcnn_1_2_12.pth"
+
+    first = train(options(data_dir, tmp_path / "b", epochs=1, checkpoint_interval=5), cfg)
+    saved = sorted(p.name for p in first.parent.glob("*.pth"))
+    assert saved == ["faster_rcnn_1_1_10.pth", "faster_rcnn_1_1_12.pth", "faster_rcnn_1_1_5.pth"]
+    mid = load_checkpoint(first.parent / "faster_rcnn_1_1_5.pth")
+    assert (mid["epoch"], mid["step"], mid["iteration"]) == (1, 5, 5)
+    assert mid["optimizer"]["state"], "momentum buffers are saved"
+
+    # resume from the mid-epoch checkpoint (step 5 of epoch 1) and finish epoch 2
+    (first.parent / "faster_rcnn_1_1_10.pth").unlink()
+    (first.parent / "faster_rcnn_1_1_12.pth").unlink()
+    resumed = train(options(data_dir, tmp_path / "b", resume=True, checksession=1), cfg)
+    assert resumed.name == "faster_rcnn_1_2_12.pth"
+    a, b = load_checkpoint(straight)["model"], load_checkpoint(resumed)["model"]
+    for key in a:
+        assert torch.allclose(a[key], b[key], atol=1e-5), key
+    end = load_checkpoint(resumed)
+    assert end["iteration"] == 24 and end["schedule"]["base_lr"] == 0.01
+
+
+def test_resume_without_checkpoint_is_a_clear_error(small_shapes_root, cfg, tmp_path):
+    with pytest.raises(FileNotFoundError, match="no checkpoint of session 1"):
+        train(options(small_shapes_root.parent, tmp_path / "none", resume=True), cfg)
+
+
+def test_learning_rate_decays_every_step_epochs():
+    from frcnn.engine.optim import StepSchedule
+
+    s = StepSchedule(base_lr=0.01, decay_step=5, gamma=0.1)
+    assert [s.lr(e, 10_000) for e in (1, 5, 6, 10, 11)] == pytest.approx([0.01, 0.01, 0.001, 0.001, 0.0001])
+    warm = StepSchedule(base_lr=0.01, decay_step=5, gamma=0.1, warmup_iters=10, warmup_factor=0.1)
+    assert warm.lr(1, 0) == pytest.approx(0.001) and warm.lr(1, 5) == pytest.approx(0.0055) and warm.lr(1, 10) == 0.01
+
+
+def test_biases_get_double_lr_and_no_decay(cfg):
+    from frcnn.engine.optim import build_optimizer
+    from frcnn.modeling import build_model
+
+    model, _ = build_model(cfg, "tiny", 8)
+    opt = build_optimizer(model, cfg, "sgd", 0.01)
+    by_mult = {g["lr_mult"]: g for g in opt.param_groups if g["weight_decay"] == 0}
+    bias_group = by_mult[2.0]
+    assert bias_group["lr"] == 0.02
+    assert all(p.dim() == 1 for p in bias_group["params"])
+    weights = [g for g in opt.param_groups if g["weight_decay"] > 0][0]
+    assert all(p.dim() > 1 for p in weights["params"])

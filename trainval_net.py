@@ -1,0 +1,57 @@
+"""Train a Faster R-CNN: python trainval_net.py --dataset shapes --net tiny --bs 4 --epochs 8
+
+Checkpoints go to <save_dir>/<net>/<dataset>/faster_rcnn_<session>_<epoch>_<step>.pth.
+"""
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+from frcnn.cli import add_bool_flag, add_model_flags, build_config, run_main
+from frcnn.engine.trainer import NonFiniteLossError, TrainOptions, train
+
+CFGS_DIR = Path(__file__).resolve().parent / "cfgs"
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(description="Train a Faster R-CNN network")
+    add_model_flags(p)
+    p.add_argument("--bs", type=int, default=1, help="batch size (images per step, all processes together)")
+    p.add_argument("--nw", type=int, default=0, help="data loading worker processes")
+    p.add_argument("--lr", type=float, default=None, help="starting learning rate (default: TRAIN.LEARNING_RATE)")
+    p.add_argument("--lr_decay_step", type=int, default=5, help="epochs between learning rate decays")
+    p.add_argument("--lr_decay_gamma", type=float, default=0.1, help="learning rate decay factor")
+    p.add_argument("--epochs", type=int, default=20, help="last epoch to train")
+    p.add_argument("--start_epoch", type=int, default=1, help="first epoch (without --r)")
+    p.add_argument("--o", dest="optimizer", default="sgd", choices=("sgd", "adam"), help="optimiser")
+    p.add_argument("--s", dest="session", type=int, default=1, help="training session (names checkpoints)")
+    add_bool_flag(p, "--r", dest="resume", help="resume from a checkpoint: --r, --r true or --r false")
+    p.add_argument("--checksession", type=int, default=1, help="session to resume")
+    p.add_argument("--checkepoch", type=int, default=1, help="epoch to resume (with --checkpoint)")
+    p.add_argument("--checkpoint", type=int, default=0, help="step to resume; 0 resumes the session's newest checkpoint")
+    p.add_argument("--save_dir", default="models", help="where checkpoints go")
+    p.add_argument("--disp_interval", type=int, default=100, help="steps between loss displays")
+    p.add_argument("--checkpoint_interval", type=int, default=0, help="also save every this many steps (0: at epoch ends only)")
+    p.add_argument("--pretrained", default=None, help="backbone weight file (torchvision or the original's Caffe .pth)")
+    p.add_argument("--seed", type=int, default=None, help="random seed (default: RNG_SEED)")
+    add_bool_flag(p, "--mGPUs", help="use every visible GPU")
+    return p.parse_args(argv)
+
+
+def main() -> None:
+    args = parse_args()
+    cfg = build_config(args.dataset, args.net, CFGS_DIR, args.cfg_file, args.set_cfgs, args.ls, args.cag, args.data_dir)
+    opts = TrainOptions(
+        dataset=args.dataset, net=args.net, batch_size=args.bs, num_workers=args.nw, lr=args.lr,
+        lr_decay_step=args.lr_decay_step, lr_decay_gamma=args.lr_decay_gamma, epochs=args.epochs,
+        start_epoch=args.start_epoch, optimizer=args.optimizer, session=args.session, resume=args.resume,
+        checksession=args.checksession, checkepoch=args.checkepoch, checkpoint=args.checkpoint,
+        save_dir=args.save_dir, data_dir=args.data_dir, disp_interval=args.disp_interval,
+        checkpoint_interval=args.checkpoint_interval,
+        pretrained=args.pretrained, device="cuda" if args.cuda else "cpu", seed=args.seed,
+    )  # fmt: skip
+    train(opts, cfg)
+
+
+if __name__ == "__main__":
+    run_main(main, user_errors=(NonFiniteLossError,))
