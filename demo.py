@@ -28,7 +28,7 @@ IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp"}
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description="Detect objects in images, a camera or a video")
-    add_model_flags(p)
+    add_model_flags(p, loading=True)
     add_checkpoint_flags(p)
     p.add_argument("--image_dir", default="images", help="folder of images (default: images)")
     p.add_argument("--webcam", "--webcam_num", dest="webcam", default=None, help="camera number, or a video file path")
@@ -116,7 +116,7 @@ def run_stream(detector: Detector, source: str, thresh: float, video_out: str | 
 def main() -> None:
     args = parse_args()
     path = resolve_checkpoint(args)
-    detector = load_detector(path, "cuda" if args.cuda else "cpu", args.set_cfgs, args.cfg_file)
+    detector = load_detector(path, "cuda" if args.cuda else "cpu", args.set_cfgs, args.cfg_file, args.net)
     log.info("loaded %s (%s, %d classes)", path, detector.net, len(detector.classes) - 1)
     if args.webcam is not None:
         run_stream(detector, str(args.webcam), args.thresh, args.video_out, args.max_frames)

@@ -26,6 +26,7 @@ def small_shapes(small_shapes_root: Path) -> tuple[ShapesDataset, ShapesDataset]
 # ---- builders of tiny datasets in every supported format -------------------------------------
 
 import json  # noqa: E402
+from pathlib import Path  # noqa: E402,F811
 
 import cv2  # noqa: E402
 import numpy as np  # noqa: E402
@@ -86,11 +87,65 @@ def zero_based_xml(path, width: int, height: int, objects, extra: str = "") -> N
     path.write_text(f"<annotation><size><width>{width}</width><height>{height}</height></size>{body}</annotation>")
 
 
+# ---- a VOC folder holding one image of every kind of bad input ----
+
+def bad_xml(objects, size=(80, 60)) -> str:
+    body = "".join(f"<object><name>{n}</name><bndbox><xmin>{b[0]}</xmin><ymin>{b[1]}</ymin><xmax>{b[2]}</xmax><ymax>{b[3]}</ymax></bndbox></object>"
+                   for n, b in objects)  # fmt: skip
+    return f"<annotation><size><width>{size[0]}</width><height>{size[1]}</height></size>{body}</annotation>"
+
+
+def good_image(path: Path, h=60, w=80, channels=3, dtype=np.uint8) -> None:
+    rng = np.random.default_rng(len(str(path)))
+    top = 65535 if dtype == np.uint16 else 255
+    image = rng.integers(0, top, (h, w, channels) if channels > 1 else (h, w), endpoint=True).astype(dtype)
+    cv2.imwrite(str(path), image)
+
+
+def bad_voc(root: Path) -> None:
+    """One image of every kind of problem, plus good ones."""
+    jpg, ann = root / "JPEGImages", root / "Annotations"
+    jpg.mkdir(parents=True)
+    ann.mkdir()
+    box = [(("circle", [10, 10, 40, 40]))]
+    entries = {
+        "good": box, "good2": [("square", [5, 5, 30, 50])], "empty": [],
+        "missing": box, "zerobytes": box, "truncated": box, "corrupt": box, "notimage": box, "tiny": box,
+        "gray": box, "alpha": box, "deep": box,
+        "badxml": None, "noxml": box,
+        "boxes": [("circle", [-5, 10, 30, 70]), ("circle", [30, 30, 20, 40]), ("square", ["nan", 1, 5, 5]),
+                  ("square", [1, 1, "inf", 5]), ("circle", [100, 100, 120, 120]), ("unicorn", [1, 1, 9, 9]), ("square", [1, 1, 20, 20])],
+        "../../escape": box,
+    }  # fmt: skip
+    for name, objects in entries.items():
+        if name == "../../escape":
+            continue
+        if name != "noxml":
+            (ann / f"{name}.xml").write_text("<annotation><object><name>circle" if objects is None else bad_xml(objects))
+    for name in ("good", "good2", "empty", "badxml", "noxml", "boxes"):
+        good_image(jpg / f"{name}.jpg")
+    (jpg / "zerobytes.jpg").write_bytes(b"")
+    good_image(jpg / "truncated.jpg", 200, 200)
+    data = (jpg / "truncated.jpg").read_bytes()
+    (jpg / "truncated.jpg").write_bytes(data[: len(data) // 2])
+    (jpg / "corrupt.jpg").write_bytes(b"\xff\xd8\xff\xe0" + bytes(np.random.default_rng(0).integers(0, 256, 3000, dtype=np.uint8)))
+    (jpg / "notimage.jpg").write_text("this is a text file\n")
+    good_image(jpg / "tiny.jpg", 3, 4)
+    good_image(jpg / "gray.jpg", channels=1)
+    good_image(jpg / "alpha.png", channels=4)
+    good_image(jpg / "deep.png", dtype=np.uint16)
+    (root / "ImageSets" / "Main").mkdir(parents=True)
+    (root / "ImageSets" / "Main" / "trainval.txt").write_text("\n".join(entries) + "\n")
+    (root / "ImageSets" / "Main" / "none.txt").write_text("\n")
+
+
+
 @pytest.fixture(scope="session")
 def build():
     """The dataset builders above, for tests: build.write_coco(...), build.write_voc(...), ..."""
     from types import SimpleNamespace
 
     return SimpleNamespace(
-        shapes_samples=shapes_samples, write_image=write_image, write_coco=write_coco, write_voc=write_voc, zero_based_xml=zero_based_xml
+        shapes_samples=shapes_samples, write_image=write_image, write_coco=write_coco, write_voc=write_voc, zero_based_xml=zero_based_xml,
+        bad_voc=bad_voc, good_image=good_image,
     )

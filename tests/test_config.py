@@ -20,9 +20,10 @@ def test_unknown_keys_and_wrong_types_are_errors(tmp_path):
     with pytest.raises(ValueError, match="KEY VALUE pairs"):
         merge_pairs(cfg, ["TRAIN.SCALES"])
     bad = tmp_path / "bad.yml"
-    bad.write_text("!!python/object/apply:os.system ['echo hi']\n")
-    with pytest.raises(Exception):
+    bad.write_text("!!python/object/apply:os.mkdir ['ran']\n")
+    with pytest.raises(ValueError, match="not a plain YAML config"):
         merge_file(cfg, bad)
+    assert not (tmp_path / "ran").exists()
 
 
 def test_original_yaml_files_merge(tmp_path):

@@ -33,9 +33,14 @@ def add_bool_flag(parser: argparse.ArgumentParser, *names: str, help: str, dest:
     parser.add_argument(*names, dest=dest, type=str2bool, nargs="?", const=True, default=False, help=help)
 
 
-def add_model_flags(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--dataset", default="shapes", help="dataset the model was trained on (names its checkpoint folder)")
-    parser.add_argument("--net", default="tiny", choices=NETS, help="backbone network")
+def add_model_flags(parser: argparse.ArgumentParser, loading: bool = False) -> None:
+    """--dataset, --net and the config flags; `loading` for scripts that load a checkpoint, where
+    --net names the checkpoint folder and, when given, must match the checkpoint."""
+    parser.add_argument("--dataset", default="shapes", help="dataset name or dataset YAML (names the checkpoint folder)")
+    if loading:
+        parser.add_argument("--net", default=None, choices=NETS, help="backbone (default: the checkpoint's; folder models/tiny/...)")
+    else:
+        parser.add_argument("--net", default="tiny", choices=NETS, help="backbone network")
     parser.add_argument("--cfg", dest="cfg_file", default=None, help="extra config file (YAML)")
     parser.add_argument("--set", dest="set_cfgs", nargs="+", default=[], metavar="KEY VALUE", help="config overrides, e.g. --set TEST.SCALES [800]")
     add_bool_flag(parser, "--cuda", help="run on the GPU")
@@ -55,15 +60,16 @@ def add_checkpoint_flags(parser: argparse.ArgumentParser) -> None:
 def resolve_checkpoint(args: argparse.Namespace) -> Path:
     if args.load_name:
         return Path(args.load_name)
+    net = args.net or "tiny"
     if args.checkepoch is None:
-        path = latest_checkpoint(args.load_dir, args.net, args.dataset, args.checksession)
+        path = latest_checkpoint(args.load_dir, net, args.dataset, args.checksession)
         if path is None:
             raise CheckpointError(
-                f"no checkpoint of session {args.checksession} under {Path(args.load_dir) / args.net / Path(args.dataset).stem}; "
+                f"no checkpoint of session {args.checksession} under {Path(args.load_dir) / net / Path(args.dataset).stem}; "
                 "train one with trainval_net.py or pass --load_name"
             )
         return path
-    return find_checkpoint(args.load_dir, args.net, args.dataset, args.checksession, args.checkepoch, args.checkpoint)
+    return find_checkpoint(args.load_dir, net, args.dataset, args.checksession, args.checkepoch, args.checkpoint)
 
 
 def build_config(

@@ -20,7 +20,7 @@ def test_flip_is_an_involution_in_inclusive_pixels():
 
 def test_loaded_flipped_image_matches_boxes(small_shapes):
     train, _ = small_shapes
-    roidb = build_roidb([train], use_flipped=True)
+    roidb = build_roidb(train.records, use_flipped=True)
     n = len(train)
     data = RoidbDataset(roidb, [128], 1000)
     for i in range(n):
@@ -50,7 +50,7 @@ def test_collate_pads_and_reports_padding():
 
 def test_training_roidb_drops_difficult_keeps_empty(small_shapes):
     train, _ = small_shapes
-    roidb = build_roidb([train], use_flipped=False)
+    roidb = build_roidb(train.records, use_flipped=False)
     assert len(roidb) == len(train)
     assert not any(r.difficult.any() for r in roidb)
     assert sum(r.difficult.sum() for r in train.records) > 0

@@ -5,6 +5,8 @@ Shapes: N images in a batch, H x W the padded batch size, G objects per image.
 """
 from __future__ import annotations
 
+import dataclasses
+import logging
 from dataclasses import dataclass
 from typing import Sequence
 
@@ -17,14 +19,17 @@ from torch.utils.data import DataLoader, Dataset
 from .datasets.base import ImageRecord
 from .sampler import GroupedBatchSampler, SampleKey
 
+log = logging.getLogger(__name__)
+
 
 class ImageReadError(RuntimeError):
     """An image file that cannot be read as an image."""
 
 
 def read_image(path: str) -> np.ndarray:
-    """An RGB uint8 (h, w, 3) image; grayscale and alpha images become RGB."""
-    image = cv2.imread(path, cv2.IMREAD_COLOR)
+    """An RGB uint8 (h, w, 3) image as stored (EXIF orientation ignored, as annotation tools and
+    the image check see it); grayscale, palette, alpha and 16-bit images become 8-bit RGB."""
+    image = cv2.imread(path, cv2.IMREAD_COLOR | cv2.IMREAD_IGNORE_ORIENTATION)
     if image is None:
         raise ImageReadError(f"cannot read image {path}")
     return np.ascontiguousarray(image[:, :, ::-1])
@@ -68,7 +73,14 @@ class RoidbDataset(Dataset):
         if not isinstance(key, SampleKey):
             key = SampleKey(int(key), 0, 1.0)
         record = self.roidb[key.index]
-        image = read_image(record.path)
+        try:
+            image = read_image(record.path)
+        except ImageReadError as e:
+            # Checked before training, so the file changed since: a blank stand-in with no weight.
+            log.warning("%s; it is left out of this step", e)
+            image = np.zeros((max(record.height, 1), max(record.width, 1), 3), np.uint8)
+            record = dataclasses.replace(record, boxes=record.boxes[:0], labels=record.labels[:0])
+            key = key._replace(weight=0.0)
         if record.flipped:
             image = image[:, ::-1]
         image, scale = resize(image, self.scales[key.scale], self.max_size)

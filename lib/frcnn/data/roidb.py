@@ -1,8 +1,9 @@
 """The roidb: the list of ImageRecords one training run iterates over.
 
-Built from one or more datasets (pascal_voc_0712 joins two), with difficult and crowd objects
-left out of training, and with a horizontally flipped copy of every image when TRAIN.USE_FLIPPED.
-Images without objects stay: they train the detector on background.
+Built from the checked records of one or more datasets (pascal_voc_0712 joins two; see
+data/validate.py for the checks), with difficult and crowd objects left out of training, and with
+a horizontally flipped copy of every image when TRAIN.USE_FLIPPED. Images without objects stay:
+they train the detector on background.
 """
 from __future__ import annotations
 
@@ -32,12 +33,16 @@ def training_record(record: ImageRecord, use_difficult: bool = False) -> ImageRe
     )
 
 
-def build_roidb(datasets: Sequence[DetectionDataset], use_flipped: bool = True, use_difficult: bool = False) -> list[ImageRecord]:
-    """Training records of all `datasets` (which must share one class list), plus flipped copies."""
-    classes = {d.classes for d in datasets}
-    if len(classes) > 1:
+def joined_records(datasets: Sequence[DetectionDataset]) -> list[ImageRecord]:
+    """The records of datasets joined for training, which must share one class list."""
+    if len({d.classes for d in datasets}) > 1:
         raise ValueError(f"datasets joined for training must share their classes: {[d.name for d in datasets]}")
-    roidb = [training_record(r, use_difficult) for d in datasets for r in d.records]
+    return [r for d in datasets for r in d.records]
+
+
+def build_roidb(records: Sequence[ImageRecord], use_flipped: bool = True, use_difficult: bool = False) -> list[ImageRecord]:
+    """Training versions of `records`, plus their flipped copies."""
+    roidb = [training_record(r, use_difficult) for r in records]
     if use_flipped:
         roidb += [dataclasses.replace(r, boxes=flip_boxes(r.boxes, r.width), flipped=True) for r in roidb]
     return roidb

@@ -64,6 +64,40 @@ def find_checkpoint(save_dir: str | Path, net: str, dataset: str, session: int, 
     return steps[-1][1]
 
 
+# Config keys that shape the model's parameters or what its layers compute.
+MODEL_KEYS = (
+    "POOLING_MODE", "POOLING_SIZE", "CLASS_AGNOSTIC", "ANCHOR_SCALES", "ANCHOR_RATIOS", "FEAT_STRIDE", "RPN_CHANNELS",
+    "ROI_ALIGN_SAMPLING_RATIO", "ROI_ALIGN_ALIGNED", "TINY.CHANNELS", "TINY.HEAD_DIM", "TINY.NORM",
+)  # fmt: skip
+
+
+def _lookup(cfg: dict, dotted: str):
+    for part in dotted.split("."):
+        cfg = cfg.get(part, {}) if isinstance(cfg, dict) else {}
+    return cfg if cfg != {} else None
+
+
+def model_differences(state: dict[str, Any], net: str, classes: tuple[str, ...], cfg: dict) -> list[str]:
+    """What differs between the model a checkpoint holds and the one described by net, classes
+    and cfg: 'net: res101 (checkpoint) vs vgg16', one line each."""
+    differences = []
+    if state.get("net") != net:
+        differences.append(f"net: {state.get('net')} (checkpoint) vs {net}")
+    stored_classes = tuple(state.get("classes", ()))
+    if stored_classes != tuple(classes):
+        if len(stored_classes) != len(classes):
+            differences.append(f"classes: {len(stored_classes) - 1} (checkpoint) vs {len(classes) - 1}")
+        else:
+            changed = [f"{a} -> {b}" for a, b in zip(stored_classes, classes) if a != b]
+            differences.append(f"class names: {', '.join(changed[:5])}")
+    stored_cfg = state.get("config", {})
+    for key in MODEL_KEYS:
+        before, after = _lookup(stored_cfg, key), _lookup(cfg, key)
+        if before is not None and before != after:
+            differences.append(f"{key}: {before} (checkpoint) vs {after}")
+    return differences
+
+
 def save_checkpoint(path: str | Path, state: dict[str, Any]) -> Path:
     """Write `state` atomically to `path` (temporary file in the same folder, then rename)."""
     path = Path(path)

@@ -11,11 +11,11 @@ import torch
 from easydict import EasyDict
 from tqdm import tqdm
 
-from ..config import from_plain, merge_file, merge_pairs
+from ..config import from_plain, merge_file, merge_pairs, to_plain
 from ..data.datasets.base import ImageRecord
 from ..data.loader import RoidbDataset, collate, resize
 from ..modeling import FasterRCNN, build_model
-from .checkpoint import CheckpointError, load_checkpoint
+from .checkpoint import CheckpointError, load_checkpoint, model_differences
 
 
 @dataclass
@@ -31,12 +31,17 @@ class Detector:
 
 
 def load_detector(
-    path: str | Path, device: str | torch.device = "cpu", overrides: Sequence[str] = (), cfg_file: str | None = None
+    path: str | Path,
+    device: str | torch.device = "cpu",
+    overrides: Sequence[str] = (),
+    cfg_file: str | None = None,
+    net: str | None = None,
 ) -> Detector:
     """Rebuild the model a checkpoint was trained as (net, classes, config) and load its weights.
 
     `cfg_file` (--cfg) and then `overrides` (--set pairs) apply on top of the stored config, e.g.
-    to test at another scale: --set TEST.SCALES [800].
+    to test at another scale: --set TEST.SCALES [800]; changing the model itself is an error.
+    `net`, when given (--net), must be the checkpoint's.
     """
     path = Path(path)
     state = load_checkpoint(path)
@@ -48,6 +53,9 @@ def load_detector(
         merge_file(cfg, cfg_file)
     merge_pairs(cfg, overrides)
     classes = tuple(state["classes"])
+    differences = model_differences(state, net or state["net"], classes, to_plain(cfg))
+    if differences:
+        raise CheckpointError(f"--set/--cfg would change the model {path} holds:\n  " + "\n  ".join(differences))
     model, _ = build_model(cfg, state["net"], len(classes), use_default_weights=False)
     missing, unexpected = model.load_state_dict(state["model"], strict=False)
     if missing or unexpected:

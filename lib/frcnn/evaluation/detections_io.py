@@ -33,16 +33,20 @@ def to_results(
 
 
 def from_results(
-    results: Sequence[dict], records: Sequence[ImageRecord], label_of: Callable[[str | int], int | None]
+    results: Sequence[dict], records: Sequence[ImageRecord], label_of: Callable[[str | int], int | None], ignored_ids: Sequence = ()
 ) -> list[dict[str, np.ndarray]]:
-    """A COCO results list -> detections per record (entries of unknown images or classes raise)."""
+    """A COCO results list -> detections per record. Entries of unknown images or classes raise,
+    except those of `ignored_ids` (images the data check skipped), which are left out."""
     index = {r.id: i for i, r in enumerate(records)}
+    ignored = set(ignored_ids)
     per_image: list[list[tuple]] = [[] for _ in records]
     for n, entry in enumerate(results):
         try:
             image, category, (x, y, w, h), score = entry["image_id"], entry["category_id"], entry["bbox"], float(entry["score"])
         except (KeyError, TypeError, ValueError):
             raise ValueError(f"detection {n} is not of the form {{image_id, category_id, bbox [x, y, w, h], score}}: {entry!r}") from None
+        if image in ignored:
+            continue
         if image not in index:
             raise ValueError(f"detection {n}: image_id {image!r} is not in the dataset")
         label = label_of(category)

@@ -11,7 +11,7 @@ from typing import Callable, Sequence
 
 import numpy as np
 
-from ..data.datasets.base import DetectionDataset
+from ..data.datasets.base import DetectionDataset, ImageRecord
 from ..data.datasets.coco import COCOFormatDataset
 from .coco_eval import evaluate_coco
 from .voc_eval import ClassResult, evaluate_voc, mean_ap
@@ -45,11 +45,14 @@ def category_maps(dataset: DetectionDataset) -> tuple[Callable[[int], str | int]
     return (lambda label: names[label]), by_name.get
 
 
-def evaluate(dataset: DetectionDataset, detections: Sequence[dict[str, np.ndarray]], metric: str) -> Evaluation:
-    """Evaluate detections (one dict per record of `dataset`, in record order)."""
+def evaluate(
+    dataset: DetectionDataset, detections: Sequence[dict[str, np.ndarray]], metric: str, records: Sequence[ImageRecord] | None = None
+) -> Evaluation:
+    """Evaluate detections, one dict per record, in the order of `records` (default: all of the
+    dataset's; test_net.py passes those that passed the data check)."""
     if metric not in METRICS:
         raise ValueError(f"--metric must be one of {METRICS}; got {metric!r}")
-    records = dataset.records
+    records = dataset.records if records is None else records
     if len(detections) != len(records):
         raise ValueError(f"{len(detections)} images of detections for the {len(records)} images of {dataset.name}")
     names = dataset.classes[1:]

@@ -21,6 +21,21 @@ def _empty(dtype: type) -> np.ndarray:
     return np.zeros((0,), dtype=dtype)
 
 
+@dataclass(frozen=True)
+class DataIssue:
+    """A problem found in the data and what was done about it.
+
+    where: the file concerned. problem: what is wrong, for a person. action: "fixed" (the data
+    was corrected), "dropped" (an object was left out) or "skipped" (the image was left out).
+    kind: a short label for counting issues alike.
+    """
+
+    where: str
+    problem: str
+    action: str
+    kind: str
+
+
 @dataclass
 class ImageRecord:
     """One image and its objects.
@@ -53,7 +68,9 @@ class ImageRecord:
 class DetectionDataset:
     """A named split of a dataset: its classes and records.
 
-    Subclasses implement `_load_records`; records are loaded once, on first use.
+    Subclasses implement `_load_records`; records are loaded once, on first use, and what the
+    reader found wrong while parsing (unreadable annotation files, unknown classes, ...) is in
+    `issues` (see data/validate.py for the checks of images and boxes that follow).
 
     Args:
         name: e.g. voc_2007_trainval, shapes_test.
@@ -66,6 +83,7 @@ class DetectionDataset:
         self._foreground = tuple(classes)
         self.metric = metric
         self._records: list[ImageRecord] | None = None
+        self.issues: list[DataIssue] = []
 
     @property
     def foreground_classes(self) -> tuple[str, ...]:
@@ -84,6 +102,7 @@ class DetectionDataset:
     @property
     def records(self) -> list[ImageRecord]:
         if self._records is None:
+            self.issues = []
             self._records = self._load_records()
         return self._records
 

@@ -1,20 +1,60 @@
 """COCO-format data: one instances JSON per split and a folder of images.
 
-Boxes [x, y, w, h] become inclusive (x, y, x + w - 1, y + h - 1), clipped to the image, as
-py-faster-rcnn read them; `iscrowd` regions are kept as crowd (never trained on, ignored by the
-metric). Category ids are sparse (1..90 for COCO's 80 classes): label i + 1 is the i-th category
+Boxes [x, y, w, h] become inclusive (x, y, x + w - 1, y + h - 1), as py-faster-rcnn read them
+(data/validate.py then clips or drops boxes that leave the image); `iscrowd` regions are kept as
+crowd (never trained on, ignored by the metric). Malformed entries are reported, not fatal. Category ids are sparse (1..90 for COCO's 80 classes): label i + 1 is the i-th category
 in id order, and `category_ids` maps labels back for results files.
 """
 from __future__ import annotations
 
 import contextlib
 import io
+import json
 from pathlib import Path
 from typing import Sequence
 
 import numpy as np
 
-from .base import DetectionDataset, ImageRecord
+from .base import DataIssue, DetectionDataset, ImageRecord
+
+
+class COCOFormatError(ValueError):
+    """An annotation file that is not COCO instances JSON."""
+
+
+def read_instances(path: Path) -> tuple[dict, list[DataIssue]]:
+    """The file's images, annotations and categories, keeping well-formed entries only; the others,
+    and annotations of images the file does not list, become DataIssues. Raises COCOFormatError
+    when the file as a whole is not COCO instances JSON."""
+    if not path.is_file():
+        raise FileNotFoundError(f"annotation file not found: {path}")
+    try:
+        data = json.loads(path.read_text())
+    except (json.JSONDecodeError, UnicodeDecodeError) as e:
+        raise COCOFormatError(f"{path}: not JSON ({e})") from None
+    if not isinstance(data, dict) or not all(isinstance(data.get(k), list) for k in ("images", "annotations", "categories")):
+        raise COCOFormatError(f"{path}: not COCO instances JSON: expected an object with 'images', 'annotations' and 'categories' lists")
+    categories = [c for c in data["categories"] if isinstance(c, dict) and isinstance(c.get("id"), int) and isinstance(c.get("name"), str)]
+    if len(categories) != len(data["categories"]):
+        raise COCOFormatError(f"{path}: every category needs an integer 'id' and a 'name'")
+    issues: list[DataIssue] = []
+    images = []
+    for n, im in enumerate(data["images"]):
+        if isinstance(im, dict) and isinstance(im.get("id"), int) and isinstance(im.get("file_name"), str):
+            images.append(im)
+        else:
+            issues.append(DataIssue(str(path), f"images[{n}] needs an integer 'id' and a 'file_name': {str(im)[:80]}", "skipped", "malformed image entries"))
+    image_ids = {im["id"] for im in images}
+    annotations = []
+    for n, ann in enumerate(data["annotations"]):
+        bbox = ann.get("bbox") if isinstance(ann, dict) else None
+        if not (isinstance(bbox, list) and len(bbox) == 4 and all(isinstance(v, (int, float)) for v in bbox) and "category_id" in ann):
+            issues.append(DataIssue(str(path), f"annotations[{n}] needs a 4-number 'bbox' and a 'category_id': {str(ann)[:80]}", "dropped", "malformed annotations dropped"))
+        elif ann.get("image_id") not in image_ids:
+            issues.append(DataIssue(str(path), f"annotations[{n}] points at image id {ann.get('image_id')!r}, which the file does not list", "dropped", "annotations of missing images dropped"))
+        else:
+            annotations.append({**ann, "id": ann.get("id", n + 1)})
+    return {**data, "images": images, "annotations": annotations, "categories": categories}, issues
 
 
 class COCOFormatDataset(DetectionDataset):
@@ -37,14 +77,16 @@ class COCOFormatDataset(DetectionDataset):
 
     @property
     def coco(self):
-        """The pycocotools COCO index of the annotation file (loaded once)."""
+        """The pycocotools COCO index of the annotation file's well-formed entries (loaded once)."""
         if self._coco is None:
             from pycocotools.coco import COCO
 
-            if not self.annotation_file.is_file():
-                raise FileNotFoundError(f"{self.name}: annotation file not found: {self.annotation_file}")
-            with contextlib.redirect_stdout(io.StringIO()):  # COCO() prints timing lines
-                self._coco = COCO(str(self.annotation_file))
+            data, self._file_issues = read_instances(self.annotation_file)
+            coco = COCO()
+            coco.dataset = data
+            with contextlib.redirect_stdout(io.StringIO()):  # createIndex prints progress lines
+                coco.createIndex()
+            self._coco = coco
         return self._coco
 
     @property
@@ -65,28 +107,30 @@ class COCOFormatDataset(DetectionDataset):
 
     def _load_records(self) -> list[ImageRecord]:
         coco = self.coco
+        self.issues += self._file_issues
         label_of = {cat: i + 1 for i, cat in enumerate(self.category_ids)}
         records = []
         for image_id in sorted(coco.getImgIds()):
             info = coco.imgs[image_id]
-            width, height = int(info["width"]), int(info["height"])
+            path = self.image_dir / str(info["file_name"])
+            if not path.resolve().is_relative_to(self.image_dir.resolve()):
+                self.issues.append(DataIssue(str(self.annotation_file), f"image {image_id}: file_name {info['file_name']!r} leaves {self.image_dir}",
+                                             "skipped", "path leaves the dataset root"))  # fmt: skip
+                continue
+            width, height = int(info.get("width") or 0), int(info.get("height") or 0)
             boxes, labels, crowd = [], [], []
             for ann in coco.imgToAnns.get(image_id, []):
                 label = label_of.get(ann["category_id"])
                 if label is None:
-                    continue
+                    continue  # a category left out by `classes`
                 x, y, w, h = (float(v) for v in ann["bbox"])
-                x1, y1 = max(0.0, x), max(0.0, y)
-                x2, y2 = min(width - 1.0, x1 + max(0.0, w - 1.0)), min(height - 1.0, y1 + max(0.0, h - 1.0))
-                if ann.get("area", 1) <= 0 or x2 < x1 or y2 < y1:
-                    continue
-                boxes.append([x1, y1, x2, y2])
+                boxes.append([x, y, x + w - 1.0, y + h - 1.0])  # degenerate and outside boxes: data/validate.py
                 labels.append(label)
                 crowd.append(bool(ann.get("iscrowd", 0)))
             records.append(
                 ImageRecord(
                     id=image_id,
-                    path=str(self.image_dir / info["file_name"]),
+                    path=str(path),
                     width=width,
                     height=height,
                     boxes=np.asarray(boxes, dtype=np.float32).reshape(-1, 4),

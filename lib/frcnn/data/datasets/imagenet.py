@@ -14,7 +14,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from .base import DetectionDataset, ImageRecord
-from .pascal_voc import read_voc_xml
+from .pascal_voc import read_or_skip
 
 
 def read_synsets(root: Path) -> list[tuple[str, str]]:
@@ -60,7 +60,9 @@ class ImageNetDET(DetectionDataset):
         index = {wnid: i + 1 for i, wnid in enumerate(self.foreground_classes)}
         ann = self.root / "Annotations" / "DET" / self.split
         data = self.root / "Data" / "DET" / self.split
-        return [
-            read_voc_xml(ann / f"{image_id}.xml", image_id, data / f"{image_id}.JPEG", index, one_based=False, lowercase=True)
-            for image_id in self.image_ids()
-        ]
+        records = []
+        for image_id in self.image_ids():
+            record = read_or_skip(self, self.root, ann / f"{image_id}.xml", image_id, data / f"{image_id}.JPEG", index, one_based=False, lowercase=True)
+            if record is not None:
+                records.append(record)
+        return records

@@ -13,7 +13,7 @@ from xml.sax.saxutils import escape
 
 import numpy as np
 
-from .base import DetectionDataset, ImageRecord
+from .base import DataIssue, DetectionDataset, ImageRecord
 
 VOC_CLASSES = (
     "aeroplane", "bicycle", "bird", "boat", "bottle", "bus", "car", "cat", "chair", "cow", "diningtable",
@@ -54,39 +54,93 @@ class VOCFormatDataset(DetectionDataset):
 
     def _load_records(self) -> list[ImageRecord]:
         index = {name: i + 1 for i, name in enumerate(self.foreground_classes)}
-        return [self._read(image_id, index) for image_id in self.image_ids()]
+        records = []
+        for image_id in self.image_ids():
+            xml = self.root / "Annotations" / f"{image_id}.xml"
+            record = read_or_skip(self, self.root, xml, image_id, self.image_path(image_id), index)
+            if record is not None:
+                records.append(record)
+        return records
 
-    def _read(self, image_id: str, class_index: dict[str, int]) -> ImageRecord:
-        path = self.image_path(image_id)
-        return read_voc_xml(self.root / "Annotations" / f"{image_id}.xml", image_id, path, class_index)
+
+def read_or_skip(
+    dataset: DetectionDataset,
+    root: Path,
+    xml: Path,
+    image_id: str,
+    image_path: Path,
+    index: dict[str, int],
+    one_based: bool = True,
+    lowercase: bool = False,
+) -> ImageRecord | None:
+    """read_voc_xml for one image of `dataset`, its problems added to dataset.issues; None when
+    the image must be skipped (annotation missing or unreadable, paths leaving `root`)."""
+    try:
+        inside(root, xml, "annotation")
+        inside(root, image_path, "image")
+        record, issues = read_voc_xml(xml, image_id, image_path, index, one_based, lowercase)
+    except AnnotationError as e:
+        dataset.issues.append(DataIssue(str(xml), str(e), "skipped", e.kind))
+        return None
+    dataset.issues += issues
+    return record
+
+
+class AnnotationError(ValueError):
+    """An annotation file that cannot be used; `kind` groups alike problems."""
+
+    def __init__(self, message: str, kind: str) -> None:
+        super().__init__(message)
+        self.kind = kind
+
+
+def inside(root: Path, path: Path, what: str) -> None:
+    """Refuse paths (from annotation or list files) that leave the dataset root."""
+    if not path.resolve().is_relative_to(root.resolve()):
+        raise AnnotationError(f"{what} path {path} leaves the dataset root {root}", "path leaves the dataset root")
 
 
 def read_voc_xml(
     xml_path: Path, image_id: str, image_path: Path, class_index: dict[str, int], one_based: bool = True, lowercase: bool = False
-) -> ImageRecord:
-    """An ImageRecord from a VOC-style XML file; objects of other classes are left out.
+) -> tuple[ImageRecord, list[DataIssue]]:
+    """An ImageRecord from a VOC-style XML file, and the objects it left out (unknown class,
+    unreadable box). Raises AnnotationError when the file is missing or does not parse.
 
     one_based: VOC's coordinates start at 1 (ImageNet's and Visual Genome's at 0).
     lowercase: match class names case-insensitively (ImageNet's WordNet ids, Visual Genome).
     """
-    tree = ET.parse(xml_path).getroot()
+    if not xml_path.is_file():
+        raise AnnotationError("annotation file missing", "annotation missing")
+    try:
+        tree = ET.parse(xml_path).getroot()
+    except ET.ParseError as e:
+        raise AnnotationError(f"XML does not parse ({e})", "annotation does not parse") from None
     size = tree.find("size")
-    width = int(float(_text(size, "width") or 0)) if size is not None else 0
-    height = int(float(_text(size, "height") or 0)) if size is not None else 0
+    try:
+        width = int(float(_text(size, "width") or 0)) if size is not None else 0
+        height = int(float(_text(size, "height") or 0)) if size is not None else 0
+    except ValueError:
+        width = height = 0
     if width <= 0 or height <= 0:
         width, height = _image_size(image_path)
     offset = 1.0 if one_based else 0.0
-    boxes, labels, difficult = [], [], []
+    boxes, labels, difficult, issues = [], [], [], []
     for obj in tree.findall("object"):
         name = (_text(obj, "name") or "").strip()
         label = class_index.get(name.lower() if lowercase else name)
-        box = obj.find("bndbox")
-        if label is None or box is None:
+        if label is None:
+            issues.append(DataIssue(str(xml_path), f"object of unknown class {name!r} dropped", "dropped", "objects of unknown classes dropped"))
             continue
-        boxes.append([float(_text(box, tag)) - offset for tag in ("xmin", "ymin", "xmax", "ymax")])
+        box = obj.find("bndbox")
+        try:
+            coords = [float(_text(box, tag)) - offset for tag in ("xmin", "ymin", "xmax", "ymax")]
+        except (TypeError, ValueError):
+            issues.append(DataIssue(str(xml_path), f"{name} object without a readable bndbox dropped", "dropped", "unreadable boxes dropped"))
+            continue
+        boxes.append(coords)
         labels.append(label)
         difficult.append(_flag(_text(obj, "difficult")))
-    return ImageRecord(
+    record = ImageRecord(
         id=image_id,
         path=str(image_path),
         width=width,
@@ -96,14 +150,19 @@ def read_voc_xml(
         difficult=np.asarray(difficult, dtype=bool),
         crowd=np.zeros(len(labels), dtype=bool),
     )
+    return record, issues
 
 
 def voc_class_names(xml_paths: Sequence[Path]) -> tuple[str, ...]:
     """Every object name found in the XML files, sorted: the classes of VOC-format data that
-    does not list its own."""
+    does not list its own. Files that are missing or do not parse are passed over here."""
     names = set()
     for path in xml_paths:
-        for obj in ET.parse(path).getroot().findall("object"):
+        try:
+            objects = ET.parse(path).getroot().findall("object")
+        except (ET.ParseError, OSError):
+            continue
+        for obj in objects:
             name = (_text(obj, "name") or "").strip()
             if name:
                 names.add(name)
@@ -124,10 +183,15 @@ def _flag(text: str | None) -> bool:
 
 
 def _image_size(path: Path) -> tuple[int, int]:
+    """(width, height) from the image's header, or (0, 0) if it cannot be read (the image check
+    in data/validate.py then skips it with the reason)."""
     from PIL import Image  # header only; Pillow comes with matplotlib
 
-    with Image.open(path) as im:
-        return im.size
+    try:
+        with Image.open(path) as im:
+            return im.size
+    except Exception:  # noqa: BLE001 - any unreadable file is the image check's to report
+        return 0, 0
 
 
 def write_voc_annotation(

@@ -14,7 +14,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from .base import DetectionDataset, ImageRecord
-from .pascal_voc import read_voc_xml
+from .pascal_voc import read_or_skip
 
 DEFAULT_VERSION = "1600-400-20"
 
@@ -61,7 +61,7 @@ class VisualGenome(DetectionDataset):
             xml = self.data_dir / "genome" / "xml" / f"{image_id}.xml"
             if not xml.is_file():  # images whose objects were all filtered out have no XML
                 continue
-            record = read_voc_xml(xml, image_id, self.data_dir / "vg" / parts[0], self.synonyms, one_based=False, lowercase=True)
-            if len(record.labels):
+            record = read_or_skip(self, self.data_dir, xml, image_id, self.data_dir / "vg" / parts[0], self.synonyms, one_based=False, lowercase=True)
+            if record is not None and len(record.labels):
                 records.append(record)
         return records
