@@ -4,6 +4,8 @@ Prints `AP for <class> = 0.XXXX` per class and, last, `Mean AP = 0.XXXX` (VOC me
 IoU 0.5; coco: AP at IoU .50:.95). Detections (COCO results JSON), the AP table (text, JSON) and
 precision/recall curves go to <output_dir>/<net>/<dataset>/<checkpoint name>/.
 With --detections FILE, a saved results file is evaluated instead of running a model.
+Started by torchrun (e.g. torchrun --nproc_per_node 4 test_net.py ...), the processes share the
+images and rank 0 gathers the detections and evaluates.
 """
 from __future__ import annotations
 
@@ -16,6 +18,8 @@ import cv2
 from frcnn.cli import add_bool_flag, add_checkpoint_flags, add_model_flags, build_config, resolve_checkpoint, run_main
 from frcnn.data.datasets.factory import dataset_spec
 from frcnn.data.loader import read_image
+from frcnn.data.validate import DataReport, check_records
+from frcnn.engine import distributed
 from frcnn.engine.inference import detect_records, load_detector
 from frcnn.evaluation.detections_io import from_results, load_results, save_results, to_results
 from frcnn.evaluation.evaluate import METRICS, category_maps, evaluate
@@ -28,7 +32,7 @@ CFGS_DIR = Path(__file__).resolve().parent / "cfgs"
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description="Evaluate a Faster R-CNN network")
-    add_model_flags(p)
+    add_model_flags(p, loading=True)
     add_checkpoint_flags(p)
     add_bool_flag(p, "--vis", help="also save the test images with their detections drawn")
     p.add_argument("--metric", choices=METRICS, default=None, help="default: voc07 for VOC 2007, coco for COCO-format data, voc otherwise")
@@ -36,22 +40,26 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--output_dir", default="output", help="where results go (default: output)")
     p.add_argument("--bs", type=int, default=1, help="images per inference batch")
     p.add_argument("--nw", type=int, default=0, help="data loading worker processes")
-    add_bool_flag(p, "--mGPUs", help="accepted for compatibility; evaluation uses one device")
+    add_bool_flag(p, "--strict", help="stop on any unusable test image or annotation instead of skipping it")
+    add_bool_flag(p, "--mGPUs", help="accepted for compatibility; to evaluate on several processes, start test_net.py with torchrun")
     return p.parse_args(argv)
 
 
 def main() -> None:
     args = parse_args()
     if args.detections:
-        cfg = build_config(args.dataset, args.net, CFGS_DIR, args.cfg_file, args.set_cfgs, args.ls, args.cag, args.data_dir)
+        cfg = build_config(args.dataset, args.net or "tiny", CFGS_DIR, args.cfg_file, args.set_cfgs, args.ls, args.cag, args.data_dir)
         dataset = dataset_spec(args.dataset, args.data_dir, cfg.VG_VERSION).test()
-        _, label_of = category_maps(dataset)
-        detections = from_results(load_results(Path(args.detections)), dataset.records, label_of)
         out_dir = Path(args.output_dir) / "detections" / Path(args.detections).stem
-        log.info("evaluating %s on %s (%d images)", args.detections, dataset.name, len(dataset.records))
+        report = check_test_data(dataset, args, out_dir)
+        _, label_of = category_maps(dataset)
+        skipped_ids = {r.id for r in dataset.records} - {r.id for r in report.kept}
+        detections = from_results(load_results(Path(args.detections)), report.kept, label_of, skipped_ids)
+        log.info("evaluating %s on %s (%d images)", args.detections, dataset.name, len(report.kept))
     else:
+        world = distributed.init(args.cuda)
         path = resolve_checkpoint(args)
-        detector = load_detector(path, "cuda" if args.cuda else "cpu", args.set_cfgs, args.cfg_file)
+        detector = load_detector(path, f"cuda:{world.local_rank}" if args.cuda else "cpu", args.set_cfgs, args.cfg_file, args.net)
         dataset = dataset_spec(args.dataset, args.data_dir, detector.cfg.VG_VERSION).test()
         if detector.classes != dataset.classes:
             raise ValueError(
@@ -59,23 +67,50 @@ def main() -> None:
                 f"but {dataset.name} has {len(dataset.classes) - 1}: {list(dataset.classes[1:6])}...; "
                 "evaluate it on the data it was trained for"
             )
-        log.info("evaluating %s on %s (%d images)", path, dataset.name, len(dataset.records))
-        detections = detect_records(detector, dataset.records, args.bs, args.nw)
         out_dir = Path(args.output_dir) / detector.net / Path(args.dataset).stem / path.stem
+        report = check_test_data(dataset, args, out_dir, world.is_main)
+        log.info("evaluating %s on %s (%d images%s)", path, dataset.name, len(report.kept),
+                 f", {world.world_size} processes" if world.distributed else "")  # fmt: skip
+        detections = detect_sharded(detector, report.kept, world, args.bs, args.nw)
+        distributed.shutdown()
+        if detections is None:  # not rank 0: rank 0 evaluates
+            return
         category_of, _ = category_maps(dataset)
-        save_results(out_dir / "detections.json", to_results(dataset.records, detections, category_of))
+        save_results(out_dir / "detections.json", to_results(report.kept, detections, category_of))
         if args.vis:
-            save_visualisations(out_dir / "vis", dataset, detections)
-    evaluation = evaluate(dataset, detections, args.metric or dataset.metric)
+            save_visualisations(out_dir / "vis", report.kept, dataset.classes, detections)
+    evaluation = evaluate(dataset, detections, args.metric or dataset.metric, report.kept)
+    if report.skipped:
+        log.info("%d of %d test images skipped by the data check (their objects are not counted): see %s",
+                 len(report.skipped), report.total, out_dir / "data_check.txt")  # fmt: skip
     save_report(out_dir, evaluation)
     log.info("results in %s (metric %s)", out_dir, evaluation.metric)
     print("\n".join(report_lines(evaluation)))
 
 
-def save_visualisations(folder: Path, dataset, detections) -> None:
+def detect_sharded(detector, records, world: distributed.World, batch_size: int, num_workers: int) -> list | None:
+    """Each process detects its share of the images (every world_size-th); rank 0 gets them all,
+    in record order, and the others None."""
+    mine = list(range(world.rank, len(records), world.world_size))
+    found = detect_records(detector, [records[i] for i in mine], batch_size, num_workers, progress=world.is_main)
+    gathered = distributed.gather_to_main(list(zip(mine, found)))
+    return None if gathered is None else [det for _, det in sorted(gathered, key=lambda pair: pair[0])]
+
+
+def check_test_data(dataset, args: argparse.Namespace, out_dir: Path, main: bool = True) -> DataReport:
+    """The data check of the test split (data/validate.py), its details written beside the results."""
+    report = check_records(dataset.name, dataset.records, dataset.issues, args.strict, Path(args.data_dir) / "cache" / "image_check.json",
+                           main, dataset.num_classes)  # fmt: skip
+    log.info("%s", report.summary())
+    if report.issues and main:
+        report.write(out_dir / "data_check.txt")
+    return report
+
+
+def save_visualisations(folder: Path, records, classes, detections) -> None:
     folder.mkdir(parents=True, exist_ok=True)
-    for record, det in zip(dataset.records, detections):
-        drawn, _ = draw_detections(read_image(record.path), det["boxes"], det["scores"], det["labels"], dataset.classes, thresh=0.5)
+    for record, det in zip(records, detections):
+        drawn, _ = draw_detections(read_image(record.path), det["boxes"], det["scores"], det["labels"], classes, thresh=0.5)
         cv2.imwrite(str(folder / f"{Path(str(record.id)).name}_det.jpg"), drawn[:, :, ::-1])
 
 

@@ -5,9 +5,11 @@ Checkpoints go to <save_dir>/<net>/<dataset>/faster_rcnn_<session>_<epoch>_<step
 from __future__ import annotations
 
 import argparse
+from functools import partial
 from pathlib import Path
 
 from frcnn.cli import add_bool_flag, add_model_flags, build_config, run_main
+from frcnn.engine.distributed import launch_per_gpu
 from frcnn.engine.trainer import NonFiniteLossError, TrainOptions, train
 
 CFGS_DIR = Path(__file__).resolve().parent / "cfgs"
@@ -34,7 +36,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--checkpoint_interval", type=int, default=0, help="also save every this many steps (0: at epoch ends only)")
     p.add_argument("--pretrained", default=None, help="backbone weight file (torchvision or the original's Caffe .pth)")
     p.add_argument("--seed", type=int, default=None, help="random seed (default: RNG_SEED)")
-    add_bool_flag(p, "--mGPUs", help="use every visible GPU")
+    add_bool_flag(p, "--mGPUs", help="one process per visible GPU (DistributedDataParallel); under torchrun no flag is needed")
+    add_bool_flag(p, "--amp", help="mixed precision: bfloat16 autocast where supported, else float16 with gradient scaling")
+    add_bool_flag(p, "--compile", help="torch.compile the model (see README for where it pays off)")
+    add_bool_flag(p, "--strict", help="stop on any unusable image or annotation instead of skipping it")
     return p.parse_args(argv)
 
 
@@ -48,9 +53,13 @@ def main() -> None:
         checksession=args.checksession, checkepoch=args.checkepoch, checkpoint=args.checkpoint,
         save_dir=args.save_dir, data_dir=args.data_dir, disp_interval=args.disp_interval,
         checkpoint_interval=args.checkpoint_interval,
-        pretrained=args.pretrained, device="cuda" if args.cuda else "cpu", seed=args.seed,
+        pretrained=args.pretrained, device="cuda" if args.cuda or args.mGPUs else "cpu", seed=args.seed,
+        amp=args.amp, compile=args.compile, strict=args.strict,
     )  # fmt: skip
-    train(opts, cfg)
+    if args.mGPUs:
+        launch_per_gpu(partial(train, opts, cfg))
+    else:
+        train(opts, cfg)
 
 
 if __name__ == "__main__":

@@ -74,3 +74,15 @@ def test_biases_get_double_lr_and_no_decay(cfg):
     assert all(p.dim() == 1 for p in bias_group["params"])
     weights = [g for g in opt.param_groups if g["weight_decay"] > 0][0]
     assert all(p.dim() > 1 for p in weights["params"])
+
+
+def test_amp_training_on_cpu_uses_bfloat16_and_stays_finite(small_shapes_root, cfg, tmp_path, caplog):
+    from frcnn.engine.amp import Precision
+
+    assert Precision.for_device(torch.device("cpu"), True).dtype == torch.bfloat16
+    assert Precision.for_device(torch.device("cpu"), False).dtype is None
+    with caplog.at_level("INFO", logger="frcnn"):
+        path = train(options(small_shapes_root.parent, tmp_path, epochs=1, amp=True, optimizer="adam", lr=0.001), cfg)
+    assert any("bfloat16 autocast on cpu" in r.getMessage() for r in caplog.records)
+    state = load_checkpoint(path)
+    assert all(torch.isfinite(v).all() for v in state["model"].values() if v.is_floating_point())

@@ -100,3 +100,18 @@ def test_class_agnostic_regression_has_four_outputs():
     batch = three_images()
     losses = model(batch.images, batch.image_sizes, batch.image_scales, batch.targets)
     assert all(torch.isfinite(v) for v in losses.values())
+
+
+def test_mixed_precision_keeps_box_maths_and_losses_in_float32():
+    torch.manual_seed(0)
+    model, _ = build_model(small_cfg(), "tiny", num_classes=8)
+    model.train()
+    batch = three_images()
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        losses = model(batch.images, batch.image_sizes, batch.image_scales, batch.targets)
+    assert all(v.dtype == torch.float32 and torch.isfinite(v) for v in losses.values())
+    sum(losses.values()).backward()
+    model.eval()
+    with torch.no_grad(), torch.autocast("cpu", dtype=torch.bfloat16):
+        out = model(batch.images, batch.image_sizes, batch.image_scales)
+    assert all(d["boxes"].dtype == torch.float32 and d["scores"].dtype == torch.float32 for d in out)

@@ -1,13 +1,14 @@
-"""The training loop: roidb -> grouped batches -> model -> losses -> SGD, with checkpoints.
+"""The training loop: roidb -> grouped batches -> model -> losses -> optimiser, with checkpoints.
 
-Losses are read back from the device only every `disp_interval` steps (and at the end of an
-epoch); a non-finite loss found then stops training with the step, the loss terms and the images
-of the first bad batch, before any checkpoint of the damaged weights is written.
+One process, or several (distributed.py): each process takes its share of every global batch,
+DistributedDataParallel averages the gradients, and only rank 0 logs and writes checkpoints.
+Losses are read back from the device only every `disp_interval` steps (and before every
+checkpoint); a non-finite loss found then stops every process with the step, the loss terms and
+the images of the first bad batch, before any checkpoint of the damaged weights is written.
 """
 from __future__ import annotations
 
 import logging
-import math
 import sys
 import time
 from dataclasses import dataclass
@@ -16,15 +17,21 @@ from pathlib import Path
 import numpy as np
 import torch
 from easydict import EasyDict
+from torch.nn.parallel import DistributedDataParallel
 from tqdm import tqdm
 
 from ..config import to_plain
 from ..data.datasets.factory import dataset_spec
 from ..data.loader import RoidbDataset, make_loader
-from ..data.roidb import build_roidb
+from ..data.roidb import build_roidb, joined_records
 from ..data.sampler import GroupedBatchSampler
-from ..modeling import build_model
-from .checkpoint import checkpoint_path, latest_checkpoint, load_checkpoint, save_checkpoint
+from ..data.validate import check_records
+from ..modeling import FasterRCNN, build_model
+from . import distributed
+from .amp import Precision
+from .checkpoint import (
+    CheckpointError, checkpoint_dir, checkpoint_path, latest_checkpoint, load_checkpoint, model_differences, save_checkpoint,
+)  # fmt: skip
 from .optim import StepSchedule, build_optimizer
 
 log = logging.getLogger("frcnn.train")
@@ -56,6 +63,9 @@ class TrainOptions:
     pretrained: str | None = None
     device: str = "cpu"
     seed: int | None = None
+    amp: bool = False
+    compile: bool = False
+    strict: bool = False
 
 
 class NonFiniteLossError(RuntimeError):
@@ -76,52 +86,77 @@ class LossMonitor:
         self.steps.append((step, images))
 
     def flush(self) -> dict[str, float]:
-        """Mean of each term since the last flush; raises NonFiniteLossError on a bad step."""
-        if not self.values:
-            return {}
-        values = torch.stack(self.values).cpu().numpy()
-        bad = ~np.isfinite(values).all(axis=1)
-        if bad.any():
-            i = int(np.argmax(bad))
-            step, images = self.steps[i]
-            terms = ", ".join(f"{n}={v:.4g}" for n, v in zip(self.names, values[i]))
-            raise NonFiniteLossError(
-                f"non-finite loss at step {step}: {terms}; images of the batch: {', '.join(images)}. "
-                "Try a lower --lr, or check these images' annotations."
-            )
-        means = dict(zip(self.names, values.mean(axis=0).tolist()))
-        means["loss"] = float(values.sum(axis=1).mean())
+        """Mean of each term since the last flush. Raises NonFiniteLossError, in every process,
+        if any process saw a non-finite loss."""
+        error = None
+        means: dict[str, float] = {}
+        if self.values:
+            values = torch.stack(self.values).cpu().numpy()
+            bad = ~np.isfinite(values).all(axis=1)
+            if bad.any():
+                i = int(np.argmax(bad))
+                step, images = self.steps[i]
+                terms = ", ".join(f"{n}={v:.4g}" for n, v in zip(self.names, values[i]))
+                error = (f"non-finite loss at step {step}: {terms}; images of the batch: {', '.join(images)}. "
+                         "No checkpoint was written after the last good one; try a lower --lr, or check these images.")  # fmt: skip
+            else:
+                means = dict(zip(self.names, values.mean(axis=0).tolist()))
+                means["loss"] = float(values.sum(axis=1).mean())
         self.values, self.steps = [], []
+        error = distributed.first_message(error)
+        if error:
+            raise NonFiniteLossError(error)
         return means
 
 
-def default_lr(opts: TrainOptions, cfg: EasyDict) -> float:
-    return opts.lr if opts.lr is not None else cfg.TRAIN.LEARNING_RATE
+def unwrap(model: torch.nn.Module) -> FasterRCNN:
+    model = getattr(model, "_orig_mod", model)  # torch.compile
+    return model.module if isinstance(model, DistributedDataParallel) else model
 
 
 def train(opts: TrainOptions, cfg: EasyDict) -> Path | None:
-    """Train as `opts` says; returns the last checkpoint written."""
+    """Train as `opts` says; returns the last checkpoint written (by rank 0; None elsewhere)."""
+    use_cuda = opts.device.startswith("cuda")
+    world = distributed.init(use_cuda)
+    device = torch.device(f"cuda:{world.local_rank}" if use_cuda else "cpu")
+    if not world.is_main:
+        logging.getLogger("frcnn").setLevel(logging.WARNING)
     seed = cfg.RNG_SEED if opts.seed is None else opts.seed
     torch.manual_seed(seed)
-    device = torch.device(opts.device)
     spec = dataset_spec(opts.dataset, opts.data_dir, cfg.VG_VERSION)
     datasets = spec.train()
     classes = datasets[0].classes
-    roidb = build_roidb(datasets, cfg.TRAIN.USE_FLIPPED, cfg.TRAIN.USE_DIFFICULT)
+    report = check_records(
+        "+".join(d.name for d in datasets), joined_records(datasets), [i for d in datasets for i in d.issues],
+        strict=opts.strict, cache_file=Path(opts.data_dir) / "cache" / "image_check.json", progress=world.is_main,
+        num_classes=len(classes),
+    )  # fmt: skip
+    log.info("%s", report.summary())
+    if world.is_main and report.issues:
+        details = checkpoint_dir(opts.save_dir, opts.net, opts.dataset) / "data_check.txt"
+        report.write(details)
+        log.info("every problem found: %s", details)
+    roidb = build_roidb(report.kept, cfg.TRAIN.USE_FLIPPED, cfg.TRAIN.USE_DIFFICULT)
     log.info(
         "dataset %s: %d training images (%s), %d classes: %s",
         opts.dataset, len(roidb), "with flipped copies" if cfg.TRAIN.USE_FLIPPED else "no flipping",
-        len(classes) - 1, ", ".join(classes[1:]),
+        len(classes) - 1, ", ".join(classes[1:11]) + (", ..." if len(classes) > 11 else ""),
     )  # fmt: skip
+    if world.distributed:
+        log.info("%d processes, global batch %d", world.world_size, opts.batch_size)
     model, source = build_model(cfg, opts.net, len(classes), opts.pretrained, opts.data_dir)
     log.info("backbone %s", source)
     model.to(device)
     optimizer = build_optimizer(model, cfg, opts.optimizer, default_lr(opts, cfg))
     schedule = StepSchedule(default_lr(opts, cfg), opts.lr_decay_step, opts.lr_decay_gamma, cfg.TRAIN.WARMUP_ITERS, cfg.TRAIN.WARMUP_FACTOR)
+    precision = Precision.for_device(device, opts.amp)
+    if opts.amp:
+        log.info("mixed precision: %s", precision.describe())
 
     sampler = GroupedBatchSampler(
-        [r.aspect_ratio for r in roidb], opts.batch_size, len(cfg.TRAIN.SCALES), cfg.TRAIN.ASPECT_JITTER, seed=seed
-    )
+        [r.aspect_ratio for r in roidb], opts.batch_size, len(cfg.TRAIN.SCALES), cfg.TRAIN.ASPECT_JITTER, seed=seed,
+        rank=world.rank, world_size=world.world_size,
+    )  # fmt: skip
     steps_per_epoch = len(sampler)
     start_epoch, start_step, iteration = opts.start_epoch, 0, 0
     if opts.resume:
@@ -133,6 +168,9 @@ def train(opts: TrainOptions, cfg: EasyDict) -> Path | None:
         if path is None:
             raise FileNotFoundError(f"--r: no checkpoint of session {opts.checksession} under {opts.save_dir}")
         state = load_checkpoint(path)
+        differences = model_differences(state, opts.net, classes, to_plain(cfg))
+        if differences:
+            raise CheckpointError(f"--r: {path} holds another model than this run describes:\n  " + "\n  ".join(differences))
         model.load_state_dict(state["model"])
         optimizer.load_state_dict(state["optimizer"])
         schedule = StepSchedule(**state["schedule"])
@@ -142,11 +180,20 @@ def train(opts: TrainOptions, cfg: EasyDict) -> Path | None:
             start_epoch, start_step = start_epoch + 1, 0
         log.info("resumed from %s at epoch %d, step %d", path, start_epoch, start_step)
 
-    def save(epoch: int, step: int) -> Path:
+    if world.distributed:
+        if use_cuda:
+            model = torch.nn.SyncBatchNorm.convert_sync_batchnorm(model)
+        model = DistributedDataParallel(model, device_ids=[world.local_rank] if use_cuda else None)
+    if opts.compile:
+        model = torch.compile(model)
+
+    def save(epoch: int, step: int) -> Path | None:
+        if not world.is_main:
+            return None
         return save_checkpoint(
             checkpoint_path(opts.save_dir, opts.net, opts.dataset, opts.session, epoch, step),
             {
-                "model": model.state_dict(),
+                "model": unwrap(model).state_dict(),
                 "optimizer": optimizer.state_dict(),
                 "schedule": schedule.state_dict(),
                 "epoch": epoch,
@@ -163,47 +210,60 @@ def train(opts: TrainOptions, cfg: EasyDict) -> Path | None:
 
     dataset = RoidbDataset(roidb, cfg.TRAIN.SCALES, cfg.TRAIN.MAX_SIZE)
     last_saved = None
-    for epoch in range(start_epoch, opts.epochs + 1):
-        sampler.set_epoch(epoch, start_step)
-        loader = make_loader(dataset, sampler, opts.num_workers, pin_memory=device.type == "cuda")
-        model.train()
-        monitor = LossMonitor()
-        padded, images_seen, shown = 0.0, 0, {}
-        started = time.perf_counter()
-        bar = tqdm(total=steps_per_epoch, initial=start_step, desc=f"epoch {epoch}/{opts.epochs}", file=sys.stderr,
-                   dynamic_ncols=True, mininterval=1.0 if sys.stderr.isatty() else 30.0)  # fmt: skip
-        step = start_step
-        for step, batch in enumerate(loader, start=start_step + 1):
-            lr_now = schedule.apply(optimizer, epoch, iteration)
-            batch = batch.to(device)
-            losses = model(batch.images, batch.image_sizes, batch.image_scales, batch.targets)
-            loss = sum(losses.values()) * batch.loss_scale
-            optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            if cfg.TRAIN.CLIP_GRAD_NORM > 0:
-                torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.TRAIN.CLIP_GRAD_NORM)
-            optimizer.step()
-            iteration += 1
-            monitor.add(step, losses, [str(roidb[i].id) + (" (flipped)" if roidb[i].flipped else "") for i in batch.indices])
-            padded += batch.padded_fraction * len(batch.indices)
-            images_seen += len(batch.indices)
-            if step % opts.disp_interval == 0 or step == steps_per_epoch:
-                shown = monitor.flush()
-                rate = images_seen / max(time.perf_counter() - started, 1e-9)
-                bar.set_postfix_str(" ".join(f"{k}={v:.3f}" for k, v in shown.items()) + f" lr={lr_now:.2g} {rate:.1f} img/s")
-            if opts.checkpoint_interval and step % opts.checkpoint_interval == 0 and step < steps_per_epoch:
-                shown = monitor.flush() or shown  # never save weights after an unchecked loss
-                last_saved = save(epoch, step)
-            bar.update(1)
-        bar.close()
-        shown = monitor.flush() or shown
-        elapsed = time.perf_counter() - started
-        log.info(
-            "epoch %d: %s, lr %.3g, %.1f img/s, padding %.1f%% of batch pixels",
-            epoch, " ".join(f"{k} {v:.4f}" for k, v in shown.items()), schedule.lr(epoch, iteration),
-            images_seen / max(elapsed, 1e-9), 100.0 * padded / max(images_seen, 1),
-        )  # fmt: skip
-        last_saved = save(epoch, step)
-        log.info("saved %s", last_saved)
-        start_step = 0
+    try:
+        for epoch in range(start_epoch, opts.epochs + 1):
+            sampler.set_epoch(epoch, start_step)
+            loader = make_loader(dataset, sampler, opts.num_workers, pin_memory=use_cuda)
+            model.train()
+            monitor = LossMonitor()
+            padded, images_seen, shown = 0.0, 0, {}
+            started = time.perf_counter()
+            bar = tqdm(total=steps_per_epoch, initial=start_step, desc=f"epoch {epoch}/{opts.epochs}", file=sys.stderr,
+                       dynamic_ncols=True, mininterval=1.0 if sys.stderr.isatty() else 30.0, disable=not world.is_main)  # fmt: skip
+            step = start_step
+            for step, batch in enumerate(loader, start=start_step + 1):
+                lr_now = schedule.apply(optimizer, epoch, iteration)
+                batch = batch.to(device)
+                with precision.autocast():
+                    losses = model(batch.images, batch.image_sizes, batch.image_scales, batch.targets)
+                # The model averages over this process's images; the scale makes the average over
+                # processes the mean over the global batch, whatever each process's share.
+                loss = sum(losses.values()) * batch.loss_scale
+                optimizer.zero_grad(set_to_none=True)
+                precision.backward(loss)
+                if cfg.TRAIN.CLIP_GRAD_NORM > 0:
+                    precision.unscale(optimizer)
+                    torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.TRAIN.CLIP_GRAD_NORM)
+                precision.step(optimizer)
+                iteration += 1
+                monitor.add(step, losses, [f"{roidb[i].id}" + (" (flipped)" if roidb[i].flipped else "") for i in batch.indices])
+                padded += batch.padded_fraction * len(batch.indices)
+                images_seen += len(batch.indices)
+                if step % opts.disp_interval == 0 or step == steps_per_epoch:
+                    shown = monitor.flush()
+                    rate = images_seen * world.world_size / max(time.perf_counter() - started, 1e-9)
+                    bar.set_postfix_str(" ".join(f"{k}={v:.3f}" for k, v in shown.items()) + f" lr={lr_now:.2g} {rate:.1f} img/s")
+                if opts.checkpoint_interval and step % opts.checkpoint_interval == 0 and step < steps_per_epoch:
+                    shown = monitor.flush() or shown  # never save weights after an unchecked loss
+                    last_saved = save(epoch, step) or last_saved
+                bar.update(1)
+            bar.close()
+            shown = monitor.flush() or shown
+            elapsed = time.perf_counter() - started
+            log.info(
+                "epoch %d: %s, lr %.3g, %.1f img/s, padding %.1f%% of batch pixels",
+                epoch, " ".join(f"{k} {v:.4f}" for k, v in shown.items()), schedule.lr(epoch, iteration),
+                images_seen * world.world_size / max(elapsed, 1e-9), 100.0 * padded / max(images_seen, 1),
+            )  # fmt: skip
+            saved = save(epoch, step)
+            if saved is not None:
+                last_saved = saved
+                log.info("saved %s", saved)
+            start_step = 0
+    finally:
+        distributed.shutdown()
     return last_saved
+
+
+def default_lr(opts: TrainOptions, cfg: EasyDict) -> float:
+    return opts.lr if opts.lr is not None else cfg.TRAIN.LEARNING_RATE

@@ -135,7 +135,11 @@ class RoIHeads(nn.Module):
         gt_valid: Tensor,
         seeds: Sequence[int] | None = None,
     ) -> tuple[Tensor, Tensor, Tensor, Tensor]:
-        """Sampled RoIs (R, 5), their labels (R,), normalised box targets (R, 4), loss weights (R,)."""
+        """Sampled RoIs (R, 5), their labels (R,), normalised box targets (R, 4), loss weights (R,).
+
+        R = N x batch_size_per_image always (fewer candidates leave zero-weight padding RoIs), so
+        nothing about the sample is read back from the device.
+        """
         s = self.sampling
         candidates = torch.cat((proposals, gt_boxes.to(proposals.dtype)), dim=1)  # ground truth joins the proposals
         candidate_valid = torch.cat((proposal_valid, gt_valid), dim=1)
@@ -147,16 +151,19 @@ class RoIHeads(nn.Module):
         labels[best.iou >= s.fg_iou] = 1
         labels[~candidate_valid] = -1
         fg, bg = sample_balanced(labels, s.batch_size_per_image, s.positive_fraction, seeds)
-        chosen = fg | bg
+        # The chosen candidates first (foreground, then background), padding after.
+        n, m = labels.shape
+        order = torch.topk(fg.to(torch.int8) * 2 + bg.to(torch.int8), min(s.batch_size_per_image, m), dim=1).indices
+        chosen = torch.gather(fg | bg, 1, order)
+        is_fg = torch.gather(fg, 1, order)
         weights = per_image_weights(chosen)
-        image_idx, slot = chosen.nonzero(as_tuple=True)
-        boxes = candidates[image_idx, slot]
-        gt_index = best.gt_index[image_idx, slot]
-        is_fg = fg[image_idx, slot]
+        image_idx = torch.arange(n, device=labels.device)[:, None].expand_as(order)
+        boxes = candidates[image_idx, order]
+        gt_index = best.gt_index[image_idx, order]
         roi_labels = torch.where(is_fg, gt_labels[image_idx, gt_index], torch.zeros_like(gt_index))
         targets = self.box_coder.encode(gt_boxes[image_idx, gt_index], boxes)
-        rois = torch.cat((image_idx[:, None].to(boxes.dtype), boxes), dim=1)
-        return rois, roi_labels, targets, weights[image_idx, slot]
+        rois = torch.cat((image_idx[..., None].to(boxes.dtype), boxes), dim=2)
+        return rois.reshape(-1, 5), roi_labels.reshape(-1), targets.reshape(-1, 4), weights.reshape(-1)
 
     def _losses(self, cls_logits: Tensor, deltas: Tensor, labels: Tensor, targets: Tensor, weights: Tensor) -> dict[str, Tensor]:
         cls_loss = (F.cross_entropy(cls_logits.float(), labels, reduction="none") * weights).sum()

@@ -165,7 +165,7 @@ class RegionProposalNetwork(nn.Module):
         kept = kept[torch.argsort(flat_images[kept], stable=True)]
         rank = box_ops.rank_within_groups(flat_images[kept], n)
         kept, rank = kept[rank < settings.post_nms_top_n], rank[rank < settings.post_nms_top_n]
-        p = max(int(rank.max()) + 1 if rank.numel() else 0, 1)
+        p = min(settings.post_nms_top_n, k)  # a fixed size: no read-back of the count from the device
         proposals = boxes.new_zeros((n, p, 4))
         valid = torch.zeros((n, p), dtype=torch.bool, device=boxes.device)
         proposals[flat_images[kept], rank] = flat_boxes[kept]

@@ -1,0 +1,80 @@
+"""Two gloo processes train exactly like one process with the same global batch."""
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from frcnn.engine.checkpoint import load_checkpoint
+
+ROOT = Path(__file__).resolve().parents[2]
+SMALL = ["--set", "TINY.CHANNELS", "[8,16,16,32]", "TINY.HEAD_DIM", "32", "RPN_CHANNELS", "32", "TRAIN.SCALES", "[128]",
+         "TEST.SCALES", "[128]", "TINY.NORM", "group", "TRAIN.USE_FLIPPED", "False", "TRAIN.WARMUP_ITERS", "0"]  # fmt: skip
+
+
+@pytest.fixture(scope="module")
+def same_size_data(tmp_path_factory, build):
+    """7 images of one size: batches of 4 and 3, the second shared 2 + 1 between two processes, so
+    the losses must be weighted by each process's share (GroupNorm statistics include padding, so
+    equal sizes keep the padding equal for any split)."""
+    root = tmp_path_factory.mktemp("ddp")
+    samples = []
+    for image, objects in build.shapes_samples(30, seed=70):
+        if image.shape[0] >= 200 and image.shape[1] >= 200 and len(samples) < 7:
+            kept = [(n, b, d) for n, b, d in objects if b[2] < 200 and b[3] < 200]
+            samples.append((np.ascontiguousarray(image[:200, :200]), kept))
+    assert len(samples) == 7
+    build.write_voc(root, "trainval", samples)
+    build.write_voc(root, "test", samples[:2])
+    (root / "d.yaml").write_text("format: voc\ntrain: trainval\ntest: test\nclasses: [circle, square, triangle, star, cross, ring, crescent]\n")
+    return root / "d.yaml"
+
+
+def train(dataset: Path, save_dir: Path, processes: int, *extra: str) -> subprocess.CompletedProcess:
+    launcher = [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc_per_node={processes}"] if processes > 1 else [sys.executable]
+    args = ["trainval_net.py", "--dataset", str(dataset), "--net", "tiny", "--bs", "4", "--o", "sgd", "--lr", "0.01",
+            "--save_dir", str(save_dir), "--disp_interval", "1", *extra, *SMALL]  # fmt: skip
+    result = subprocess.run([*launcher, *args], cwd=ROOT, capture_output=True, text=True, timeout=600)
+    assert result.returncode == 0, result.stderr[-3000:]
+    return result
+
+
+def parameters(path: Path) -> dict:
+    return load_checkpoint(path)["model"]
+
+
+def assert_same(a: dict, b: dict) -> None:
+    for key in a:
+        assert torch.allclose(a[key].float(), b[key].float(), rtol=1e-4, atol=1e-5), key
+
+
+def test_two_processes_match_one(same_size_data, tmp_path):
+    train(same_size_data, tmp_path / "one", 1, "--epochs", "1")
+    two = train(same_size_data, tmp_path / "two", 2, "--epochs", "1")
+    folder = tmp_path / "two" / "tiny" / "d"
+    assert sorted(p.name for p in folder.iterdir()) == ["faster_rcnn_1_1_2.pth"]  # one checkpoint, by rank 0
+    assert two.stdout.count("saved ") == 1 and "2 processes, global batch 4" in two.stdout
+    assert_same(parameters(tmp_path / "one" / "tiny" / "d" / "faster_rcnn_1_1_2.pth"), parameters(folder / "faster_rcnn_1_1_2.pth"))
+
+
+def test_resume_with_another_number_of_processes(same_size_data, tmp_path):
+    train(same_size_data, tmp_path / "straight", 1, "--epochs", "2")
+    train(same_size_data, tmp_path / "mixed", 2, "--epochs", "1")
+    train(same_size_data, tmp_path / "mixed", 1, "--epochs", "2", "--r")
+    straight = parameters(tmp_path / "straight" / "tiny" / "d" / "faster_rcnn_1_2_2.pth")
+    assert_same(straight, parameters(tmp_path / "mixed" / "tiny" / "d" / "faster_rcnn_1_2_2.pth"))
+
+
+def test_evaluation_across_processes_equals_one_process(same_size_data, tmp_path):
+    train(same_size_data, tmp_path / "m", 1, "--epochs", "1")
+    common = ["test_net.py", "--dataset", str(same_size_data), "--net", "tiny", "--load_dir", str(tmp_path / "m"),
+              "--output_dir", str(tmp_path / "out"), "--set", "TEST.SCORE_THRESH", "0.0"]  # fmt: skip
+    one = subprocess.run([sys.executable, *common], cwd=ROOT, capture_output=True, text=True, timeout=300)
+    two = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2", *common],
+                         cwd=ROOT, capture_output=True, text=True, timeout=300)  # fmt: skip
+    assert one.returncode == 0 and two.returncode == 0, two.stderr[-3000:]
+    ap_lines = lambda out: [line for line in out.splitlines() if line.startswith(("AP for", "Mean AP"))]  # noqa: E731
+    assert ap_lines(two.stdout) == ap_lines(one.stdout) and len(ap_lines(one.stdout)) == 8
+    assert "2 processes" in two.stdout
