@@ -45,12 +45,23 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     return p.parse_args(argv)
 
 
+def class_mismatch(checkpoint: Path, trained: list[str], data_name: str, data_classes: list[str]) -> str:
+    """The error for a checkpoint evaluated on data with other classes, with the fix when only the order differs."""
+    show = lambda names: f"{list(names[:8])}{'...' if len(names) > 8 else ''}"  # noqa: E731
+    message = (f"{checkpoint} was trained on {len(trained)} classes {show(trained)} but {data_name} has "
+               f"{len(data_classes)}: {show(data_classes)}")  # fmt: skip
+    if sorted(trained) == sorted(data_classes):
+        return f"{message}; the same classes in another order: list them in the dataset YAML as classes: [{', '.join(trained)}]"
+    return f"{message}; evaluate it on the data it was trained for"
+
+
 def main() -> None:
     args = parse_args()
     if args.detections:
         cfg = build_config(args.dataset, args.net or "tiny", CFGS_DIR, args.cfg_file, args.set_cfgs, args.ls, args.cag, args.data_dir)
         dataset = dataset_spec(args.dataset, args.data_dir, cfg.VG_VERSION).test()
-        out_dir = Path(args.output_dir) / "detections" / Path(args.detections).stem
+        results = Path(args.detections).resolve()  # test_net.py names its files detections.json: keep the folder
+        out_dir = Path(args.output_dir) / "detections" / Path(args.dataset).stem / f"{results.parent.name}_{results.stem}"
         report = check_test_data(dataset, args, out_dir)
         _, label_of = category_maps(dataset)
         skipped_ids = {r.id for r in dataset.records} - {r.id for r in report.kept}
@@ -62,11 +73,7 @@ def main() -> None:
         detector = load_detector(path, f"cuda:{world.local_rank}" if args.cuda else "cpu", args.set_cfgs, args.cfg_file, args.net)
         dataset = dataset_spec(args.dataset, args.data_dir, detector.cfg.VG_VERSION).test()
         if detector.classes != dataset.classes:
-            raise ValueError(
-                f"{path} was trained on {len(detector.classes) - 1} classes {list(detector.classes[1:6])}... "
-                f"but {dataset.name} has {len(dataset.classes) - 1}: {list(dataset.classes[1:6])}...; "
-                "evaluate it on the data it was trained for"
-            )
+            raise ValueError(class_mismatch(path, detector.classes[1:], dataset.name, dataset.classes[1:]))
         out_dir = Path(args.output_dir) / detector.net / Path(args.dataset).stem / path.stem
         report = check_test_data(dataset, args, out_dir, world.is_main)
         log.info("evaluating %s on %s (%d images%s)", path, dataset.name, len(report.kept),

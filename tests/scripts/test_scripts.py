@@ -79,6 +79,7 @@ def test_saved_detections_evaluate_alike_and_metric_choice(trained, tmp_path):
     again = run("test_net.py", *common, "--detections", str(saved), "--output_dir", str(tmp_path))
     assert again.returncode == 0, again.stderr
     assert again.stdout.strip().splitlines()[-8:] == first.stdout.strip().splitlines()[-8:]
+    assert (tmp_path / "detections" / "shapes" / "faster_rcnn_1_1_12_detections" / "ap.json").is_file()  # per dataset and run
     coco = run("test_net.py", *common, "--detections", str(saved), "--metric", "coco", "--output_dir", str(tmp_path))
     assert coco.returncode == 0, coco.stderr
     lines = coco.stdout.strip().splitlines()
@@ -94,6 +95,12 @@ def test_checkpoint_on_other_classes_is_a_clear_error(trained, tmp_path, build):
     result = run("test_net.py", "--dataset", str(tmp_path / "other.yaml"), "--load_name", str(checkpoint))
     assert result.returncode == 2 and "Traceback" not in result.stderr
     assert "was trained on 7 classes" in result.stderr and "has 2" in result.stderr
+    reordered = ["square", "circle", "triangle", "star", "cross", "ring", "crescent"]
+    (tmp_path / "reordered.yaml").write_text(f"format: voc\ntrain: test\ntest: test\nclasses: [{', '.join(reordered)}]\n")
+    result = run("test_net.py", "--dataset", str(tmp_path / "reordered.yaml"), "--load_name", str(checkpoint))
+    assert result.returncode == 2 and "Traceback" not in result.stderr
+    assert "the same classes in another order" in result.stderr
+    assert "classes: [circle, square, triangle, star, cross, ring, crescent]" in result.stderr
 
 
 def test_demo_on_an_image_folder(trained, small_shapes_root, tmp_path):
