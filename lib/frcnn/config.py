@@ -72,6 +72,11 @@ def default_config() -> EasyDict:
         RPN_PRE_NMS_TOP_N=6000,
         RPN_POST_NMS_TOP_N=300,
         RPN_MIN_SIZE=16,
+        # Inference on CPU feeds the backbone channels-last input (weights stay as they are):
+        # oneDNN then skips a layout conversion per convolution. Measured 13-15% faster backbones
+        # (vgg16, res50, mobilenet_v2) on a 2-core CPU. Training is unaffected: there NHWC made
+        # VGG16's backward 2.3x slower.
+        CHANNELS_LAST_CPU=True,
     )
     cfg.RESNET = EasyDict(FIXED_BLOCKS=1)
     cfg.VGG = EasyDict(FIXED_LAYERS=10)  # conv1_1 .. conv2_2 (10 modules of torchvision's vgg16.features)

@@ -76,6 +76,23 @@ def test_biases_get_double_lr_and_no_decay(cfg):
     assert all(p.dim() > 1 for p in weights["params"])
 
 
+def test_sgd_step_applies_decay_to_weights_and_double_lr_to_biases(cfg):
+    from frcnn.engine.optim import build_optimizer
+
+    layer = torch.nn.Linear(2, 1)
+    with torch.no_grad():
+        layer.weight.copy_(torch.tensor([[1.0, -2.0]]))
+        layer.bias.fill_(0.5)
+    opt = build_optimizer(layer, cfg, "sgd", 0.1)
+    assert all(g["fused"] for g in opt.param_groups)  # one pass per tensor, no weight-decay temporaries
+    layer.weight.grad = torch.tensor([[0.2, 0.4]])
+    layer.bias.grad = torch.tensor([1.0])
+    opt.step()
+    decay = cfg.TRAIN.WEIGHT_DECAY
+    expected = torch.tensor([[1.0 - 0.1 * (0.2 + decay * 1.0), -2.0 - 0.1 * (0.4 - decay * 2.0)]])
+    assert torch.allclose(layer.weight, expected) and torch.allclose(layer.bias, torch.tensor([0.5 - 0.2 * 1.0]))
+
+
 def test_amp_training_on_cpu_uses_bfloat16_and_stays_finite(small_shapes_root, cfg, tmp_path, caplog):
     from frcnn.engine.amp import Precision
 

@@ -115,3 +115,21 @@ def test_mixed_precision_keeps_box_maths_and_losses_in_float32():
     with torch.no_grad(), torch.autocast("cpu", dtype=torch.bfloat16):
         out = model(batch.images, batch.image_sizes, batch.image_scales)
     assert all(d["boxes"].dtype == torch.float32 and d["scores"].dtype == torch.float32 for d in out)
+
+
+def test_cpu_inference_runs_the_backbone_channels_last_with_the_same_detections():
+    torch.manual_seed(0)
+    model, _ = build_model(small_cfg(TEST={"SCORE_THRESH": 0.0}), "tiny", num_classes=8)
+    layouts = []
+    model.backbone.register_forward_pre_hook(lambda _, args: layouts.append(args[0].is_contiguous(memory_format=torch.channels_last)))
+    batch = three_images()
+    model.train()
+    model(batch.images, batch.image_sizes, None, [dict(boxes=t["boxes"], labels=t["labels"]) for t in batch.targets])
+    model.eval()
+    with torch.no_grad():
+        nhwc = model(batch.images, batch.image_sizes)
+        model.channels_last_cpu_inference = False
+        nchw = model(batch.images, batch.image_sizes)
+    assert layouts == [False, True, False]  # training keeps NCHW (faster backward on CPU)
+    for a, b in zip(nhwc, nchw):
+        assert torch.allclose(a["scores"], b["scores"], atol=1e-5) and torch.allclose(a["boxes"], b["boxes"], atol=1e-3)

@@ -32,14 +32,23 @@ class FasterRCNN(nn.Module):
         pixels: how the backbone wants its input normalised.
         channels_last: run the backbone in channels-last memory layout (faster convolutions on
             CPUs with oneDNN and on tensor-core GPUs).
+        channels_last_cpu_inference: feed the backbone channels-last input in inference on CPU,
+            even when `channels_last` is off (see TEST.CHANNELS_LAST_CPU).
     """
 
     def __init__(
-        self, backbone: Backbone, rpn: RegionProposalNetwork, roi_heads: RoIHeads, pixels: PixelFormat, channels_last: bool = False
+        self,
+        backbone: Backbone,
+        rpn: RegionProposalNetwork,
+        roi_heads: RoIHeads,
+        pixels: PixelFormat,
+        channels_last: bool = False,
+        channels_last_cpu_inference: bool = False,
     ) -> None:
         super().__init__()
         self.backbone = backbone.to(memory_format=torch.channels_last) if channels_last else backbone
         self.channels_last = channels_last
+        self.channels_last_cpu_inference = channels_last_cpu_inference
         self.rpn = rpn
         self.roi_heads = roi_heads
         self.channel_order = pixels.channel_order
@@ -56,7 +65,8 @@ class FasterRCNN(nn.Module):
         rows = torch.arange(h, device=x.device)[None, :] < image_sizes[:, 0:1]
         cols = torch.arange(w, device=x.device)[None, :] < image_sizes[:, 1:2]
         x = x * (rows[:, None, :, None] & cols[:, None, None, :])
-        return x.contiguous(memory_format=torch.channels_last) if self.channels_last else x
+        cpu_inference = self.channels_last_cpu_inference and not self.training and x.device.type == "cpu"
+        return x.contiguous(memory_format=torch.channels_last) if self.channels_last or cpu_inference else x
 
     def forward(
         self,
@@ -146,4 +156,4 @@ def build_model(
         ),
         detection=DetectionSettings(cfg.TEST.SCORE_THRESH, cfg.TEST.NMS, cfg.TEST.MAX_PER_IMAGE),
     )
-    return FasterRCNN(backbone, rpn, roi_heads, pixels, cfg.CHANNELS_LAST), source
+    return FasterRCNN(backbone, rpn, roi_heads, pixels, cfg.CHANNELS_LAST, cfg.TEST.CHANNELS_LAST_CPU), source
