@@ -93,6 +93,18 @@ def test_sgd_step_applies_decay_to_weights_and_double_lr_to_biases(cfg):
     assert torch.allclose(layer.weight, expected) and torch.allclose(layer.bias, torch.tensor([0.5 - 0.2 * 1.0]))
 
 
+def test_compile_keeps_parameter_names_so_checkpoints_stay_interchangeable(cfg):
+    from frcnn.engine.trainer import compile_convolutions
+    from frcnn.modeling import build_model
+
+    model, _ = build_model(cfg, "tiny", 8)
+    names = list(model.state_dict())
+    compile_convolutions(model, torch.device("cpu"))
+    assert list(model.state_dict()) == names
+    assert model.backbone._compiled_call_impl is not None and model.roi_heads.box_head._compiled_call_impl is not None
+    assert model.rpn._compiled_call_impl is None  # data-dependent shapes stay eager
+
+
 def test_amp_training_on_cpu_uses_bfloat16_and_stays_finite(small_shapes_root, cfg, tmp_path, caplog):
     from frcnn.engine.amp import Precision
 

@@ -110,8 +110,18 @@ class LossMonitor:
 
 
 def unwrap(model: torch.nn.Module) -> FasterRCNN:
-    model = getattr(model, "_orig_mod", model)  # torch.compile
     return model.module if isinstance(model, DistributedDataParallel) else model
+
+
+def compile_convolutions(model: FasterRCNN, device: torch.device) -> None:
+    """torch.compile the backbone and the per-RoI head in place (parameter names unchanged, so
+    checkpoints stay interchangeable). Only these: the proposal and sampling steps have
+    data-dependent shapes that recompile at every new box count, and compiling the whole model
+    fails in torch 2.14 on channels-last RPN outputs."""
+    if device.type == "cpu":
+        log.warning("--compile on CPU measured slower than eager for the tiny net (README, speed section)")
+    model.backbone.compile(dynamic=True)
+    model.roi_heads.box_head.compile(dynamic=True)
 
 
 def train(opts: TrainOptions, cfg: EasyDict) -> Path | None:
@@ -185,7 +195,7 @@ def train(opts: TrainOptions, cfg: EasyDict) -> Path | None:
             model = torch.nn.SyncBatchNorm.convert_sync_batchnorm(model)
         model = DistributedDataParallel(model, device_ids=[world.local_rank] if use_cuda else None)
     if opts.compile:
-        model = torch.compile(model)
+        compile_convolutions(unwrap(model), device)
 
     def save(epoch: int, step: int) -> Path | None:
         if not world.is_main:
