@@ -1,11 +1,15 @@
 """Shared fixtures: small generated datasets, so no test needs a download."""
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
+import cv2
+import numpy as np
 import pytest
 
-from frcnn.data.datasets.shapes import ShapesDataset, ensure_generated
+from frcnn.data.datasets.pascal_voc import write_voc_annotation
+from frcnn.data.datasets.shapes import ShapesDataset, ensure_generated, render
 
 SMALL_SHAPES = {"trainval": 24, "test": 8}
 
@@ -24,15 +28,6 @@ def small_shapes(small_shapes_root: Path) -> tuple[ShapesDataset, ShapesDataset]
 
 
 # ---- builders of tiny datasets in every supported format -------------------------------------
-
-import json  # noqa: E402
-from pathlib import Path  # noqa: E402,F811
-
-import cv2  # noqa: E402
-import numpy as np  # noqa: E402
-
-from frcnn.data.datasets.pascal_voc import write_voc_annotation  # noqa: E402
-from frcnn.data.datasets.shapes import render  # noqa: E402
 
 
 def shapes_samples(count: int, seed: int = 0) -> list:
