@@ -23,6 +23,7 @@ from pathlib import Path
 from typing import Iterable, Sequence
 
 import numpy as np
+from PIL import Image, UnidentifiedImageError
 from tqdm import tqdm
 
 from .datasets.base import DataIssue, ImageRecord
@@ -76,8 +77,6 @@ class DataReport:
 
 def inspect_image(path: str) -> tuple[str | None, int, int, str | None]:
     """Decode an image fully: (problem or None, width, height, conversion needed or None)."""
-    from PIL import Image, UnidentifiedImageError
-
     p = Path(path)
     if not p.is_file():
         return "missing", 0, 0, None

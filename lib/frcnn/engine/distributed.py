@@ -89,8 +89,3 @@ def gather_to_main(items: list) -> list | None:
     gathered: list[list] | None = [[] for _ in range(dist.get_world_size())] if dist.get_rank() == 0 else None
     dist.gather_object(items, gathered, dst=0)
     return [x for part in gathered for x in part] if gathered is not None else None
-
-
-def barrier() -> None:
-    if dist.is_initialized():
-        dist.barrier()

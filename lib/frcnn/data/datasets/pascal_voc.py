@@ -12,6 +12,7 @@ from typing import Sequence
 from xml.sax.saxutils import escape
 
 import numpy as np
+from PIL import Image
 
 from .base import DataIssue, DetectionDataset, ImageRecord
 
@@ -185,8 +186,6 @@ def _flag(text: str | None) -> bool:
 def _image_size(path: Path) -> tuple[int, int]:
     """(width, height) from the image's header, or (0, 0) if it cannot be read (the image check
     in data/validate.py then skips it with the reason)."""
-    from PIL import Image  # header only; Pillow comes with matplotlib
-
     try:
         with Image.open(path) as im:
             return im.size
