@@ -9,7 +9,7 @@ resize then has nothing to do), and the same SGD settings.
 
 Timings are medians of steps taken alternately (ours, torchvision, ours, ...) after a warm-up, so
 that both see the same machine load. Peak memory is CUDA's max allocated, or on CPU the growth of
-the process's maximum resident set over a separate process's baseline (one process per model).
+the resident set's high-water mark (Linux VmHWM), each model in a process of its own.
 """
 from __future__ import annotations
 
@@ -30,7 +30,7 @@ from .cli import build_config
 from .data.datasets.factory import dataset_spec
 from .data.loader import RoidbDataset, collate
 from .engine.amp import Precision
-from .engine.optim import build_optimizer
+from .engine.optim import build_optimizer, step_in_backward_if_usable
 from .modeling import FasterRCNN, build_model
 
 NUM_CLASSES = 21  # a PASCAL VOC-sized head
@@ -147,6 +147,7 @@ class Runner:
         cfg = getattr(model, "benchmark_cfg", None)
         if name == "ours":
             self.optimizer = build_optimizer(model, cfg, "sgd", 0.001)
+            step_in_backward_if_usable(self.optimizer, cfg, self.precision.scaler is not None, distributed=False)  # as the trainer does
             self.inputs = [b.to(self.device) for b in batches]
         else:
             self.optimizer = torch.optim.SGD([p for p in model.parameters() if p.requires_grad], lr=0.001, momentum=0.9, weight_decay=5e-4)
@@ -220,8 +221,25 @@ def _rss_bytes() -> int:
         return int(f.read().split()[1]) * resource.getpagesize()
 
 
+def reset_peak_rss() -> None:
+    """Start the process's resident-memory high-water mark afresh from its current size (Linux)."""
+    with open("/proc/self/clear_refs", "w") as f:
+        f.write("5")
+
+
+def peak_rss_bytes() -> int:
+    """The process's resident-memory high-water mark (VmHWM). Not getrusage's ru_maxrss: Linux
+    carries that over exec, so a process started by a large parent reports the parent's size."""
+    with open("/proc/self/status") as f:
+        for line in f:
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) * 1024
+    raise RuntimeError("no VmHWM in /proc/self/status")
+
+
 def peak_memory(s: Settings, which: str) -> float:
-    """Peak memory (bytes) of `which` model over two training steps and an inference."""
+    """Peak memory growth (bytes) of `which` model over two training steps and an inference,
+    from where it stands once built."""
     runners = dict((r.name, r) for r in build_pair(s))
     runner = runners[which]
     del runners
@@ -230,13 +248,14 @@ def peak_memory(s: Settings, which: str) -> float:
         torch.cuda.reset_peak_memory_stats()
         base = torch.cuda.memory_allocated()
     else:
+        reset_peak_rss()  # building both models must not count
         base = _rss_bytes()
     for _ in range(2):
         runner.train_step()
     runner.inference()
     if s.device.startswith("cuda"):
         return float(torch.cuda.max_memory_allocated() - base)
-    return float(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024 - base)
+    return float(peak_rss_bytes() - base)
 
 
 def memory_in_subprocess(s: Settings, which: str) -> float:

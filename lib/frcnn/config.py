@@ -32,6 +32,10 @@ def default_config() -> EasyDict:
         BIAS_DECAY=False,
         # Gradient clipping by global norm; 0 disables it.
         CLIP_GRAD_NORM=0.0,
+        # Update large parameters during backward, freeing each gradient as soon as it is used
+        # (less peak memory, same result; engine/optim.py StepInBackward). Off by itself where
+        # clipping, float16 loss scaling or several processes need every gradient first.
+        STEP_IN_BACKWARD=True,
         # Linear warm-up over this many iterations from WARMUP_FACTOR x LR; 0 disables it.
         WARMUP_ITERS=0,
         WARMUP_FACTOR=0.1,

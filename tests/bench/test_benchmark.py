@@ -4,9 +4,11 @@ import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
+import pytest
 import torch
 
-from frcnn.benchmark import Settings, build_ours, build_torchvision
+from frcnn.benchmark import Settings, build_ours, build_torchvision, peak_rss_bytes, reset_peak_rss
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -28,6 +30,33 @@ def test_torchvision_model_gets_our_weights_and_frozen_layers():
     assert ours.roi_heads.pooler.mode == "align" and ours.roi_heads.pooler.sampling_ratio == 2
     anchors = tv.rpn.anchor_generator.cell_anchors[0]
     assert anchors.shape == ours.rpn.anchor_generator.base_anchors.shape == (9, 4)
+
+
+linux_memory_counters = pytest.mark.skipif(not Path("/proc/self/clear_refs").exists(), reason="Linux /proc needed")
+MiB = 2**20
+
+
+@linux_memory_counters
+def test_peak_memory_sees_a_freed_allocation_and_starts_afresh_on_reset():
+    reset_peak_rss()
+    start = peak_rss_bytes()
+    block = np.ones(300 * MiB // 8)  # written, so resident
+    del block
+    assert peak_rss_bytes() - start >= 290 * MiB
+    reset_peak_rss()
+    assert peak_rss_bytes() - start < 100 * MiB
+
+
+@linux_memory_counters
+def test_a_measuring_process_does_not_inherit_its_parents_peak():
+    """getrusage's ru_maxrss carries a parent's size over exec; VmHWM starts afresh."""
+    block = np.ones(1024 * MiB // 8)
+    child = subprocess.run([sys.executable, "-c", "from frcnn.benchmark import peak_rss_bytes; print(peak_rss_bytes())"],
+                           capture_output=True, text=True, check=True)  # fmt: skip
+    parent_peak = peak_rss_bytes()
+    del block
+    assert parent_peak > 1024 * MiB
+    assert int(child.stdout) < parent_peak - 700 * MiB
 
 
 def test_benchmark_script_writes_the_figures(small_shapes_root, tmp_path):

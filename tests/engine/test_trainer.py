@@ -115,3 +115,21 @@ def test_amp_training_on_cpu_uses_bfloat16_and_stays_finite(small_shapes_root, c
     assert any("bfloat16 autocast on cpu" in r.getMessage() for r in caplog.records)
     state = load_checkpoint(path)
     assert all(torch.isfinite(v).all() for v in state["model"].values() if v.is_floating_point())
+
+
+def test_training_with_updates_in_backward_matches_updates_after_it(small_shapes_root, tmp_path, caplog):
+    """fc6 at 1568 x 700 is over the 2**20-element line, so it is updated during backward."""
+    wide_head = SMALL + ["TINY.HEAD_DIM", "700"]
+    finals = {}
+    for in_backward in (True, False):
+        cfg = build_config("shapes", "tiny", CFGS, set_cfgs=wide_head + ["TRAIN.STEP_IN_BACKWARD", str(in_backward)],
+                           data_dir=str(small_shapes_root.parent))  # fmt: skip
+        with caplog.at_level("INFO", logger="frcnn"):
+            path = train(options(small_shapes_root.parent, tmp_path / str(in_backward), epochs=1), cfg)
+        finals[in_backward] = load_checkpoint(path)
+    assert any("1 large parameters are updated during backward" in r.getMessage() for r in caplog.records)
+    during, after = finals[True], finals[False]
+    for key, value in after["model"].items():
+        assert torch.equal(value, during["model"][key]), key
+    momentum = [s["momentum_buffer"] for s in during["optimizer"]["state"].values()]
+    assert len(momentum) == len(after["optimizer"]["state"]) and all(m.abs().sum() > 0 for m in momentum)

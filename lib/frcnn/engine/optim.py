@@ -8,11 +8,15 @@ late, when epoch % (decay_step + 1) == 0).
 """
 from __future__ import annotations
 
+import logging
 from dataclasses import asdict, dataclass
+from functools import partial
 
 import torch
 from easydict import EasyDict
 from torch import nn
+
+log = logging.getLogger(__name__)
 
 
 def build_optimizer(model: nn.Module, cfg: EasyDict, kind: str, lr: float) -> torch.optim.Optimizer:
@@ -44,6 +48,80 @@ def build_optimizer(model: nn.Module, cfg: EasyDict, kind: str, lr: float) -> to
     if kind == "adam":
         return torch.optim.Adam(groups, lr=lr, fused=True)
     raise ValueError(f"--o must be sgd or adam; got {kind!r}")
+
+
+class StepInBackward:
+    """Update each large parameter as soon as backward has accumulated its gradient, then free
+    that gradient, so the large gradients never all exist at once.
+
+    VGG16 holds 550 MB of gradients, 411 MB of them fc6's; updating in backward lowered its peak
+    training memory at 600 px from 1585 to 1171 MiB on CPU (README, speed section). The arithmetic is
+    the optimizer's own, applied one parameter at a time (the fused SGD and Adam kernels work
+    elementwise, so the result equals a single optimizer.step()), and the state stays in
+    `optimizer`: its state_dict, checkpoints and resume are unchanged. Use it exactly as before:
+    zero_grad, backward, optimizer.step(); that step then updates the small parameters (biases,
+    norms), whose gradients are still there, and skips the others, which have none. Each hook costs
+    about 0.1 ms of Python, so tensors under `min_numel` elements are left to that step.
+
+    It cannot be used where an update needs every gradient first: clipping by global norm,
+    float16 loss scaling (a gradient scaler checks all gradients for inf before any update), and
+    DistributedDataParallel (gradients are averaged across processes after accumulation);
+    `unusable_because` says which applies.
+    """
+
+    def __init__(self, optimizer: torch.optim.Optimizer, min_numel: int = 2**20) -> None:
+        self.optimizer = optimizer
+        self._handles = []
+        for index, group in enumerate(optimizer.param_groups):
+            for p in group["params"]:
+                if p.numel() < min_numel:
+                    continue
+                # A one-parameter optimizer of the same kind. At each call it borrows the main
+                # optimizer's current group settings and state, which the learning-rate schedule
+                # and load_state_dict (a resume) replace.
+                single = type(optimizer)([dict(group, params=[p])])
+                self._handles.append(p.register_post_accumulate_grad_hook(partial(self._step, single, index)))
+
+    def __len__(self) -> int:
+        """How many parameters are updated in backward."""
+        return len(self._handles)
+
+    def _step(self, single: torch.optim.Optimizer, group_index: int, p: torch.Tensor) -> None:
+        single.state = self.optimizer.state
+        group = self.optimizer.param_groups[group_index]
+        single.param_groups[0].update((k, v) for k, v in group.items() if k != "params")
+        single.step()
+        p.grad = None
+
+    def remove(self) -> None:
+        """Stop updating in backward: optimizer.step() updates everything again."""
+        for handle in self._handles:
+            handle.remove()
+        self._handles.clear()
+
+    @staticmethod
+    def unusable_because(clip_grad_norm: float, scaling_gradients: bool, distributed: bool) -> str | None:
+        """None if updates can run in backward, else why not."""
+        if clip_grad_norm > 0:
+            return "gradient clipping (TRAIN.CLIP_GRAD_NORM) needs every gradient first"
+        if scaling_gradients:
+            return "float16 loss scaling checks every gradient for inf first"
+        if distributed:
+            return "gradients are averaged across processes after backward"
+        return None
+
+
+def step_in_backward_if_usable(
+    optimizer: torch.optim.Optimizer, cfg: EasyDict, scaling_gradients: bool, distributed: bool
+) -> StepInBackward | None:
+    """StepInBackward(optimizer) where TRAIN.STEP_IN_BACKWARD asks for it and the run allows it."""
+    if not cfg.TRAIN.STEP_IN_BACKWARD:
+        return None
+    why_not = StepInBackward.unusable_because(cfg.TRAIN.CLIP_GRAD_NORM, scaling_gradients, distributed)
+    if why_not:
+        log.info("parameters are updated after backward, not during it: %s", why_not)
+        return None
+    return StepInBackward(optimizer)
 
 
 @dataclass

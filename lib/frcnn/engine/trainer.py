@@ -32,7 +32,7 @@ from .amp import Precision
 from .checkpoint import (
     CheckpointError, checkpoint_dir, checkpoint_path, latest_checkpoint, load_checkpoint, model_differences, save_checkpoint,
 )  # fmt: skip
-from .optim import StepSchedule, build_optimizer
+from .optim import StepSchedule, build_optimizer, step_in_backward_if_usable
 
 log = logging.getLogger("frcnn.train")
 
@@ -196,6 +196,9 @@ def train(opts: TrainOptions, cfg: EasyDict) -> Path | None:
         model = DistributedDataParallel(model, device_ids=[world.local_rank] if use_cuda else None)
     if opts.compile:
         compile_convolutions(unwrap(model), device)
+    in_backward = step_in_backward_if_usable(optimizer, cfg, precision.scaler is not None, world.distributed)
+    if in_backward:
+        log.info("%d large parameters are updated during backward (TRAIN.STEP_IN_BACKWARD)", len(in_backward))
 
     def save(epoch: int, step: int) -> Path | None:
         if not world.is_main:
