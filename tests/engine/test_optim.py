@@ -63,18 +63,6 @@ def test_updating_in_backward_follows_a_resumed_optimizer():
         assert torch.equal(a, b)
 
 
-def test_removed_hooks_leave_the_update_to_step():
-    model = small_model()
-    optimizer = build_optimizer(model, default_config(), "sgd", 0.1)
-    hooks = StepInBackward(optimizer, min_numel=100)
-    hooks.remove()
-    before = [p.detach().clone() for p in model.parameters()]
-    model(torch.randn(8, 6)).sum().backward()
-    assert all(torch.equal(a, b) for a, b in zip(before, model.parameters())) and len(hooks) == 0
-    optimizer.step()
-    assert not torch.equal(before[0], model[0].weight)
-
-
 def test_it_is_left_off_where_an_update_needs_every_gradient(caplog):
     model = small_model()
     cfg = default_config()

@@ -93,12 +93,6 @@ class StepInBackward:
         single.step()
         p.grad = None
 
-    def remove(self) -> None:
-        """Stop updating in backward: optimizer.step() updates everything again."""
-        for handle in self._handles:
-            handle.remove()
-        self._handles.clear()
-
     @staticmethod
     def unusable_because(clip_grad_norm: float, scaling_gradients: bool, distributed: bool) -> str | None:
         """None if updates can run in backward, else why not."""
