@@ -15,7 +15,9 @@ from __future__ import annotations
 
 import copy
 import json
-import resource
+import logging
+import math
+import os
 import statistics
 import subprocess
 import sys
@@ -32,6 +34,8 @@ from .data.loader import RoidbDataset, collate
 from .engine.amp import Precision
 from .engine.optim import build_optimizer, step_in_backward_if_usable
 from .modeling import FasterRCNN, build_model
+
+log = logging.getLogger(__name__)
 
 NUM_CLASSES = 21  # a PASCAL VOC-sized head
 
@@ -147,7 +151,8 @@ class Runner:
         cfg = getattr(model, "benchmark_cfg", None)
         if name == "ours":
             self.optimizer = build_optimizer(model, cfg, "sgd", 0.001)
-            step_in_backward_if_usable(self.optimizer, cfg, self.precision.scaler is not None, distributed=False)  # as the trainer does
+            # as the trainer does; kept here because the hooks hold it weakly
+            self.step_in_backward = step_in_backward_if_usable(self.optimizer, cfg, self.precision.scaler is not None, distributed=False)
             self.inputs = [b.to(self.device) for b in batches]
         else:
             self.optimizer = torch.optim.SGD([p for p in model.parameters() if p.requires_grad], lr=0.001, momentum=0.9, weight_decay=5e-4)
@@ -218,7 +223,7 @@ def time_alternately(s: Settings) -> dict[str, dict[str, float]]:
 
 def _rss_bytes() -> int:
     with open("/proc/self/statm") as f:
-        return int(f.read().split()[1]) * resource.getpagesize()
+        return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
 
 
 def reset_peak_rss() -> None:
@@ -248,8 +253,11 @@ def peak_memory(s: Settings, which: str) -> float:
         torch.cuda.reset_peak_memory_stats()
         base = torch.cuda.memory_allocated()
     else:
-        reset_peak_rss()  # building both models must not count
-        base = _rss_bytes()
+        try:
+            reset_peak_rss()  # building both models must not count
+            base = _rss_bytes()
+        except OSError:  # no Linux /proc, or clear_refs refused: run() says so
+            return float("nan")
     for _ in range(2):
         runner.train_step()
     runner.inference()
@@ -271,6 +279,8 @@ def run(s: Settings) -> dict:
         memory = {name: peak_memory(s, name) for name in ("ours", "torchvision")}
     else:
         memory = {name: memory_in_subprocess(s, name) for name in ("ours", "torchvision")}
+        if any(math.isnan(m) for m in memory.values()):
+            log.warning("CPU peak memory needs Linux's /proc/self/clear_refs and VmHWM; reported as nan")
     result: dict = {"settings": s.__dict__, "device": _device_name(s.device), "torch": torch.__version__}
     for name in ("ours", "torchvision"):
         t = times[name]

@@ -9,6 +9,7 @@ late, when epoch % (decay_step + 1) == 0).
 from __future__ import annotations
 
 import logging
+import weakref
 from dataclasses import asdict, dataclass
 from functools import partial
 
@@ -66,27 +67,33 @@ class StepInBackward:
     It cannot be used where an update needs every gradient first: clipping by global norm,
     float16 loss scaling (a gradient scaler checks all gradients for inf before any update), and
     DistributedDataParallel (gradients are averaged across processes after accumulation);
-    `unusable_because` says which applies.
+    `unusable_because` says which applies. Keep the object as long as the training runs: the
+    hooks hold it weakly, and without it the update goes back to optimizer.step().
     """
 
     def __init__(self, optimizer: torch.optim.Optimizer, min_numel: int = 2**20) -> None:
         self.optimizer = optimizer
-        self._handles = []
+        # Per hooked parameter: a one-parameter optimizer of the same kind and its group's index.
+        # At each call it borrows the main optimizer's current group settings and state, which
+        # the learning-rate schedule and load_state_dict (a resume) replace.
+        self._singles: list[tuple[torch.optim.Optimizer, int]] = []
+        # The hooks hold this object weakly: a hook lives inside its parameter, out of the garbage
+        # collector's sight, so a strong reference would keep model and optimizer alive forever.
+        # Once this object is dropped the hooks do nothing and optimizer.step() updates everything.
+        this = weakref.ref(self)
         for index, group in enumerate(optimizer.param_groups):
             for p in group["params"]:
-                if p.numel() < min_numel:
-                    continue
-                # A one-parameter optimizer of the same kind. At each call it borrows the main
-                # optimizer's current group settings and state, which the learning-rate schedule
-                # and load_state_dict (a resume) replace.
-                single = type(optimizer)([dict(group, params=[p])])
-                self._handles.append(p.register_post_accumulate_grad_hook(partial(self._step, single, index)))
+                if p.numel() >= min_numel:
+                    p.register_post_accumulate_grad_hook(partial(_step_in_backward, this, len(self._singles)))
+                    self._singles.append((type(optimizer)([dict(group, params=[p])]), index))
 
     def __len__(self) -> int:
         """How many parameters are updated in backward."""
-        return len(self._handles)
+        return len(self._singles)
 
-    def _step(self, single: torch.optim.Optimizer, group_index: int, p: torch.Tensor) -> None:
+    def step(self, slot: int, p: torch.Tensor) -> None:
+        """Update hooked parameter number `slot` (p) from its gradient, then free the gradient."""
+        single, group_index = self._singles[slot]
         single.state = self.optimizer.state
         group = self.optimizer.param_groups[group_index]
         single.param_groups[0].update((k, v) for k, v in group.items() if k != "params")
@@ -103,6 +110,12 @@ class StepInBackward:
         if distributed:
             return "gradients are averaged across processes after backward"
         return None
+
+
+def _step_in_backward(owner: weakref.ref, slot: int, p: torch.Tensor) -> None:
+    step_in_backward = owner()
+    if step_in_backward is not None:
+        step_in_backward.step(slot, p)
 
 
 def step_in_backward_if_usable(

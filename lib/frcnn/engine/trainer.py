@@ -196,8 +196,9 @@ def train(opts: TrainOptions, cfg: EasyDict) -> Path | None:
         model = DistributedDataParallel(model, device_ids=[world.local_rank] if use_cuda else None)
     if opts.compile:
         compile_convolutions(unwrap(model), device)
+    # kept until train() returns: the hooks hold it weakly
     in_backward = step_in_backward_if_usable(optimizer, cfg, precision.scaler is not None, world.distributed)
-    if in_backward:
+    if in_backward is not None:
         log.info("%d large parameters are updated during backward (TRAIN.STEP_IN_BACKWARD)", len(in_backward))
 
     def save(epoch: int, step: int) -> Path | None:
