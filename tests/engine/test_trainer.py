@@ -117,8 +117,13 @@ def test_amp_training_on_cpu_uses_bfloat16_and_stays_finite(small_shapes_root, c
     assert all(torch.isfinite(v).all() for v in state["model"].values() if v.is_floating_point())
 
 
-def test_training_with_updates_in_backward_matches_updates_after_it(small_shapes_root, tmp_path, caplog):
+def test_training_with_updates_in_backward_matches_updates_after_it(small_shapes_root, tmp_path, caplog, monkeypatch):
     """fc6 at 1568 x 700 is over the 2**20-element line, so it is updated during backward."""
+    from frcnn.engine.optim import StepInBackward
+
+    updates_in_backward = []
+    original_step = StepInBackward.step
+    monkeypatch.setattr(StepInBackward, "step", lambda self, slot, p: updates_in_backward.append(slot) or original_step(self, slot, p))
     wide_head = SMALL + ["TINY.HEAD_DIM", "700"]
     finals = {}
     for in_backward in (True, False):
@@ -128,6 +133,7 @@ def test_training_with_updates_in_backward_matches_updates_after_it(small_shapes
             path = train(options(small_shapes_root.parent, tmp_path / str(in_backward), epochs=1), cfg)
         finals[in_backward] = load_checkpoint(path)
     assert any("1 large parameters are updated during backward" in r.getMessage() for r in caplog.records)
+    assert updates_in_backward == [0] * 12, "fc6 updated in backward at each of the 12 steps (48 images, batch 4)"
     during, after = finals[True], finals[False]
     for key, value in after["model"].items():
         assert torch.equal(value, during["model"][key]), key
