@@ -7,6 +7,7 @@ Prints a table (training step time, inference time per image, peak memory, ratio
 torchvision) and writes the figures as JSON with keys ours, torchvision and ratio. See
 lib/frcnn/benchmark.py for how the two models are matched and measured.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -30,18 +31,38 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     add_bool_flag(p, "--amp", help="mixed precision for both models")
     p.add_argument("--repeats", type=int, default=5, help="timed steps per model (median reported)")
     p.add_argument("--warmup", type=int, default=2, help="untimed steps per model first")
-    p.add_argument("--data_dir", default="data", help="where the built-in dataset lives (its test images are the inputs)")
+    p.add_argument(
+        "--data_dir", default="data", help="where the built-in dataset lives (its test images are the inputs)"
+    )
     p.add_argument("--out", default=None, help="write the figures to this JSON file")
     return p.parse_args(argv)
 
 
 def main() -> None:
     args = parse_args()
-    settings = Settings(args.net, args.device, args.bs, args.scale, args.amp, args.repeats, args.warmup,
-                        str(Path(__file__).resolve().parent / "cfgs"), args.data_dir)  # fmt: skip
-    log.info("benchmarking %s on %s, batch %d, scale %d%s", args.net, args.device, args.bs, args.scale, ", amp" if args.amp else "")
+    settings = Settings(
+        args.net,
+        args.device,
+        args.bs,
+        args.scale,
+        args.amp,
+        args.repeats,
+        args.warmup,
+        str(Path(__file__).resolve().parent / "cfgs"),
+        args.data_dir,
+    )
+    log.info(
+        "benchmarking %s on %s, batch %d, scale %d%s",
+        args.net,
+        args.device,
+        args.bs,
+        args.scale,
+        ", amp" if args.amp else "",
+    )
     result = run(settings)
-    print(f"{args.net}, batch {args.bs}, scale {args.scale}{', amp' if args.amp else ''}, on {result['device']} (torch {result['torch']})")
+    print(
+        f"{args.net}, batch {args.bs}, scale {args.scale}{', amp' if args.amp else ''}, on {result['device']} (torch {result['torch']})"
+    )
     print(format_table(result))
     if args.out:
         Path(args.out).write_text(json.dumps(result, indent=2))

@@ -7,6 +7,7 @@
 Class names come from the checkpoint. Without a display, camera and video input are written to an
 annotated video (--video_out) instead of a window.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -69,7 +70,14 @@ def run_folder(detector: Detector, folder: Path, thresh: float, batch_size: int)
             out = path.with_name(f"{path.stem}_det.jpg")
             cv2.imwrite(str(out), drawn[:, :, ::-1])
             total += count
-            log.info("%s: %d detections drawn (score >= %.2f), %.3f s -> %s", path.name, count, thresh, elapsed / len(images), out)
+            log.info(
+                "%s: %d detections drawn (score >= %.2f), %.3f s -> %s",
+                path.name,
+                count,
+                thresh,
+                elapsed / len(images),
+                out,
+            )
     return total
 
 
@@ -99,7 +107,9 @@ def run_stream(detector: Detector, source: str, thresh: float, video_out: str | 
                     break
             else:
                 if writer is None:
-                    path = video_out or (f"{Path(source).stem}_det.mp4" if not source.isdigit() else f"webcam{source}_det.mp4")
+                    path = video_out or (
+                        f"{Path(source).stem}_det.mp4" if not source.isdigit() else f"webcam{source}_det.mp4"
+                    )
                     fps = capture.get(cv2.CAP_PROP_FPS) or 25.0
                     writer = cv2.VideoWriter(path, cv2.VideoWriter_fourcc(*"mp4v"), fps, (bgr.shape[1], bgr.shape[0]))
                     log.info("no display: writing annotated video to %s", path)

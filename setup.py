@@ -1,4 +1,5 @@
 """Installs the `frcnn` package from lib/ (pip install -e .). Nothing is compiled."""
+
 from setuptools import find_packages, setup
 
 setup(

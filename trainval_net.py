@@ -2,6 +2,7 @@
 
 Checkpoints go to <save_dir>/<net>/<dataset>/faster_rcnn_<session>_<epoch>_<step>.pth.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -30,14 +31,22 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     add_bool_flag(p, "--r", dest="resume", help="resume from a checkpoint: --r, --r true or --r false")
     p.add_argument("--checksession", type=int, default=1, help="session to resume")
     p.add_argument("--checkepoch", type=int, default=1, help="epoch to resume (with --checkpoint)")
-    p.add_argument("--checkpoint", type=int, default=0, help="step to resume; 0 resumes the session's newest checkpoint")
+    p.add_argument(
+        "--checkpoint", type=int, default=0, help="step to resume; 0 resumes the session's newest checkpoint"
+    )
     p.add_argument("--save_dir", default="models", help="where checkpoints go")
     p.add_argument("--disp_interval", type=int, default=100, help="steps between loss displays")
-    p.add_argument("--checkpoint_interval", type=int, default=0, help="also save every this many steps (0: at epoch ends only)")
+    p.add_argument(
+        "--checkpoint_interval", type=int, default=0, help="also save every this many steps (0: at epoch ends only)"
+    )
     p.add_argument("--pretrained", default=None, help="backbone weight file (torchvision or the original's Caffe .pth)")
     p.add_argument("--seed", type=int, default=None, help="random seed (default: RNG_SEED)")
-    add_bool_flag(p, "--mGPUs", help="one process per visible GPU (DistributedDataParallel); under torchrun no flag is needed")
-    add_bool_flag(p, "--amp", help="mixed precision: bfloat16 autocast where supported, else float16 with gradient scaling")
+    add_bool_flag(
+        p, "--mGPUs", help="one process per visible GPU (DistributedDataParallel); under torchrun no flag is needed"
+    )
+    add_bool_flag(
+        p, "--amp", help="mixed precision: bfloat16 autocast where supported, else float16 with gradient scaling"
+    )
     add_bool_flag(p, "--compile", help="torch.compile the model (see README for where it pays off)")
     add_bool_flag(p, "--strict", help="stop on any unusable image or annotation instead of skipping it")
     return p.parse_args(argv)
@@ -47,15 +56,32 @@ def main() -> None:
     args = parse_args()
     cfg = build_config(args.dataset, args.net, CFGS_DIR, args.cfg_file, args.set_cfgs, args.ls, args.cag, args.data_dir)
     opts = TrainOptions(
-        dataset=args.dataset, net=args.net, batch_size=args.bs, num_workers=args.nw, lr=args.lr,
-        lr_decay_step=args.lr_decay_step, lr_decay_gamma=args.lr_decay_gamma, epochs=args.epochs,
-        start_epoch=args.start_epoch, optimizer=args.optimizer, session=args.session, resume=args.resume,
-        checksession=args.checksession, checkepoch=args.checkepoch, checkpoint=args.checkpoint,
-        save_dir=args.save_dir, data_dir=args.data_dir, disp_interval=args.disp_interval,
+        dataset=args.dataset,
+        net=args.net,
+        batch_size=args.bs,
+        num_workers=args.nw,
+        lr=args.lr,
+        lr_decay_step=args.lr_decay_step,
+        lr_decay_gamma=args.lr_decay_gamma,
+        epochs=args.epochs,
+        start_epoch=args.start_epoch,
+        optimizer=args.optimizer,
+        session=args.session,
+        resume=args.resume,
+        checksession=args.checksession,
+        checkepoch=args.checkepoch,
+        checkpoint=args.checkpoint,
+        save_dir=args.save_dir,
+        data_dir=args.data_dir,
+        disp_interval=args.disp_interval,
         checkpoint_interval=args.checkpoint_interval,
-        pretrained=args.pretrained, device="cuda" if args.cuda or args.mGPUs else "cpu", seed=args.seed,
-        amp=args.amp, compile=args.compile, strict=args.strict,
-    )  # fmt: skip
+        pretrained=args.pretrained,
+        device="cuda" if args.cuda or args.mGPUs else "cpu",
+        seed=args.seed,
+        amp=args.amp,
+        compile=args.compile,
+        strict=args.strict,
+    )
     if args.mGPUs:
         launch_per_gpu(partial(train, opts, cfg))
     else:

@@ -1,4 +1,5 @@
 """Shared fixtures: small generated datasets, so no test needs a download."""
+
 from __future__ import annotations
 
 import json
@@ -40,20 +41,35 @@ def write_image(path, image) -> None:
     cv2.imwrite(str(path), np.ascontiguousarray(image[:, :, ::-1]))
 
 
-def write_coco(annotation_file, image_dir, samples, category_ids: dict, first_image_id: int = 100, crowd_every: int = 0) -> dict:
+def write_coco(
+    annotation_file, image_dir, samples, category_ids: dict, first_image_id: int = 100, crowd_every: int = 0
+) -> dict:
     """A COCO instances JSON: bbox [x, y, w, h] with w = x2 - x1 + 1; every crowd_every-th object a crowd."""
     images, annotations = [], []
     for i, (image, objects) in enumerate(samples):
         image_id = first_image_id + i
         write_image(image_dir / f"img_{image_id}.jpg", image)
-        images.append({"id": image_id, "file_name": f"img_{image_id}.jpg", "width": image.shape[1], "height": image.shape[0]})
+        images.append(
+            {"id": image_id, "file_name": f"img_{image_id}.jpg", "width": image.shape[1], "height": image.shape[0]}
+        )
         for name, (x1, y1, x2, y2), _ in objects:
             n = len(annotations) + 1
             w, h = x2 - x1 + 1, y2 - y1 + 1
-            annotations.append({"id": n, "image_id": image_id, "category_id": category_ids[name], "bbox": [x1, y1, w, h],
-                                "area": w * h, "iscrowd": int(bool(crowd_every) and n % crowd_every == 0)})  # fmt: skip
-    data = {"images": images, "annotations": annotations,
-            "categories": [{"id": cid, "name": name} for name, cid in category_ids.items()]}  # fmt: skip
+            annotations.append(
+                {
+                    "id": n,
+                    "image_id": image_id,
+                    "category_id": category_ids[name],
+                    "bbox": [x1, y1, w, h],
+                    "area": w * h,
+                    "iscrowd": int(bool(crowd_every) and n % crowd_every == 0),
+                }
+            )
+    data = {
+        "images": images,
+        "annotations": annotations,
+        "categories": [{"id": cid, "name": name} for name, cid in category_ids.items()],
+    }
     annotation_file.parent.mkdir(parents=True, exist_ok=True)
     annotation_file.write_text(json.dumps(data))
     return data
@@ -65,7 +81,9 @@ def write_voc(root, split: str, samples, prefix: str = "") -> list[str]:
         image_id = f"{prefix}{split}_{i:03d}"
         write_image(root / "JPEGImages" / f"{image_id}.jpg", image)
         (root / "Annotations").mkdir(parents=True, exist_ok=True)
-        write_voc_annotation(root / "Annotations" / f"{image_id}.xml", f"{image_id}.jpg", image.shape[1], image.shape[0], objects)
+        write_voc_annotation(
+            root / "Annotations" / f"{image_id}.xml", f"{image_id}.jpg", image.shape[1], image.shape[0], objects
+        )
         ids.append(image_id)
     (root / "ImageSets" / "Main").mkdir(parents=True, exist_ok=True)
     (root / "ImageSets" / "Main" / f"{split}.txt").write_text("\n".join(ids) + "\n")
@@ -84,9 +102,12 @@ def zero_based_xml(path, width: int, height: int, objects, extra: str = "") -> N
 
 # ---- a VOC folder holding one image of every kind of bad input ----
 
+
 def bad_xml(objects, size=(80, 60)) -> str:
-    body = "".join(f"<object><name>{n}</name><bndbox><xmin>{b[0]}</xmin><ymin>{b[1]}</ymin><xmax>{b[2]}</xmax><ymax>{b[3]}</ymax></bndbox></object>"
-                   for n, b in objects)  # fmt: skip
+    body = "".join(
+        f"<object><name>{n}</name><bndbox><xmin>{b[0]}</xmin><ymin>{b[1]}</ymin><xmax>{b[2]}</xmax><ymax>{b[3]}</ymax></bndbox></object>"
+        for n, b in objects
+    )
     return f"<annotation><size><width>{size[0]}</width><height>{size[1]}</height></size>{body}</annotation>"
 
 
@@ -104,26 +125,47 @@ def bad_voc(root: Path) -> None:
     ann.mkdir()
     box = [(("circle", [10, 10, 40, 40]))]
     entries = {
-        "good": box, "good2": [("square", [5, 5, 30, 50])], "empty": [],
-        "missing": box, "zerobytes": box, "truncated": box, "corrupt": box, "notimage": box, "tiny": box,
-        "gray": box, "alpha": box, "deep": box,
-        "badxml": None, "noxml": box,
-        "boxes": [("circle", [-5, 10, 30, 70]), ("circle", [30, 30, 20, 40]), ("square", ["nan", 1, 5, 5]),
-                  ("square", [1, 1, "inf", 5]), ("circle", [100, 100, 120, 120]), ("unicorn", [1, 1, 9, 9]), ("square", [1, 1, 20, 20])],
+        "good": box,
+        "good2": [("square", [5, 5, 30, 50])],
+        "empty": [],
+        "missing": box,
+        "zerobytes": box,
+        "truncated": box,
+        "corrupt": box,
+        "notimage": box,
+        "tiny": box,
+        "gray": box,
+        "alpha": box,
+        "deep": box,
+        "badxml": None,
+        "noxml": box,
+        "boxes": [
+            ("circle", [-5, 10, 30, 70]),
+            ("circle", [30, 30, 20, 40]),
+            ("square", ["nan", 1, 5, 5]),
+            ("square", [1, 1, "inf", 5]),
+            ("circle", [100, 100, 120, 120]),
+            ("unicorn", [1, 1, 9, 9]),
+            ("square", [1, 1, 20, 20]),
+        ],
         "../../escape": box,
-    }  # fmt: skip
+    }
     for name, objects in entries.items():
         if name == "../../escape":
             continue
         if name != "noxml":
-            (ann / f"{name}.xml").write_text("<annotation><object><name>circle" if objects is None else bad_xml(objects))
+            (ann / f"{name}.xml").write_text(
+                "<annotation><object><name>circle" if objects is None else bad_xml(objects)
+            )
     for name in ("good", "good2", "empty", "badxml", "noxml", "boxes"):
         good_image(jpg / f"{name}.jpg")
     (jpg / "zerobytes.jpg").write_bytes(b"")
     good_image(jpg / "truncated.jpg", 200, 200)
     data = (jpg / "truncated.jpg").read_bytes()
     (jpg / "truncated.jpg").write_bytes(data[: len(data) // 2])
-    (jpg / "corrupt.jpg").write_bytes(b"\xff\xd8\xff\xe0" + bytes(np.random.default_rng(0).integers(0, 256, 3000, dtype=np.uint8)))
+    (jpg / "corrupt.jpg").write_bytes(
+        b"\xff\xd8\xff\xe0" + bytes(np.random.default_rng(0).integers(0, 256, 3000, dtype=np.uint8))
+    )
     (jpg / "notimage.jpg").write_text("this is a text file\n")
     good_image(jpg / "tiny.jpg", 3, 4)
     good_image(jpg / "gray.jpg", channels=1)
@@ -134,13 +176,17 @@ def bad_voc(root: Path) -> None:
     (root / "ImageSets" / "Main" / "none.txt").write_text("\n")
 
 
-
 @pytest.fixture(scope="session")
 def build():
     """The dataset builders above, for tests: build.write_coco(...), build.write_voc(...), ..."""
     from types import SimpleNamespace
 
     return SimpleNamespace(
-        shapes_samples=shapes_samples, write_image=write_image, write_coco=write_coco, write_voc=write_voc, zero_based_xml=zero_based_xml,
-        bad_voc=bad_voc, good_image=good_image,
+        shapes_samples=shapes_samples,
+        write_image=write_image,
+        write_coco=write_coco,
+        write_voc=write_voc,
+        zero_based_xml=zero_based_xml,
+        bad_voc=bad_voc,
+        good_image=good_image,
     )

@@ -11,6 +11,7 @@ Timings are medians of steps taken alternately (ours, torchvision, ours, ...) af
 that both see the same machine load. Peak memory is CUDA's max allocated, or on CPU the growth of
 the resident set's high-water mark (Linux VmHWM), each model in a process of its own.
 """
+
 from __future__ import annotations
 
 import copy
@@ -56,14 +57,53 @@ class Settings:
 def spec_overrides(s: Settings) -> list[str]:
     """The shared specification, as --set pairs for this project's config."""
     return [
-        "POOLING_MODE", "align", "ROI_ALIGN_SAMPLING_RATIO", "2", "ROI_ALIGN_ALIGNED", "False", "POOLING_SIZE", "7",
-        "ANCHOR_SCALES", "[8,16,32]", "ANCHOR_RATIOS", "[0.5,1,2]",
-        "TRAIN.SCALES", f"[{s.scale}]", "TRAIN.MAX_SIZE", "1000", "TEST.SCALES", f"[{s.scale}]", "TEST.MAX_SIZE", "1000",
-        "TRAIN.RPN_PRE_NMS_TOP_N", "12000", "TRAIN.RPN_POST_NMS_TOP_N", "2000", "TEST.RPN_PRE_NMS_TOP_N", "6000",
-        "TEST.RPN_POST_NMS_TOP_N", "300", "TRAIN.RPN_BATCHSIZE", "256", "TRAIN.BATCH_SIZE", "128", "TRAIN.FG_FRACTION", "0.25",
-        "TRAIN.BG_THRESH_LO", "0.0", "TEST.NMS", "0.3", "TEST.SCORE_THRESH", "0.05", "TEST.MAX_PER_IMAGE", "100",
-        "RPN_CHANNELS", {"vgg16": "512", "mobilenet_v2": "96", "tiny": "160"}.get(s.net, "1024"),  # torchvision's RPN conv keeps the width
-    ]  # fmt: skip
+        "POOLING_MODE",
+        "align",
+        "ROI_ALIGN_SAMPLING_RATIO",
+        "2",
+        "ROI_ALIGN_ALIGNED",
+        "False",
+        "POOLING_SIZE",
+        "7",
+        "ANCHOR_SCALES",
+        "[8,16,32]",
+        "ANCHOR_RATIOS",
+        "[0.5,1,2]",
+        "TRAIN.SCALES",
+        f"[{s.scale}]",
+        "TRAIN.MAX_SIZE",
+        "1000",
+        "TEST.SCALES",
+        f"[{s.scale}]",
+        "TEST.MAX_SIZE",
+        "1000",
+        "TRAIN.RPN_PRE_NMS_TOP_N",
+        "12000",
+        "TRAIN.RPN_POST_NMS_TOP_N",
+        "2000",
+        "TEST.RPN_PRE_NMS_TOP_N",
+        "6000",
+        "TEST.RPN_POST_NMS_TOP_N",
+        "300",
+        "TRAIN.RPN_BATCHSIZE",
+        "256",
+        "TRAIN.BATCH_SIZE",
+        "128",
+        "TRAIN.FG_FRACTION",
+        "0.25",
+        "TRAIN.BG_THRESH_LO",
+        "0.0",
+        "TEST.NMS",
+        "0.3",
+        "TEST.SCORE_THRESH",
+        "0.05",
+        "TEST.MAX_PER_IMAGE",
+        "100",
+        "RPN_CHANNELS",
+        {"vgg16": "512", "mobilenet_v2": "96", "tiny": "160"}.get(
+            s.net, "1024"
+        ),  # torchvision's RPN conv keeps the width
+    ]
 
 
 def build_ours(s: Settings) -> FasterRCNN:
@@ -106,19 +146,33 @@ def build_torchvision(ours: FasterRCNN, s: Settings) -> nn.Module:
     model = TorchvisionFasterRCNN(
         backbone,
         num_classes=None,
-        min_size=s.scale, max_size=1000,
-        image_mean=[m / 255 for m in ours.pixel_mean.flatten().tolist()], image_std=[v / 255 for v in ours.pixel_std.flatten().tolist()],
+        min_size=s.scale,
+        max_size=1000,
+        image_mean=[m / 255 for m in ours.pixel_mean.flatten().tolist()],
+        image_std=[v / 255 for v in ours.pixel_std.flatten().tolist()],
         rpn_anchor_generator=AnchorGenerator(sizes=(sizes,), aspect_ratios=((0.5, 1.0, 2.0),)),
         rpn_head=rpn_head,
-        rpn_pre_nms_top_n_train=12000, rpn_pre_nms_top_n_test=6000, rpn_post_nms_top_n_train=2000, rpn_post_nms_top_n_test=300,
-        rpn_nms_thresh=0.7, rpn_fg_iou_thresh=0.7, rpn_bg_iou_thresh=0.3, rpn_batch_size_per_image=256, rpn_positive_fraction=0.5,
+        rpn_pre_nms_top_n_train=12000,
+        rpn_pre_nms_top_n_test=6000,
+        rpn_post_nms_top_n_train=2000,
+        rpn_post_nms_top_n_test=300,
+        rpn_nms_thresh=0.7,
+        rpn_fg_iou_thresh=0.7,
+        rpn_bg_iou_thresh=0.3,
+        rpn_batch_size_per_image=256,
+        rpn_positive_fraction=0.5,
         box_roi_pool=MultiScaleRoIAlign(["0"], 7, 2),
         box_head=copy.deepcopy(ours.roi_heads.box_head),
         box_predictor=predictor,
-        box_score_thresh=0.05, box_nms_thresh=0.3, box_detections_per_img=100,
-        box_fg_iou_thresh=0.5, box_bg_iou_thresh=0.5, box_batch_size_per_image=128, box_positive_fraction=0.25,
+        box_score_thresh=0.05,
+        box_nms_thresh=0.3,
+        box_detections_per_img=100,
+        box_fg_iou_thresh=0.5,
+        box_bg_iou_thresh=0.5,
+        box_batch_size_per_image=128,
+        box_positive_fraction=0.25,
         bbox_reg_weights=(10.0, 10.0, 5.0, 5.0),
-    )  # fmt: skip
+    )
     for ours_p, tv_p in zip(ours.backbone.base.parameters(), model.backbone.body.parameters()):
         tv_p.requires_grad_(ours_p.requires_grad)  # the same frozen layers
     return model
@@ -136,7 +190,9 @@ def torchvision_inputs(batch, device: torch.device) -> tuple[list[torch.Tensor],
     images, targets = [], []
     for image, (h, w), t in zip(batch.images, batch.image_sizes.tolist(), batch.targets):
         images.append(image[:, :h, :w].to(device).float() / 255)
-        targets.append({"boxes": (t["boxes"] + torch.tensor([0.0, 0.0, 1.0, 1.0])).to(device), "labels": t["labels"].to(device)})
+        targets.append(
+            {"boxes": (t["boxes"] + torch.tensor([0.0, 0.0, 1.0, 1.0])).to(device), "labels": t["labels"].to(device)}
+        )
     return images, targets
 
 
@@ -152,10 +208,14 @@ class Runner:
         if name == "ours":
             self.optimizer = build_optimizer(model, cfg, "sgd", 0.001)
             # as the trainer does; kept here because the hooks hold it weakly
-            self.step_in_backward = step_in_backward_if_usable(self.optimizer, cfg, self.precision.scaler is not None, distributed=False)
+            self.step_in_backward = step_in_backward_if_usable(
+                self.optimizer, cfg, self.precision.scaler is not None, distributed=False
+            )
             self.inputs = [b.to(self.device) for b in batches]
         else:
-            self.optimizer = torch.optim.SGD([p for p in model.parameters() if p.requires_grad], lr=0.001, momentum=0.9, weight_decay=5e-4)
+            self.optimizer = torch.optim.SGD(
+                [p for p in model.parameters() if p.requires_grad], lr=0.001, momentum=0.9, weight_decay=5e-4
+            )
             self.inputs = [torchvision_inputs(b, self.device) for b in batches]
         self.count = 0
 
@@ -169,7 +229,9 @@ class Runner:
         self.count += 1
         with self.precision.autocast():
             if self.name == "ours":
-                return self.model(inputs.images, inputs.image_sizes, inputs.image_scales, inputs.targets if training else None), len(inputs.images)
+                return self.model(
+                    inputs.images, inputs.image_sizes, inputs.image_scales, inputs.targets if training else None
+                ), len(inputs.images)
             images, targets = inputs
             return self.model(images, targets if training else None), len(images)
 
@@ -217,8 +279,15 @@ def time_alternately(s: Settings) -> dict[str, dict[str, float]]:
             train[r.name].append(r.train_step())
         for r in runners:
             infer[r.name].append(r.inference())
-    return {r.name: {"train_step": statistics.median(train[r.name]), "inference": statistics.median(infer[r.name]),
-                     "train_step_all": train[r.name], "inference_all": infer[r.name]} for r in runners}  # fmt: skip
+    return {
+        r.name: {
+            "train_step": statistics.median(train[r.name]),
+            "inference": statistics.median(infer[r.name]),
+            "train_step_all": train[r.name],
+            "inference_all": infer[r.name],
+        }
+        for r in runners
+    }
 
 
 def _rss_bytes() -> int:
@@ -285,10 +354,14 @@ def run(s: Settings) -> dict:
     for name in ("ours", "torchvision"):
         t = times[name]
         result[name] = {
-            "train_step": t["train_step"], "inference": t["inference"], "peak_mem": memory[name],
-            "train_images_per_s": s.batch_size / t["train_step"], "inference_images_per_s": 1.0 / t["inference"],
-            "train_step_all": t["train_step_all"], "inference_all": t["inference_all"],
-        }  # fmt: skip
+            "train_step": t["train_step"],
+            "inference": t["inference"],
+            "peak_mem": memory[name],
+            "train_images_per_s": s.batch_size / t["train_step"],
+            "inference_images_per_s": 1.0 / t["inference"],
+            "train_step_all": t["train_step_all"],
+            "inference_all": t["inference_all"],
+        }
     result["ratio"] = {k: result["ours"][k] / result["torchvision"][k] for k in ("train_step", "inference", "peak_mem")}
     return result
 
@@ -303,14 +376,32 @@ def _device_name(device: str) -> str:
 
 def format_table(result: dict) -> str:
     rows = [("", "ours", "torchvision", "ratio")]
-    for key, label, fmt in (("train_step", "train step (s)", "{:.3f}"), ("inference", "inference (s/image)", "{:.3f}"),
-                            ("peak_mem", "peak memory (MiB)", "{:.0f}")):  # fmt: skip
+    for key, label, fmt in (
+        ("train_step", "train step (s)", "{:.3f}"),
+        ("inference", "inference (s/image)", "{:.3f}"),
+        ("peak_mem", "peak memory (MiB)", "{:.0f}"),
+    ):
         scale = 1 / 2**20 if key == "peak_mem" else 1
-        rows.append((label, fmt.format(result["ours"][key] * scale), fmt.format(result["torchvision"][key] * scale), f"{result['ratio'][key]:.2f}"))
-    rows.append(("train images/s", f"{result['ours']['train_images_per_s']:.2f}", f"{result['torchvision']['train_images_per_s']:.2f}",
-                 f"{result['ours']['train_images_per_s'] / result['torchvision']['train_images_per_s']:.2f}x"))  # fmt: skip
+        rows.append(
+            (
+                label,
+                fmt.format(result["ours"][key] * scale),
+                fmt.format(result["torchvision"][key] * scale),
+                f"{result['ratio'][key]:.2f}",
+            )
+        )
+    rows.append(
+        (
+            "train images/s",
+            f"{result['ours']['train_images_per_s']:.2f}",
+            f"{result['torchvision']['train_images_per_s']:.2f}",
+            f"{result['ours']['train_images_per_s'] / result['torchvision']['train_images_per_s']:.2f}x",
+        )
+    )
     widths = [max(len(r[i]) for r in rows) for i in range(4)]
-    return "\n".join("  ".join(c.ljust(w) if i == 0 else c.rjust(w) for i, (c, w) in enumerate(zip(r, widths))) for r in rows)
+    return "\n".join(
+        "  ".join(c.ljust(w) if i == 0 else c.rjust(w) for i, (c, w) in enumerate(zip(r, widths))) for r in rows
+    )
 
 
 if __name__ == "__main__":  # the per-model memory measurement process

@@ -1,12 +1,14 @@
 """What the three scripts share: the config merge, checkpoint flags, logging, and error reporting."""
+
 from __future__ import annotations
 
 import argparse
 import logging
 import os
 import sys
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Callable, Sequence
+from typing import Callable
 
 from easydict import EasyDict
 
@@ -36,13 +38,24 @@ def add_bool_flag(parser: argparse.ArgumentParser, *names: str, help: str, dest:
 def add_model_flags(parser: argparse.ArgumentParser, loading: bool = False) -> None:
     """--dataset, --net and the config flags; `loading` for scripts that load a checkpoint, where
     --net names the checkpoint folder and, when given, must match the checkpoint."""
-    parser.add_argument("--dataset", default="shapes", help="dataset name or dataset YAML (names the checkpoint folder)")
+    parser.add_argument(
+        "--dataset", default="shapes", help="dataset name or dataset YAML (names the checkpoint folder)"
+    )
     if loading:
-        parser.add_argument("--net", default=None, choices=NETS, help="backbone (default: the checkpoint's; folder models/tiny/...)")
+        parser.add_argument(
+            "--net", default=None, choices=NETS, help="backbone (default: the checkpoint's; folder models/tiny/...)"
+        )
     else:
         parser.add_argument("--net", default="tiny", choices=NETS, help="backbone network")
     parser.add_argument("--cfg", dest="cfg_file", default=None, help="extra config file (YAML)")
-    parser.add_argument("--set", dest="set_cfgs", nargs="+", default=[], metavar="KEY VALUE", help="config overrides, e.g. --set TEST.SCALES [800]")
+    parser.add_argument(
+        "--set",
+        dest="set_cfgs",
+        nargs="+",
+        default=[],
+        metavar="KEY VALUE",
+        help="config overrides, e.g. --set TEST.SCALES [800]",
+    )
     add_bool_flag(parser, "--cuda", help="run on the GPU")
     add_bool_flag(parser, "--ls", help="large scale: cfgs/<net>_ls.yml (COCO 800/1200)")
     add_bool_flag(parser, "--cag", help="class-agnostic box regression")
@@ -53,7 +66,9 @@ def add_checkpoint_flags(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--load_dir", default="models", help="folder of saved models (default: models)")
     parser.add_argument("--checksession", type=int, default=1, help="session of the checkpoint to load")
     parser.add_argument("--checkepoch", type=int, default=None, help="epoch of the checkpoint (default: the newest)")
-    parser.add_argument("--checkpoint", type=int, default=None, help="step of the checkpoint (default: the epoch's last)")
+    parser.add_argument(
+        "--checkpoint", type=int, default=None, help="step of the checkpoint (default: the epoch's last)"
+    )
     parser.add_argument("--load_name", default=None, help="a checkpoint file, instead of the four flags above")
 
 
@@ -102,7 +117,9 @@ def build_config(
 
 
 def setup_logging() -> None:
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s", datefmt="%H:%M:%S", stream=sys.stdout, force=True)
+    logging.basicConfig(
+        level=logging.INFO, format="%(asctime)s %(message)s", datefmt="%H:%M:%S", stream=sys.stdout, force=True
+    )
 
 
 USER_ERRORS: tuple[type[Exception], ...] = (ValueError, FileNotFoundError, CheckpointError, WeightFileError)

@@ -9,12 +9,14 @@ Values from files use yaml.safe_load and `--set` values are parsed as Python lit
 (ast.literal_eval), never evaluated. A key that does not exist, or a value whose type does not
 match the default, is an error rather than a silently ignored typo.
 """
+
 from __future__ import annotations
 
 import ast
 import copy
+from collections.abc import Iterable, Mapping
 from pathlib import Path
-from typing import Any, Iterable, Mapping
+from typing import Any
 
 import yaml
 from easydict import EasyDict

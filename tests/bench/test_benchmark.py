@@ -1,4 +1,5 @@
 """The benchmark compares like with like and reports what the issue asks for."""
+
 import json
 import subprocess
 import sys
@@ -24,7 +25,10 @@ def test_torchvision_model_gets_our_weights_and_frozen_layers():
     assert torch.equal(tv.rpn.head.bbox_pred.weight, ours.rpn.head.deltas.weight)
     assert torch.equal(tv.roi_heads.box_head[1].weight, ours.roi_heads.box_head[1].weight)  # fc6
     assert torch.equal(tv.roi_heads.box_predictor.cls_score.weight, ours.roi_heads.predictor.cls_score.weight)
-    assert tv.rpn._pre_nms_top_n == {"training": 12000, "testing": 6000} and tv.rpn._post_nms_top_n == {"training": 2000, "testing": 300}
+    assert tv.rpn._pre_nms_top_n == {"training": 12000, "testing": 6000} and tv.rpn._post_nms_top_n == {
+        "training": 2000,
+        "testing": 300,
+    }
     assert tv.roi_heads.fg_bg_sampler.batch_size_per_image == 128 and tv.roi_heads.box_roi_pool.sampling_ratio == 2
     assert tv.transform.min_size == (600,) and tv.transform.max_size == 1000
     assert ours.roi_heads.pooler.mode == "align" and ours.roi_heads.pooler.sampling_ratio == 2
@@ -51,8 +55,12 @@ def test_peak_memory_sees_a_freed_allocation_and_starts_afresh_on_reset():
 def test_a_measuring_process_does_not_inherit_its_parents_peak():
     """getrusage's ru_maxrss carries a parent's size over exec; VmHWM starts afresh."""
     block = np.ones(1024 * MiB // 8)
-    child = subprocess.run([sys.executable, "-c", "from frcnn.benchmark import peak_rss_bytes; print(peak_rss_bytes())"],
-                           capture_output=True, text=True, check=True)  # fmt: skip
+    child = subprocess.run(
+        [sys.executable, "-c", "from frcnn.benchmark import peak_rss_bytes; print(peak_rss_bytes())"],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
     parent_peak = peak_rss_bytes()
     del block
     assert parent_peak > 1024 * MiB
@@ -62,9 +70,26 @@ def test_a_measuring_process_does_not_inherit_its_parents_peak():
 def test_benchmark_script_writes_the_figures(small_shapes_root, tmp_path):
     out = tmp_path / "bench.json"
     result = subprocess.run(
-        [sys.executable, "benchmark.py", "--net", "tiny", "--scale", "128", "--repeats", "1", "--warmup", "1",
-         "--data_dir", str(small_shapes_root.parent), "--out", str(out)],  # fmt: skip
-        cwd=ROOT, capture_output=True, text=True, timeout=600,
+        [
+            sys.executable,
+            "benchmark.py",
+            "--net",
+            "tiny",
+            "--scale",
+            "128",
+            "--repeats",
+            "1",
+            "--warmup",
+            "1",
+            "--data_dir",
+            str(small_shapes_root.parent),
+            "--out",
+            str(out),
+        ],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=600,
     )
     assert result.returncode == 0, result.stderr[-2000:]
     data = json.loads(out.read_text())

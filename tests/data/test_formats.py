@@ -11,7 +11,7 @@ from frcnn.data.datasets.visual_genome import VisualGenome
 
 def test_coco_sparse_ids_crowd_and_xywh(tmp_path, build):
     samples = [(np.zeros((40, 50, 3), np.uint8), [("cat", [10, 20, 39, 29], False), ("dog", [0, 0, 49, 39], False)]),
-               (np.zeros((30, 30, 3), np.uint8), [("dog", [5, 5, 9, 9], False)])]  # fmt: skip
+               (np.zeros((30, 30, 3), np.uint8), [("dog", [5, 5, 9, 9], False)])]
     data = build.write_coco(tmp_path / "ann.json", tmp_path / "img", samples, {"dog": 18, "cat": 3}, crowd_every=3)
     ds = COCOFormatDataset("t", tmp_path / "ann.json", tmp_path / "img")
     assert ds.classes == ("__background__", "cat", "dog")  # in category-id order: 3, 18
@@ -44,7 +44,7 @@ def test_imagenet_det_wnids_and_zero_based_boxes(tmp_path, build):
     (sets / "train_3.txt").write_text("n02219486/c 1\nn02672831/a 1\n")
     (sets / "val.txt").write_text("ILSVRC2012_val_00000001 1\n")
     build.zero_based_xml(root / "Annotations" / "DET" / "val" / "ILSVRC2012_val_00000001.xml", 50, 40,
-                         [("n02691156", [0, 0, 10, 20]), ("N02219486", [5.5, 6, 49, 39]), ("n99999999", [1, 1, 2, 2])])  # fmt: skip
+                         [("n02691156", [0, 0, 10, 20]), ("N02219486", [5.5, 6, 49, 39]), ("n99999999", [1, 1, 2, 2])])
     for image_id in ("n02672831/a", "n02219486/c"):
         build.zero_based_xml(root / "Annotations" / "DET" / "train" / f"{image_id}.xml", 30, 30, [(image_id.split("/")[0], [1, 2, 3, 4])])
     val = ImageNetDET("val", root)
@@ -85,7 +85,7 @@ def test_dataset_yaml_coco(tmp_path, build):
     spec_file.write_text("format: coco\nroot: data\n"
                          "train: {images: images/train, annotations: annotations/train.json}\n"
                          "test: {images: images/val, annotations: annotations/val.json}\n"
-                         "config: {ANCHOR_SCALES: [2, 4, 8]}\n")  # fmt: skip
+                         "config: {ANCHOR_SCALES: [2, 4, 8]}\n")
     spec = dataset_spec(str(spec_file))
     (train,), test = spec.train(), spec.test()
     assert train.classes[1:] == tuple(names) and test.classes == train.classes
@@ -116,7 +116,7 @@ def test_dataset_yaml_voc_reads_classes_from_data(tmp_path, build):
     ("format: coco\ntrain: {images: ../../etc, annotations: a.json}\ntest: {images: x, annotations: y.json}\n", "leaves the dataset root"),
     ("- just\n- a list\n", "expected a mapping"),
     ("format: voc\ntrain: a\ntest: b\nclasses: cat\n", "classes must be a list"),
-])  # fmt: skip
+])
 def test_bad_dataset_yaml_is_a_clear_error(tmp_path, text, message):
     (tmp_path / "bad.yaml").write_text(text)
     spec = None

@@ -38,7 +38,7 @@ def test_collate_pads_and_reports_padding():
     samples = [
         {"image": torch.full((3, 4, 6), 7, dtype=torch.uint8), "boxes": torch.zeros(0, 4), "labels": torch.zeros(0, dtype=torch.long), "scale": 1.0, "index": 0, "weight": 0.5},
         {"image": torch.full((3, 5, 3), 9, dtype=torch.uint8), "boxes": torch.ones(2, 4), "labels": torch.ones(2, dtype=torch.long), "scale": 2.0, "index": 1, "weight": 0.5},
-    ]  # fmt: skip
+    ]
     batch = collate(samples)
     assert batch.images.shape == (2, 3, 32, 32)  # padded up to a multiple of 32
     assert batch.image_sizes.tolist() == [[4, 6], [5, 3]]

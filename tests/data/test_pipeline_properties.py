@@ -46,7 +46,7 @@ def test_any_boxes_and_sizes_train_or_are_rejected(model, tmp_path, sizes, boxes
         cv2.imwrite(str(path), np.full((h, w, 3), 127, np.uint8))
         b = np.asarray(boxes[i], dtype=np.float64).reshape(-1, 4).astype(np.float32)
         records.append(ImageRecord(id=str(i), path=str(path), width=w, height=h, boxes=b, labels=np.asarray(labels[: len(b)], dtype=np.int64),
-                                   difficult=np.zeros(len(b), bool), crowd=np.zeros(len(b), bool)))  # fmt: skip
+                                   difficult=np.zeros(len(b), bool), crowd=np.zeros(len(b), bool)))
     try:
         report = check_records("property", records, num_classes=NUM_CLASSES, progress=False)
     except DataError as e:

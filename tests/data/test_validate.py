@@ -36,7 +36,7 @@ def test_every_bad_voc_input_is_found(voc_report):
     summary = report.summary()
     assert summary.startswith("data check of bad: 16 images") and "skipped 9 images" in summary
     for kind in ("grayscale images converted", "alpha channel images converted", "16-bit images converted", "box clipped",
-                 "degenerate box dropped", "non-finite box dropped", "box outside the image dropped", "objects of unknown classes dropped"):  # fmt: skip
+                 "degenerate box dropped", "non-finite box dropped", "box outside the image dropped", "objects of unknown classes dropped"):
         assert kind in summary, kind
 
 
@@ -94,7 +94,7 @@ def bad_coco(root: Path, good_image) -> Path:
                         {"id": 4, "image_id": 2, "category_id": 7, "bbox": [70, 50, 30, 30]},
                         {"id": 5, "image_id": 2, "category_id": 7, "bbox": [10, 10, 0, 5]}],
         "categories": [{"id": 5, "name": "circle"}, {"id": 7, "name": "square"}],
-    }  # fmt: skip
+    }
     (root / "ann.json").write_text(json.dumps(data))
     return root / "ann.json"
 
@@ -112,7 +112,7 @@ def test_every_bad_coco_input_is_found(tmp_path, build):
 
 
 @pytest.mark.parametrize("content, message", [("[1, 2, 3]", "not COCO instances JSON"), ("{not json", "not JSON"),
-                                              ('{"images": [], "annotations": [], "categories": [{"id": "x"}]}', "integer 'id' and a 'name'")])  # fmt: skip
+                                              ('{"images": [], "annotations": [], "categories": [{"id": "x"}]}', "integer 'id' and a 'name'")])
 def test_coco_file_of_the_wrong_shape_is_a_clear_error(tmp_path, content, message):
     (tmp_path / "ann.json").write_text(content)
     with pytest.raises(COCOFormatError, match=message):

@@ -8,16 +8,29 @@ import pytest
 import torch
 
 from frcnn.engine.checkpoint import (
-    CheckpointError, checkpoint_path, find_checkpoint, latest_checkpoint, load_checkpoint, save_checkpoint,
-)  # fmt: skip
+    CheckpointError,
+    checkpoint_path,
+    find_checkpoint,
+    latest_checkpoint,
+    load_checkpoint,
+    save_checkpoint,
+)
 
 
 def test_round_trip_with_weights_only(tmp_path):
-    state = {"model": {"w": torch.arange(4.0)}, "epoch": 3, "step": 7, "config": {"A": [1, 2]}, "classes": ["__background__", "x"]}
+    state = {
+        "model": {"w": torch.arange(4.0)},
+        "epoch": 3,
+        "step": 7,
+        "config": {"A": [1, 2]},
+        "classes": ["__background__", "x"],
+    }
     path = save_checkpoint(tmp_path / "c.pth", state)
     loaded = load_checkpoint(path)
     assert torch.equal(loaded["model"]["w"], state["model"]["w"])
-    assert {k: loaded[k] for k in ("epoch", "step", "config", "classes")} == {k: state[k] for k in ("epoch", "step", "config", "classes")}
+    assert {k: loaded[k] for k in ("epoch", "step", "config", "classes")} == {
+        k: state[k] for k in ("epoch", "step", "config", "classes")
+    }
     assert loaded["format_version"] == 1
     assert not list(tmp_path.glob(".*tmp*"))
 

@@ -1,4 +1,5 @@
 """Two gloo processes train exactly like one process with the same global batch."""
+
 import subprocess
 import sys
 from pathlib import Path
@@ -10,8 +11,25 @@ import torch
 from frcnn.engine.checkpoint import load_checkpoint
 
 ROOT = Path(__file__).resolve().parents[2]
-SMALL = ["--set", "TINY.CHANNELS", "[8,16,16,32]", "TINY.HEAD_DIM", "32", "RPN_CHANNELS", "32", "TRAIN.SCALES", "[128]",
-         "TEST.SCALES", "[128]", "TINY.NORM", "group", "TRAIN.USE_FLIPPED", "False", "TRAIN.WARMUP_ITERS", "0"]  # fmt: skip
+SMALL = [
+    "--set",
+    "TINY.CHANNELS",
+    "[8,16,16,32]",
+    "TINY.HEAD_DIM",
+    "32",
+    "RPN_CHANNELS",
+    "32",
+    "TRAIN.SCALES",
+    "[128]",
+    "TEST.SCALES",
+    "[128]",
+    "TINY.NORM",
+    "group",
+    "TRAIN.USE_FLIPPED",
+    "False",
+    "TRAIN.WARMUP_ITERS",
+    "0",
+]
 
 
 @pytest.fixture(scope="module")
@@ -28,14 +46,37 @@ def same_size_data(tmp_path_factory, build):
     assert len(samples) == 7
     build.write_voc(root, "trainval", samples)
     build.write_voc(root, "test", samples[:2])
-    (root / "d.yaml").write_text("format: voc\ntrain: trainval\ntest: test\nclasses: [circle, square, triangle, star, cross, ring, crescent]\n")
+    (root / "d.yaml").write_text(
+        "format: voc\ntrain: trainval\ntest: test\nclasses: [circle, square, triangle, star, cross, ring, crescent]\n"
+    )
     return root / "d.yaml"
 
 
 def train(dataset: Path, save_dir: Path, processes: int, *extra: str) -> subprocess.CompletedProcess:
-    launcher = [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc_per_node={processes}"] if processes > 1 else [sys.executable]
-    args = ["trainval_net.py", "--dataset", str(dataset), "--net", "tiny", "--bs", "4", "--o", "sgd", "--lr", "0.01",
-            "--save_dir", str(save_dir), "--disp_interval", "1", *extra, *SMALL]  # fmt: skip
+    launcher = (
+        [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc_per_node={processes}"]
+        if processes > 1
+        else [sys.executable]
+    )
+    args = [
+        "trainval_net.py",
+        "--dataset",
+        str(dataset),
+        "--net",
+        "tiny",
+        "--bs",
+        "4",
+        "--o",
+        "sgd",
+        "--lr",
+        "0.01",
+        "--save_dir",
+        str(save_dir),
+        "--disp_interval",
+        "1",
+        *extra,
+        *SMALL,
+    ]
     result = subprocess.run([*launcher, *args], cwd=ROOT, capture_output=True, text=True, timeout=600)
     assert result.returncode == 0, result.stderr[-3000:]
     return result
@@ -56,7 +97,10 @@ def test_two_processes_match_one(same_size_data, tmp_path):
     folder = tmp_path / "two" / "tiny" / "d"
     assert sorted(p.name for p in folder.iterdir()) == ["faster_rcnn_1_1_2.pth"]  # one checkpoint, by rank 0
     assert two.stdout.count("saved ") == 1 and "2 processes, global batch 4" in two.stdout
-    assert_same(parameters(tmp_path / "one" / "tiny" / "d" / "faster_rcnn_1_1_2.pth"), parameters(folder / "faster_rcnn_1_1_2.pth"))
+    assert_same(
+        parameters(tmp_path / "one" / "tiny" / "d" / "faster_rcnn_1_1_2.pth"),
+        parameters(folder / "faster_rcnn_1_1_2.pth"),
+    )
 
 
 def test_resume_with_another_number_of_processes(same_size_data, tmp_path):
@@ -69,11 +113,28 @@ def test_resume_with_another_number_of_processes(same_size_data, tmp_path):
 
 def test_evaluation_across_processes_equals_one_process(same_size_data, tmp_path):
     train(same_size_data, tmp_path / "m", 1, "--epochs", "1")
-    common = ["test_net.py", "--dataset", str(same_size_data), "--net", "tiny", "--load_dir", str(tmp_path / "m"),
-              "--output_dir", str(tmp_path / "out"), "--set", "TEST.SCORE_THRESH", "0.0"]  # fmt: skip
+    common = [
+        "test_net.py",
+        "--dataset",
+        str(same_size_data),
+        "--net",
+        "tiny",
+        "--load_dir",
+        str(tmp_path / "m"),
+        "--output_dir",
+        str(tmp_path / "out"),
+        "--set",
+        "TEST.SCORE_THRESH",
+        "0.0",
+    ]
     one = subprocess.run([sys.executable, *common], cwd=ROOT, capture_output=True, text=True, timeout=300)
-    two = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2", *common],
-                         cwd=ROOT, capture_output=True, text=True, timeout=300)  # fmt: skip
+    two = subprocess.run(
+        [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2", *common],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert one.returncode == 0 and two.returncode == 0, two.stderr[-3000:]
     ap_lines = lambda out: [line for line in out.splitlines() if line.startswith(("AP for", "Mean AP"))]  # noqa: E731
     assert ap_lines(two.stdout) == ap_lines(one.stdout) and len(ap_lines(one.stdout)) == 8

@@ -1,5 +1,6 @@
 """Updating parameters during backward: the same arithmetic as a step after it, with each large
 gradient freed as soon as it is used."""
+
 import copy
 import gc
 import weakref
@@ -16,10 +17,14 @@ def small_model() -> nn.Module:
     """With min_numel=100, six hooked parameters in all three groups of build_optimizer (weights,
     norm scales, biases: the biases' learning rate is doubled) and two small biases left to step()."""
     torch.manual_seed(0)
-    return nn.Sequential(nn.Linear(6, 40), nn.ReLU(), nn.Linear(40, 120), nn.BatchNorm1d(120), nn.ReLU(), nn.Linear(120, 4))
+    return nn.Sequential(
+        nn.Linear(6, 40), nn.ReLU(), nn.Linear(40, 120), nn.BatchNorm1d(120), nn.ReLU(), nn.Linear(120, 4)
+    )
 
 
-def train_steps(model: nn.Module, kind: str, in_backward: bool, steps: int, resume_at: int | None = None) -> tuple[nn.Module, dict]:
+def train_steps(
+    model: nn.Module, kind: str, in_backward: bool, steps: int, resume_at: int | None = None
+) -> tuple[nn.Module, dict]:
     """`steps` steps on fixed random batches, the learning rate changing each step; with resume_at,
     the optimizer is rebuilt there from its state_dict, as a resumed run would."""
     cfg = default_config()

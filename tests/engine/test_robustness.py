@@ -1,4 +1,5 @@
 """Interrupted runs, diverging runs, bad data and mismatched checkpoints."""
+
 import os
 import random
 import signal
@@ -18,7 +19,18 @@ from frcnn.engine.trainer import NonFiniteLossError, TrainOptions, train
 
 ROOT = Path(__file__).resolve().parents[2]
 CFGS = ROOT / "cfgs"
-SMALL = ["TINY.CHANNELS", "[8,16,16,32]", "TINY.HEAD_DIM", "32", "RPN_CHANNELS", "32", "TRAIN.SCALES", "[128]", "TEST.SCALES", "[128]"]
+SMALL = [
+    "TINY.CHANNELS",
+    "[8,16,16,32]",
+    "TINY.HEAD_DIM",
+    "32",
+    "RPN_CHANNELS",
+    "32",
+    "TRAIN.SCALES",
+    "[128]",
+    "TEST.SCALES",
+    "[128]",
+]
 
 
 def small_cfg(dataset: str, data_dir: Path, *extra: str):
@@ -28,10 +40,21 @@ def small_cfg(dataset: str, data_dir: Path, *extra: str):
 def test_training_on_bad_data_skips_and_finishes(tmp_path, build, caplog):
     build.bad_voc(tmp_path / "bad")
     (tmp_path / "bad" / "ImageSets" / "Main" / "test.txt").write_text("good\ngray\nzerobytes\n")
-    (tmp_path / "bad.yaml").write_text("format: voc\nroot: bad\ntrain: trainval\ntest: test\nclasses: [circle, square]\n")
+    (tmp_path / "bad.yaml").write_text(
+        "format: voc\nroot: bad\ntrain: trainval\ntest: test\nclasses: [circle, square]\n"
+    )
     dataset = str(tmp_path / "bad.yaml")
-    opts = TrainOptions(dataset=dataset, net="tiny", batch_size=2, epochs=1, save_dir=str(tmp_path / "m"), data_dir=str(tmp_path),
-                        disp_interval=1, lr=0.001, optimizer="adam")  # fmt: skip
+    opts = TrainOptions(
+        dataset=dataset,
+        net="tiny",
+        batch_size=2,
+        epochs=1,
+        save_dir=str(tmp_path / "m"),
+        data_dir=str(tmp_path),
+        disp_interval=1,
+        lr=0.001,
+        optimizer="adam",
+    )
     with caplog.at_level("INFO", logger="frcnn"):
         checkpoint = train(opts, small_cfg(dataset, tmp_path))
     assert checkpoint.name == "faster_rcnn_1_1_7.pth"  # 7 usable images + flips, batch 2
@@ -60,8 +83,18 @@ def test_non_finite_loss_stops_with_step_terms_and_images(small_shapes_root, tmp
 
     monkeypatch.setattr(FasterRCNN, "forward", forward_nan_at_third_step)
     data_dir = small_shapes_root.parent
-    opts = TrainOptions(dataset="shapes", net="tiny", batch_size=4, epochs=2, save_dir=str(tmp_path), data_dir=str(data_dir),
-                        disp_interval=5, checkpoint_interval=2, lr=0.001, optimizer="adam")  # fmt: skip
+    opts = TrainOptions(
+        dataset="shapes",
+        net="tiny",
+        batch_size=4,
+        epochs=2,
+        save_dir=str(tmp_path),
+        data_dir=str(data_dir),
+        disp_interval=5,
+        checkpoint_interval=2,
+        lr=0.001,
+        optimizer="adam",
+    )
     with pytest.raises(NonFiniteLossError) as info:
         train(opts, small_cfg("shapes", data_dir))
     message = str(info.value)
@@ -69,34 +102,70 @@ def test_non_finite_loss_stops_with_step_terms_and_images(small_shapes_root, tmp
     assert "images of the batch: trainval_" in message
     saved = sorted(p.name for p in (tmp_path / "tiny" / "shapes").glob("*.pth"))
     assert saved == ["faster_rcnn_1_1_2.pth"]  # the good checkpoint before step 3, nothing after
-    assert all(torch.isfinite(v).all() for v in load_checkpoint(tmp_path / "tiny" / "shapes" / saved[0])["model"].values() if v.is_floating_point())
+    assert all(
+        torch.isfinite(v).all()
+        for v in load_checkpoint(tmp_path / "tiny" / "shapes" / saved[0])["model"].values()
+        if v.is_floating_point()
+    )
 
 
 def test_resume_into_another_model_lists_the_differences(small_shapes_root, tmp_path):
     data_dir = small_shapes_root.parent
-    opts = TrainOptions(dataset="shapes", net="tiny", batch_size=4, epochs=1, save_dir=str(tmp_path), data_dir=str(data_dir), lr=0.001)
+    opts = TrainOptions(
+        dataset="shapes", net="tiny", batch_size=4, epochs=1, save_dir=str(tmp_path), data_dir=str(data_dir), lr=0.001
+    )
     checkpoint = train(opts, small_cfg("shapes", data_dir))
     opts.resume, opts.epochs = True, 2
     with pytest.raises(CheckpointError) as info:
         train(opts, small_cfg("shapes", data_dir, "POOLING_MODE", "crop", "CLASS_AGNOSTIC", "True"))
-    assert "POOLING_MODE: align (checkpoint) vs crop" in str(info.value) and "CLASS_AGNOSTIC: False (checkpoint) vs True" in str(info.value)
+    assert "POOLING_MODE: align (checkpoint) vs crop" in str(
+        info.value
+    ) and "CLASS_AGNOSTIC: False (checkpoint) vs True" in str(info.value)
     with pytest.raises(CheckpointError, match="POOLING_SIZE: 7 \\(checkpoint\\) vs 14"):
         load_detector(checkpoint, overrides=["POOLING_SIZE", "14"])
     with pytest.raises(CheckpointError, match="net: tiny \\(checkpoint\\) vs vgg16"):
         load_detector(checkpoint, net="vgg16")
-    assert load_detector(checkpoint, overrides=["TEST.SCALES", "[160]"]).cfg.TEST.SCALES == [160]  # test-time settings may change
+    assert load_detector(checkpoint, overrides=["TEST.SCALES", "[160]"]).cfg.TEST.SCALES == [
+        160
+    ]  # test-time settings may change
 
 
 def test_killed_run_resumes_to_the_same_parameters(small_shapes_root, tmp_path):
     """Kill a training process at a random moment; --r continues from its newest checkpoint and
     ends where an uninterrupted run ends."""
     data_dir = str(small_shapes_root.parent)
-    args = [sys.executable, "trainval_net.py", "--dataset", "shapes", "--net", "tiny", "--bs", "4", "--epochs", "2", "--o", "adam",
-            "--lr", "0.001", "--data_dir", data_dir, "--checkpoint_interval", "3", "--disp_interval", "3", "--set", *SMALL]  # fmt: skip
-    straight = subprocess.run([*args, "--save_dir", str(tmp_path / "a")], cwd=ROOT, capture_output=True, text=True, timeout=600)
+    args = [
+        sys.executable,
+        "trainval_net.py",
+        "--dataset",
+        "shapes",
+        "--net",
+        "tiny",
+        "--bs",
+        "4",
+        "--epochs",
+        "2",
+        "--o",
+        "adam",
+        "--lr",
+        "0.001",
+        "--data_dir",
+        data_dir,
+        "--checkpoint_interval",
+        "3",
+        "--disp_interval",
+        "3",
+        "--set",
+        *SMALL,
+    ]
+    straight = subprocess.run(
+        [*args, "--save_dir", str(tmp_path / "a")], cwd=ROOT, capture_output=True, text=True, timeout=600
+    )
     assert straight.returncode == 0, straight.stderr[-2000:]
     folder = tmp_path / "b" / "tiny" / "shapes"
-    proc = subprocess.Popen([*args, "--save_dir", str(tmp_path / "b")], cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    proc = subprocess.Popen(
+        [*args, "--save_dir", str(tmp_path / "b")], cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+    )
     deadline = time.time() + 300
     while not list(folder.glob("faster_rcnn_*.pth")) and time.time() < deadline:
         time.sleep(0.05)
@@ -104,7 +173,9 @@ def test_killed_run_resumes_to_the_same_parameters(small_shapes_root, tmp_path):
     proc.send_signal(signal.SIGKILL)
     proc.wait()
     assert list(folder.glob("faster_rcnn_*.pth"))
-    resumed = subprocess.run([*args, "--save_dir", str(tmp_path / "b"), "--r"], cwd=ROOT, capture_output=True, text=True, timeout=600)
+    resumed = subprocess.run(
+        [*args, "--save_dir", str(tmp_path / "b"), "--r"], cwd=ROOT, capture_output=True, text=True, timeout=600
+    )
     assert resumed.returncode == 0, resumed.stderr[-2000:]
     a = load_checkpoint(tmp_path / "a" / "tiny" / "shapes" / "faster_rcnn_1_2_12.pth")["model"]
     b = load_checkpoint(folder / "faster_rcnn_1_2_12.pth")["model"]

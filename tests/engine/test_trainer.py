@@ -8,12 +8,32 @@ from frcnn.engine.checkpoint import load_checkpoint
 from frcnn.engine.trainer import TrainOptions, train
 
 CFGS = Path(__file__).resolve().parents[2] / "cfgs"
-SMALL = ["TINY.CHANNELS", "[8,16,16,32]", "TINY.HEAD_DIM", "32", "RPN_CHANNELS", "32", "TRAIN.SCALES", "[128]", "TEST.SCALES", "[128]"]
+SMALL = [
+    "TINY.CHANNELS",
+    "[8,16,16,32]",
+    "TINY.HEAD_DIM",
+    "32",
+    "RPN_CHANNELS",
+    "32",
+    "TRAIN.SCALES",
+    "[128]",
+    "TEST.SCALES",
+    "[128]",
+]
 
 
 def options(data_dir: Path, save_dir: Path, **kw) -> TrainOptions:
-    base = dict(dataset="shapes", net="tiny", batch_size=4, epochs=2, lr_decay_step=1, save_dir=str(save_dir),
-                data_dir=str(data_dir), disp_interval=5, lr=0.01)  # fmt: skip
+    base = dict(
+        dataset="shapes",
+        net="tiny",
+        batch_size=4,
+        epochs=2,
+        lr_decay_step=1,
+        save_dir=str(save_dir),
+        data_dir=str(data_dir),
+        disp_interval=5,
+        lr=0.01,
+    )
     base.update(kw)
     return TrainOptions(**base)
 
@@ -123,12 +143,19 @@ def test_training_with_updates_in_backward_matches_updates_after_it(small_shapes
 
     updates_in_backward = []
     original_step = StepInBackward.step
-    monkeypatch.setattr(StepInBackward, "step", lambda self, slot, p: updates_in_backward.append(slot) or original_step(self, slot, p))
+    monkeypatch.setattr(
+        StepInBackward, "step", lambda self, slot, p: updates_in_backward.append(slot) or original_step(self, slot, p)
+    )
     wide_head = SMALL + ["TINY.HEAD_DIM", "700"]
     finals = {}
     for in_backward in (True, False):
-        cfg = build_config("shapes", "tiny", CFGS, set_cfgs=wide_head + ["TRAIN.STEP_IN_BACKWARD", str(in_backward)],
-                           data_dir=str(small_shapes_root.parent))  # fmt: skip
+        cfg = build_config(
+            "shapes",
+            "tiny",
+            CFGS,
+            set_cfgs=wide_head + ["TRAIN.STEP_IN_BACKWARD", str(in_backward)],
+            data_dir=str(small_shapes_root.parent),
+        )
         with caplog.at_level("INFO", logger="frcnn"):
             path = train(options(small_shapes_root.parent, tmp_path / str(in_backward), epochs=1), cfg)
         finals[in_backward] = load_checkpoint(path)

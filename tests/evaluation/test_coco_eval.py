@@ -1,4 +1,5 @@
 """The coco metric equals pycocotools' COCOeval run directly on the same files."""
+
 import contextlib
 import io
 import json
@@ -23,7 +24,9 @@ def noisy_detections(records, seed=0):
         extra = rng.uniform(0, 40, (2, 2)).astype(np.float32)
         boxes = np.concatenate([boxes, np.concatenate([extra, extra + 15], 1)])
         labels = np.concatenate([labels, [1, 2]])
-        out.append({"boxes": boxes, "scores": rng.random(len(labels)).astype(np.float32), "labels": labels.astype(np.int64)})
+        out.append(
+            {"boxes": boxes, "scores": rng.random(len(labels)).astype(np.float32), "labels": labels.astype(np.int64)}
+        )
     return out
 
 
@@ -46,7 +49,9 @@ def test_coco_metric_equals_cocoeval(tmp_path, build):
         direct.accumulate()
         direct.summarize()
     assert ours.mean_ap == pytest.approx(direct.stats[0], abs=1e-6)
-    assert [ours.stats[k] for k in ("AP", "AP50", "AP75", "APs", "APm", "APl")] == pytest.approx(list(direct.stats[:6]), abs=1e-6)
+    assert [ours.stats[k] for k in ("AP", "AP50", "AP75", "APs", "APm", "APl")] == pytest.approx(
+        list(direct.stats[:6]), abs=1e-6
+    )
     for k, cat in enumerate(ds.category_ids):  # per-class AP in label order
         p = direct.eval["precision"][:, :, direct.params.catIds.index(cat), 0, -1]
         assert ours.classes[k].ap == pytest.approx(p[p > -1].mean(), abs=1e-6)
@@ -61,9 +66,23 @@ def test_coco_metric_on_voc_format_ignores_difficult(tmp_path, build):
     samples = [(np.zeros((60, 60, 3), np.uint8), [("a", [0, 0, 19, 19], False), ("a", [30, 30, 49, 49], True)])]
     build.write_voc(tmp_path, "test", samples)
     ds = VOCFormatDataset("t", tmp_path, "test", ("a",))
-    perfect = [{"boxes": np.array([[0, 0, 19, 19]], np.float32), "scores": np.array([0.9], np.float32), "labels": np.array([1])}]
-    with_difficult = [{"boxes": np.array([[0, 0, 19, 19], [30, 30, 49, 49]], np.float32), "scores": np.array([0.9, 0.95], np.float32), "labels": np.array([1, 1])}]
+    perfect = [
+        {
+            "boxes": np.array([[0, 0, 19, 19]], np.float32),
+            "scores": np.array([0.9], np.float32),
+            "labels": np.array([1]),
+        }
+    ]
+    with_difficult = [
+        {
+            "boxes": np.array([[0, 0, 19, 19], [30, 30, 49, 49]], np.float32),
+            "scores": np.array([0.9, 0.95], np.float32),
+            "labels": np.array([1, 1]),
+        }
+    ]
     assert evaluate(ds, perfect, "coco").mean_ap == pytest.approx(1.0)
-    assert evaluate(ds, with_difficult, "coco").mean_ap == pytest.approx(1.0)  # a detected difficult object costs nothing
+    assert evaluate(ds, with_difficult, "coco").mean_ap == pytest.approx(
+        1.0
+    )  # a detected difficult object costs nothing
     assert evaluate(ds, with_difficult, "voc").mean_ap == pytest.approx(1.0)
     assert evaluate(ds, with_difficult, "voc07").mean_ap == pytest.approx(1.0)

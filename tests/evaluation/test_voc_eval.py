@@ -1,4 +1,5 @@
 """VOC AP on hand-made cases that separate the devkit's rules."""
+
 import math
 
 import numpy as np

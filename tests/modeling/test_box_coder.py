@@ -18,7 +18,9 @@ def test_normalisation_divides_by_stds():
     coder = BoxCoder(means=(0, 0, 0, 0), stds=(0.1, 0.1, 0.2, 0.2))
     ref = torch.tensor([[0.0, 0.0, 9.0, 9.0]])
     box = torch.tensor([[0.0, 0.0, 19.0, 19.0]])
-    assert torch.allclose(coder.encode(box, ref), torch.tensor([[5.0, 5.0, 5 * math.log(2.0), 5 * math.log(2.0)]]), atol=1e-5)
+    assert torch.allclose(
+        coder.encode(box, ref), torch.tensor([[5.0, 5.0, 5 * math.log(2.0), 5 * math.log(2.0)]]), atol=1e-5
+    )
 
 
 @pytest.mark.parametrize("stds", [(1, 1, 1, 1), (0.1, 0.1, 0.2, 0.2)])

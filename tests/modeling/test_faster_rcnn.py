@@ -21,17 +21,21 @@ def sample(h, w, boxes, labels, seed):
         "image": torch.randint(0, 256, (3, h, w), dtype=torch.uint8, generator=g),
         "boxes": torch.tensor(boxes, dtype=torch.float32).reshape(-1, 4),
         "labels": torch.tensor(labels, dtype=torch.long),
-        "scale": 1.0, "index": seed, "weight": 1.0,
-    }  # fmt: skip
+        "scale": 1.0,
+        "index": seed,
+        "weight": 1.0,
+    }
 
 
 def three_images():
     many = [[x, y, x + 12, y + 9] for x in range(0, 150, 15) for y in range(0, 100, 20)]  # 50 boxes: no cap
-    return collate([
-        sample(120, 160, many, [1 + i % 7 for i in range(len(many))], 0),
-        sample(200, 100, [], [], 1),  # no objects: trains as background only
-        sample(90, 90, [[10, 10, 60, 80]], [3], 2),
-    ])  # fmt: skip
+    return collate(
+        [
+            sample(120, 160, many, [1 + i % 7 for i in range(len(many))], 0),
+            sample(200, 100, [], [], 1),  # no objects: trains as background only
+            sample(90, 90, [[10, 10, 60, 80]], [3], 2),
+        ]
+    )
 
 
 @pytest.mark.parametrize("mode", ["pool", "align", "crop"])
@@ -89,7 +93,9 @@ def test_inference_returns_per_image_detections_in_original_pixels():
         assert set(det) == {"boxes", "scores", "labels"}
         assert 0 < len(det["boxes"]) <= 100
         assert (det["labels"] >= 1).all() and (det["labels"] < 8).all()
-        assert (det["boxes"][:, 2] <= (w - 1) / scale + 1e-3).all() and (det["boxes"][:, 3] <= (h - 1) / scale + 1e-3).all()
+        assert (det["boxes"][:, 2] <= (w - 1) / scale + 1e-3).all() and (
+            det["boxes"][:, 3] <= (h - 1) / scale + 1e-3
+        ).all()
         assert torch.all(det["scores"][:-1] >= det["scores"][1:])
 
 
@@ -121,7 +127,9 @@ def test_cpu_inference_runs_the_backbone_channels_last_with_the_same_detections(
     torch.manual_seed(0)
     model, _ = build_model(small_cfg(TEST={"SCORE_THRESH": 0.0}), "tiny", num_classes=8)
     layouts = []
-    model.backbone.register_forward_pre_hook(lambda _, args: layouts.append(args[0].is_contiguous(memory_format=torch.channels_last)))
+    model.backbone.register_forward_pre_hook(
+        lambda _, args: layouts.append(args[0].is_contiguous(memory_format=torch.channels_last))
+    )
     batch = three_images()
     model.train()
     model(batch.images, batch.image_sizes, None, [dict(boxes=t["boxes"], labels=t["labels"]) for t in batch.targets])

@@ -3,6 +3,7 @@
 The feature map holds f(y, x) = 10 y + x. Bilinear interpolation reproduces a linear function
 exactly, so every sample's value is known: it is 10 y + x at the sample point.
 """
+
 import pytest
 import torch
 import torch.nn.functional as F
@@ -61,7 +62,9 @@ def test_crop_matches_grid_sample_reference():
     features = torch.randn(2, 3, 12, 16, generator=g)
     xy = torch.rand(6, 2, generator=g) * torch.tensor([150.0, 100.0])
     wh = torch.rand(6, 2, generator=g) * 80 + 4
-    rois = torch.cat((torch.tensor([0, 1, 0, 1, 1, 0.0])[:, None], xy, torch.minimum(xy + wh, torch.tensor([240.0, 176.0]))), 1)
+    rois = torch.cat(
+        (torch.tensor([0, 1, 0, 1, 1, 0.0])[:, None], xy, torch.minimum(xy + wh, torch.tensor([240.0, 176.0]))), 1
+    )
     ours = RoIPooler("crop", 7, spatial_scale=1 / 16)(features, rois)
     assert torch.allclose(ours, grid_sample_crop(features, rois, 7, 1 / 16), atol=1e-4)
 

@@ -36,7 +36,9 @@ def test_image_without_boxes_is_all_background():
     rpn = make_rpn()
     anchors = rpn.anchor_generator(4, 4)
     # as pad_targets gives it: one padded, invalid box
-    labels, _ = rpn._anchor_labels(anchors, torch.tensor([[64, 64]]), torch.zeros(1, 1, 4), torch.zeros(1, 1, dtype=torch.bool))
+    labels, _ = rpn._anchor_labels(
+        anchors, torch.tensor([[64, 64]]), torch.zeros(1, 1, 4), torch.zeros(1, 1, dtype=torch.bool)
+    )
     inside = labels >= 0
     assert inside.sum() == 4 and (labels[inside] == 0).all()
 

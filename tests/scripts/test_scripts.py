@@ -1,4 +1,5 @@
 """The three scripts as a user runs them: flags, and train -> test -> demo on a small dataset."""
+
 import os
 import subprocess
 import sys
@@ -9,11 +10,25 @@ import numpy as np
 import pytest
 
 ROOT = Path(__file__).resolve().parents[2]
-SMALL = ["--set", "TINY.CHANNELS", "[8,16,16,32]", "TINY.HEAD_DIM", "32", "RPN_CHANNELS", "32", "TRAIN.SCALES", "[128]", "TEST.SCALES", "[128]"]
+SMALL = [
+    "--set",
+    "TINY.CHANNELS",
+    "[8,16,16,32]",
+    "TINY.HEAD_DIM",
+    "32",
+    "RPN_CHANNELS",
+    "32",
+    "TRAIN.SCALES",
+    "[128]",
+    "TEST.SCALES",
+    "[128]",
+]
 
 
 def run(script: str, *args: str) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, str(ROOT / script), *args], capture_output=True, text=True, cwd=ROOT, timeout=600)
+    return subprocess.run(
+        [sys.executable, str(ROOT / script), *args], capture_output=True, text=True, cwd=ROOT, timeout=600
+    )
 
 
 def load_script(name: str):
@@ -25,18 +40,77 @@ def load_script(name: str):
     return module
 
 
-@pytest.mark.parametrize("argv, expected", [([], False), (["--r"], True), (["--r", "true"], True), (["--r", "false"], False), (["--r", "False"], False), (["--r", "0"], False)])
+@pytest.mark.parametrize(
+    "argv, expected",
+    [
+        ([], False),
+        (["--r"], True),
+        (["--r", "true"], True),
+        (["--r", "false"], False),
+        (["--r", "False"], False),
+        (["--r", "0"], False),
+    ],
+)
 def test_resume_flag_is_a_true_boolean(argv, expected):
     assert load_script("trainval_net.py").parse_args(argv).resume is expected
 
 
 def test_original_flags_are_accepted():
     args = load_script("trainval_net.py").parse_args(
-        ["--dataset", "pascal_voc", "--net", "res101", "--bs", "4", "--nw", "2", "--lr", "0.004", "--lr_decay_step", "8",
-         "--lr_decay_gamma", "0.1", "--epochs", "10", "--start_epoch", "1", "--o", "adam", "--cag", "--s", "2", "--r", "true",
-         "--checksession", "1", "--checkepoch", "3", "--checkpoint", "100", "--save_dir", "m", "--disp_interval", "20",
-         "--cfg", "x.yml", "--set", "POOLING_MODE", "pool", "--cuda", "--mGPUs", "--ls"])  # fmt: skip
-    assert (args.bs, args.optimizer, args.session, args.cag, args.cuda, args.set_cfgs) == (4, "adam", 2, True, True, ["POOLING_MODE", "pool"])
+        [
+            "--dataset",
+            "pascal_voc",
+            "--net",
+            "res101",
+            "--bs",
+            "4",
+            "--nw",
+            "2",
+            "--lr",
+            "0.004",
+            "--lr_decay_step",
+            "8",
+            "--lr_decay_gamma",
+            "0.1",
+            "--epochs",
+            "10",
+            "--start_epoch",
+            "1",
+            "--o",
+            "adam",
+            "--cag",
+            "--s",
+            "2",
+            "--r",
+            "true",
+            "--checksession",
+            "1",
+            "--checkepoch",
+            "3",
+            "--checkpoint",
+            "100",
+            "--save_dir",
+            "m",
+            "--disp_interval",
+            "20",
+            "--cfg",
+            "x.yml",
+            "--set",
+            "POOLING_MODE",
+            "pool",
+            "--cuda",
+            "--mGPUs",
+            "--ls",
+        ]
+    )
+    assert (args.bs, args.optimizer, args.session, args.cag, args.cuda, args.set_cfgs) == (
+        4,
+        "adam",
+        2,
+        True,
+        True,
+        ["POOLING_MODE", "pool"],
+    )
     demo = load_script("demo.py")
     assert demo.parse_args(["--webcam_num", "0"]).webcam == "0" == demo.parse_args(["--webcam", "0"]).webcam
     assert demo.parse_args([]).image_dir == "images"
@@ -47,8 +121,24 @@ def trained(small_shapes_root, tmp_path_factory):
     """One short training run shared by the tests below: (data_dir, models dir, checkpoint)."""
     models = tmp_path_factory.mktemp("models")
     data_dir = str(small_shapes_root.parent)
-    train = run("trainval_net.py", "--dataset", "shapes", "--net", "tiny", "--bs", "4", "--epochs", "1", "--data_dir", data_dir,
-                "--save_dir", str(models), "--disp_interval", "4", *SMALL)  # fmt: skip
+    train = run(
+        "trainval_net.py",
+        "--dataset",
+        "shapes",
+        "--net",
+        "tiny",
+        "--bs",
+        "4",
+        "--epochs",
+        "1",
+        "--data_dir",
+        data_dir,
+        "--save_dir",
+        str(models),
+        "--disp_interval",
+        "4",
+        *SMALL,
+    )
     assert train.returncode == 0, train.stderr
     assert "padding" in train.stdout and "img/s" in train.stdout and "random initialisation" in train.stdout
     checkpoint = models / "tiny" / "shapes" / "faster_rcnn_1_1_12.pth"
@@ -58,12 +148,26 @@ def trained(small_shapes_root, tmp_path_factory):
 
 def test_test_net_prints_aps_and_saves_results(trained, tmp_path):
     data_dir, models, _ = trained
-    test = run("test_net.py", "--dataset", "shapes", "--net", "tiny", "--data_dir", data_dir, "--load_dir", str(models),
-               "--output_dir", str(tmp_path), "--vis")  # fmt: skip
+    test = run(
+        "test_net.py",
+        "--dataset",
+        "shapes",
+        "--net",
+        "tiny",
+        "--data_dir",
+        data_dir,
+        "--load_dir",
+        str(models),
+        "--output_dir",
+        str(tmp_path),
+        "--vis",
+    )
     assert test.returncode == 0, test.stderr
     lines = test.stdout.strip().splitlines()
     assert lines[-1].startswith("Mean AP = 0.") and len(lines[-1]) == len("Mean AP = 0.0000")
-    assert [line.split(" = ")[0] for line in lines[-8:-1]] == [f"AP for {c}" for c in ("circle", "square", "triangle", "star", "cross", "ring", "crescent")]
+    assert [line.split(" = ")[0] for line in lines[-8:-1]] == [
+        f"AP for {c}" for c in ("circle", "square", "triangle", "star", "cross", "ring", "crescent")
+    ]
     results = tmp_path / "tiny" / "shapes" / "faster_rcnn_1_1_12"
     for name in ("detections.json", "ap.txt", "ap.json", "pr_curves.png"):
         assert (results / name).is_file(), name
@@ -79,13 +183,17 @@ def test_saved_detections_evaluate_alike_and_metric_choice(trained, tmp_path):
     again = run("test_net.py", *common, "--detections", str(saved), "--output_dir", str(tmp_path))
     assert again.returncode == 0, again.stderr
     assert again.stdout.strip().splitlines()[-8:] == first.stdout.strip().splitlines()[-8:]
-    assert (tmp_path / "detections" / "shapes" / "faster_rcnn_1_1_12_detections" / "ap.json").is_file()  # per dataset and run
+    assert (
+        tmp_path / "detections" / "shapes" / "faster_rcnn_1_1_12_detections" / "ap.json"
+    ).is_file()  # per dataset and run
     coco = run("test_net.py", *common, "--detections", str(saved), "--metric", "coco", "--output_dir", str(tmp_path))
     assert coco.returncode == 0, coco.stderr
     lines = coco.stdout.strip().splitlines()
     assert any("Average Precision  (AP) @[ IoU=0.50:0.95 | area=   all" in line for line in lines)
     headline = float(next(line for line in lines if "IoU=0.50:0.95 | area=   all | maxDets=100" in line).split("=")[-1])
-    assert lines[-1].startswith("Mean AP = ") and abs(float(lines[-1].split("=")[1]) - headline) <= 0.0005  # summary has 3 decimals
+    assert (
+        lines[-1].startswith("Mean AP = ") and abs(float(lines[-1].split("=")[1]) - headline) <= 0.0005
+    )  # summary has 3 decimals
 
 
 def test_checkpoint_on_other_classes_is_a_clear_error(trained, tmp_path, build):
@@ -96,7 +204,9 @@ def test_checkpoint_on_other_classes_is_a_clear_error(trained, tmp_path, build):
     assert result.returncode == 2 and "Traceback" not in result.stderr
     assert "was trained on 7 classes" in result.stderr and "has 2" in result.stderr
     reordered = ["square", "circle", "triangle", "star", "cross", "ring", "crescent"]
-    (tmp_path / "reordered.yaml").write_text(f"format: voc\ntrain: test\ntest: test\nclasses: [{', '.join(reordered)}]\n")
+    (tmp_path / "reordered.yaml").write_text(
+        f"format: voc\ntrain: test\ntest: test\nclasses: [{', '.join(reordered)}]\n"
+    )
     result = run("test_net.py", "--dataset", str(tmp_path / "reordered.yaml"), "--load_name", str(checkpoint))
     assert result.returncode == 2 and "Traceback" not in result.stderr
     assert "the same classes in another order" in result.stderr
@@ -123,8 +233,23 @@ def test_demo_on_a_video_without_display_writes_a_video(trained, tmp_path):
         writer.write(frame)
     writer.release()
     out = tmp_path / "out.mp4"
-    demo = subprocess.run([sys.executable, str(ROOT / "demo.py"), "--load_name", str(checkpoint), "--webcam", str(video), "--video_out", str(out)],
-                          capture_output=True, text=True, cwd=ROOT, timeout=300, env={**os.environ, "DISPLAY": "", "WAYLAND_DISPLAY": ""})  # fmt: skip
+    demo = subprocess.run(
+        [
+            sys.executable,
+            str(ROOT / "demo.py"),
+            "--load_name",
+            str(checkpoint),
+            "--webcam",
+            str(video),
+            "--video_out",
+            str(out),
+        ],
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+        timeout=300,
+        env={**os.environ, "DISPLAY": "", "WAYLAND_DISPLAY": ""},
+    )
     assert demo.returncode == 0, demo.stderr
     capture = cv2.VideoCapture(str(out))
     assert int(capture.get(cv2.CAP_PROP_FRAME_COUNT)) == 6
@@ -132,7 +257,9 @@ def test_demo_on_a_video_without_display_writes_a_video(trained, tmp_path):
 
 
 def test_user_errors_are_one_line_not_tracebacks(tmp_path):
-    missing = run("test_net.py", "--dataset", "shapes", "--net", "tiny", "--load_dir", str(tmp_path), "--data_dir", str(tmp_path))
+    missing = run(
+        "test_net.py", "--dataset", "shapes", "--net", "tiny", "--load_dir", str(tmp_path), "--data_dir", str(tmp_path)
+    )
     assert missing.returncode == 2
     assert missing.stderr.startswith("error: ") and "Traceback" not in missing.stderr
     bad_set = run("trainval_net.py", "--set", "TRAIN.NOPE", "1", "--data_dir", str(tmp_path))
@@ -146,8 +273,14 @@ def test_demo_draws_every_detection(tmp_path, monkeypatch):
 
     image = np.full((300, 400, 3), 255, np.uint8)
     cv2.imwrite(str(tmp_path / "a.jpg"), image)
-    boxes = np.array([[20 + 70 * (i % 5), 20 + 55 * (i // 5), 70 + 70 * (i % 5), 60 + 55 * (i // 5)] for i in range(25)], np.float32)
-    detections = {"boxes": boxes, "scores": np.linspace(0.99, 0.6, 25).astype(np.float32), "labels": (np.arange(25) % 3 + 1)}
+    boxes = np.array(
+        [[20 + 70 * (i % 5), 20 + 55 * (i // 5), 70 + 70 * (i % 5), 60 + 55 * (i // 5)] for i in range(25)], np.float32
+    )
+    detections = {
+        "boxes": boxes,
+        "scores": np.linspace(0.99, 0.6, 25).astype(np.float32),
+        "labels": (np.arange(25) % 3 + 1),
+    }
     monkeypatch.setattr(demo, "detect_images", lambda detector, images: [detections for _ in images])
 
     class FakeDetector:
@@ -161,4 +294,6 @@ def test_demo_draws_every_detection(tmp_path, monkeypatch):
         edge = out[y - 1 : y + 2, x - 1 : x + 2].reshape(-1, 3)
         assert (255 - edge).max() > 100, f"no box drawn at {box.tolist()}"
         colour = np.array(class_colour(int(label)))
-        assert np.abs(edge - colour).sum(axis=1).min() < np.abs(edge - 255).sum(axis=1).min()  # nearer its class colour than white
+        assert (
+            np.abs(edge - colour).sum(axis=1).min() < np.abs(edge - 255).sum(axis=1).min()
+        )  # nearer its class colour than white

@@ -30,7 +30,7 @@ from .datasets.base import DataIssue, ImageRecord
 
 MIN_IMAGE_SIDE = 16  # a stride-16 feature map needs at least one cell
 _CONVERTED_MODES = {"L": "grayscale", "LA": "grayscale with alpha", "P": "palette", "1": "1-bit", "RGBA": "alpha channel",
-                    "I;16": "16-bit", "I;16B": "16-bit", "I": "32-bit integer", "F": "floating point", "CMYK": "CMYK"}  # fmt: skip
+                    "I;16": "16-bit", "I;16B": "16-bit", "I": "32-bit integer", "F": "floating point", "CMYK": "CMYK"}
 
 
 class DataError(ValueError):
@@ -150,7 +150,7 @@ def inspect_images(paths: Sequence[str], cache: ImageCheckCache, progress: bool 
     if todo:
         workers = min(os.cpu_count() or 1, 8)
         with tqdm(total=len(todo), desc="checking images", unit="img", file=sys.stderr, disable=not progress or len(todo) < 200,
-                  mininterval=1.0 if sys.stderr.isatty() else 30.0) as bar:  # fmt: skip
+                  mininterval=1.0 if sys.stderr.isatty() else 30.0) as bar:
             if workers > 1 and len(todo) >= 256:
                 with ProcessPoolExecutor(workers) as pool:
                     for path, verdict in zip(todo, pool.map(inspect_image, todo, chunksize=64)):

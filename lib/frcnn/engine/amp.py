@@ -2,6 +2,7 @@
 gradient scaler. Box decoding, losses and NMS cast to float32 themselves (box_coder, rpn,
 roi_heads), so only the convolutions and matrix products run in half precision.
 """
+
 from __future__ import annotations
 
 import contextlib
@@ -19,7 +20,7 @@ class Precision:
     scaler: torch.amp.GradScaler | None = None
 
     @classmethod
-    def for_device(cls, device: torch.device, amp: bool) -> "Precision":
+    def for_device(cls, device: torch.device, amp: bool) -> Precision:
         if not amp:
             return cls(device.type)
         if device.type == "cuda":
@@ -31,7 +32,9 @@ class Precision:
     def describe(self) -> str:
         if self.dtype is None:
             return "float32"
-        return f"{str(self.dtype).removeprefix('torch.')} autocast on {self.device_type}" + (" with gradient scaling" if self.scaler else "")
+        return f"{str(self.dtype).removeprefix('torch.')} autocast on {self.device_type}" + (
+            " with gradient scaling" if self.scaler else ""
+        )
 
     def autocast(self) -> contextlib.AbstractContextManager:
         if self.dtype is None:

@@ -6,6 +6,7 @@ torch.load(weights_only=True): a checkpoint that would need to run code to unpic
 Writes go to a temporary file that is renamed into place, so a kill at any moment leaves the
 previous checkpoint intact and never a half-written one under a checkpoint's name.
 """
+
 from __future__ import annotations
 
 import os
@@ -66,9 +67,19 @@ def find_checkpoint(save_dir: str | Path, net: str, dataset: str, session: int, 
 
 # Config keys that shape the model's parameters or what its layers compute.
 MODEL_KEYS = (
-    "POOLING_MODE", "POOLING_SIZE", "CLASS_AGNOSTIC", "ANCHOR_SCALES", "ANCHOR_RATIOS", "FEAT_STRIDE", "RPN_CHANNELS",
-    "ROI_ALIGN_SAMPLING_RATIO", "ROI_ALIGN_ALIGNED", "TINY.CHANNELS", "TINY.HEAD_DIM", "TINY.NORM",
-)  # fmt: skip
+    "POOLING_MODE",
+    "POOLING_SIZE",
+    "CLASS_AGNOSTIC",
+    "ANCHOR_SCALES",
+    "ANCHOR_RATIOS",
+    "FEAT_STRIDE",
+    "RPN_CHANNELS",
+    "ROI_ALIGN_SAMPLING_RATIO",
+    "ROI_ALIGN_ALIGNED",
+    "TINY.CHANNELS",
+    "TINY.HEAD_DIM",
+    "TINY.NORM",
+)
 
 
 def _lookup(cfg: dict, dotted: str):

@@ -4,6 +4,7 @@ A process learns its place from the environment torchrun sets (RANK, WORLD_SIZE,
 MASTER_ADDR, MASTER_PORT; env:// rendezvous), so the same script runs on one machine or many.
 NCCL connects GPU processes, gloo CPU processes (which is how the tests run two processes here).
 """
+
 from __future__ import annotations
 
 import os
@@ -33,7 +34,9 @@ class World:
 
 
 def world_from_env() -> World:
-    return World(int(os.environ.get("RANK", 0)), int(os.environ.get("WORLD_SIZE", 1)), int(os.environ.get("LOCAL_RANK", 0)))
+    return World(
+        int(os.environ.get("RANK", 0)), int(os.environ.get("WORLD_SIZE", 1)), int(os.environ.get("LOCAL_RANK", 0))
+    )
 
 
 def init(use_cuda: bool) -> World:
@@ -67,8 +70,13 @@ def launch_per_gpu(main: Callable[[], Any]) -> None:
 
 def _per_gpu_process(local_rank: int, main: Callable[[], Any], count: int, port: int) -> None:
     os.environ.update(
-        {"RANK": str(local_rank), "LOCAL_RANK": str(local_rank), "WORLD_SIZE": str(count),
-         "MASTER_ADDR": "127.0.0.1", "MASTER_PORT": str(port)}  # fmt: skip
+        {
+            "RANK": str(local_rank),
+            "LOCAL_RANK": str(local_rank),
+            "WORLD_SIZE": str(count),
+            "MASTER_ADDR": "127.0.0.1",
+            "MASTER_PORT": str(port),
+        }
     )
     main()
 

@@ -1,10 +1,11 @@
 """Loading a trained detector from its checkpoint, and running it over images or a dataset."""
+
 from __future__ import annotations
 
 import sys
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Sequence
 
 import numpy as np
 import torch
@@ -75,8 +76,16 @@ def detect_images(detector: Detector, images: Sequence[np.ndarray]) -> list[dict
     for i, image in enumerate(images):
         resized, scale = resize(image, cfg.SCALES[0], cfg.MAX_SIZE)
         tensor = torch.from_numpy(np.ascontiguousarray(resized)).permute(2, 0, 1)
-        samples.append({"image": tensor, "boxes": torch.zeros(0, 4), "labels": torch.zeros(0, dtype=torch.long),
-                        "scale": scale, "index": i, "weight": 1.0})  # fmt: skip
+        samples.append(
+            {
+                "image": tensor,
+                "boxes": torch.zeros(0, 4),
+                "labels": torch.zeros(0, dtype=torch.long),
+                "scale": scale,
+                "index": i,
+                "weight": 1.0,
+            }
+        )
     batch = collate(samples).to(detector.device)
     outputs = detector.model(batch.images, batch.image_sizes, batch.image_scales)
     return [{k: v.cpu().numpy() for k, v in out.items()} for out in outputs]
@@ -92,8 +101,14 @@ def detect_records(
     batches = [list(range(i, min(i + batch_size, len(records)))) for i in range(0, len(records), batch_size)]
     loader = torch.utils.data.DataLoader(dataset, batch_sampler=batches, num_workers=num_workers, collate_fn=collate)
     results: list[dict[str, np.ndarray]] = []
-    with tqdm(total=len(records), desc="detect", unit="img", file=sys.stderr, disable=not progress,
-              mininterval=1.0 if sys.stderr.isatty() else 30.0) as bar:  # fmt: skip
+    with tqdm(
+        total=len(records),
+        desc="detect",
+        unit="img",
+        file=sys.stderr,
+        disable=not progress,
+        mininterval=1.0 if sys.stderr.isatty() else 30.0,
+    ) as bar:
         for batch in loader:
             batch = batch.to(detector.device)
             outputs = detector.model(batch.images, batch.image_sizes, batch.image_scales)

@@ -6,6 +6,7 @@ The learning rate is multiplied by gamma every `decay_step` epochs: epochs 1..de
 base rate, the next decay_step epochs at base x gamma, and so on (the original decayed one epoch
 late, when epoch % (decay_step + 1) == 0).
 """
+
 from __future__ import annotations
 
 import logging
@@ -37,7 +38,11 @@ def build_optimizer(model: nn.Module, cfg: EasyDict, kind: str, lr: float) -> to
     groups = [
         {"params": weights, "weight_decay": t.WEIGHT_DECAY, "lr_mult": 1.0},
         {"params": norms, "weight_decay": 0.0, "lr_mult": 1.0},
-        {"params": biases, "weight_decay": t.WEIGHT_DECAY if t.BIAS_DECAY else 0.0, "lr_mult": 2.0 if t.DOUBLE_BIAS else 1.0},
+        {
+            "params": biases,
+            "weight_decay": t.WEIGHT_DECAY if t.BIAS_DECAY else 0.0,
+            "lr_mult": 2.0 if t.DOUBLE_BIAS else 1.0,
+        },
     ]
     groups = [g for g in groups if g["params"]]
     for g in groups:

@@ -6,6 +6,7 @@ Losses are read back from the device only every `disp_interval` steps (and befor
 checkpoint); a non-finite loss found then stops every process with the step, the loss terms and
 the images of the first bad batch, before any checkpoint of the damaged weights is written.
 """
+
 from __future__ import annotations
 
 import logging
@@ -30,8 +31,14 @@ from ..modeling import FasterRCNN, build_model
 from . import distributed
 from .amp import Precision
 from .checkpoint import (
-    CheckpointError, checkpoint_dir, checkpoint_path, latest_checkpoint, load_checkpoint, model_differences, save_checkpoint,
-)  # fmt: skip
+    CheckpointError,
+    checkpoint_dir,
+    checkpoint_path,
+    latest_checkpoint,
+    load_checkpoint,
+    model_differences,
+    save_checkpoint,
+)
 from .optim import StepSchedule, build_optimizer, step_in_backward_if_usable
 
 log = logging.getLogger("frcnn.train")
@@ -97,8 +104,10 @@ class LossMonitor:
                 i = int(np.argmax(bad))
                 step, images = self.steps[i]
                 terms = ", ".join(f"{n}={v:.4g}" for n, v in zip(self.names, values[i]))
-                error = (f"non-finite loss at step {step}: {terms}; images of the batch: {', '.join(images)}. "
-                         "No checkpoint was written after the last good one; try a lower --lr, or check these images.")  # fmt: skip
+                error = (
+                    f"non-finite loss at step {step}: {terms}; images of the batch: {', '.join(images)}. "
+                    "No checkpoint was written after the last good one; try a lower --lr, or check these images."
+                )
             else:
                 means = dict(zip(self.names, values.mean(axis=0).tolist()))
                 means["loss"] = float(values.sum(axis=1).mean())
@@ -137,10 +146,14 @@ def train(opts: TrainOptions, cfg: EasyDict) -> Path | None:
     datasets = spec.train()
     classes = datasets[0].classes
     report = check_records(
-        "+".join(d.name for d in datasets), joined_records(datasets), [i for d in datasets for i in d.issues],
-        strict=opts.strict, cache_file=Path(opts.data_dir) / "cache" / "image_check.json", progress=world.is_main,
+        "+".join(d.name for d in datasets),
+        joined_records(datasets),
+        [i for d in datasets for i in d.issues],
+        strict=opts.strict,
+        cache_file=Path(opts.data_dir) / "cache" / "image_check.json",
+        progress=world.is_main,
         num_classes=len(classes),
-    )  # fmt: skip
+    )
     log.info("%s", report.summary())
     if world.is_main and report.issues:
         details = checkpoint_dir(opts.save_dir, opts.net, opts.dataset) / "data_check.txt"
@@ -149,24 +162,34 @@ def train(opts: TrainOptions, cfg: EasyDict) -> Path | None:
     roidb = build_roidb(report.kept, cfg.TRAIN.USE_FLIPPED, cfg.TRAIN.USE_DIFFICULT)
     log.info(
         "dataset %s: %d training images (%s), %d classes: %s",
-        opts.dataset, len(roidb), "with flipped copies" if cfg.TRAIN.USE_FLIPPED else "no flipping",
-        len(classes) - 1, ", ".join(classes[1:11]) + (", ..." if len(classes) > 11 else ""),
-    )  # fmt: skip
+        opts.dataset,
+        len(roidb),
+        "with flipped copies" if cfg.TRAIN.USE_FLIPPED else "no flipping",
+        len(classes) - 1,
+        ", ".join(classes[1:11]) + (", ..." if len(classes) > 11 else ""),
+    )
     if world.distributed:
         log.info("%d processes, global batch %d", world.world_size, opts.batch_size)
     model, source = build_model(cfg, opts.net, len(classes), opts.pretrained, opts.data_dir)
     log.info("backbone %s", source)
     model.to(device)
     optimizer = build_optimizer(model, cfg, opts.optimizer, default_lr(opts, cfg))
-    schedule = StepSchedule(default_lr(opts, cfg), opts.lr_decay_step, opts.lr_decay_gamma, cfg.TRAIN.WARMUP_ITERS, cfg.TRAIN.WARMUP_FACTOR)
+    schedule = StepSchedule(
+        default_lr(opts, cfg), opts.lr_decay_step, opts.lr_decay_gamma, cfg.TRAIN.WARMUP_ITERS, cfg.TRAIN.WARMUP_FACTOR
+    )
     precision = Precision.for_device(device, opts.amp)
     if opts.amp:
         log.info("mixed precision: %s", precision.describe())
 
     sampler = GroupedBatchSampler(
-        [r.aspect_ratio for r in roidb], opts.batch_size, len(cfg.TRAIN.SCALES), cfg.TRAIN.ASPECT_JITTER, seed=seed,
-        rank=world.rank, world_size=world.world_size,
-    )  # fmt: skip
+        [r.aspect_ratio for r in roidb],
+        opts.batch_size,
+        len(cfg.TRAIN.SCALES),
+        cfg.TRAIN.ASPECT_JITTER,
+        seed=seed,
+        rank=world.rank,
+        world_size=world.world_size,
+    )
     steps_per_epoch = len(sampler)
     start_epoch, start_step, iteration = opts.start_epoch, 0, 0
     if opts.resume:
@@ -180,7 +203,9 @@ def train(opts: TrainOptions, cfg: EasyDict) -> Path | None:
         state = load_checkpoint(path)
         differences = model_differences(state, opts.net, classes, to_plain(cfg))
         if differences:
-            raise CheckpointError(f"--r: {path} holds another model than this run describes:\n  " + "\n  ".join(differences))
+            raise CheckpointError(
+                f"--r: {path} holds another model than this run describes:\n  " + "\n  ".join(differences)
+            )
         model.load_state_dict(state["model"])
         optimizer.load_state_dict(state["optimizer"])
         schedule = StepSchedule(**state["schedule"])
@@ -232,8 +257,15 @@ def train(opts: TrainOptions, cfg: EasyDict) -> Path | None:
             monitor = LossMonitor()
             padded, images_seen, shown = 0.0, 0, {}
             started = time.perf_counter()
-            bar = tqdm(total=steps_per_epoch, initial=start_step, desc=f"epoch {epoch}/{opts.epochs}", file=sys.stderr,
-                       dynamic_ncols=True, mininterval=1.0 if sys.stderr.isatty() else 30.0, disable=not world.is_main)  # fmt: skip
+            bar = tqdm(
+                total=steps_per_epoch,
+                initial=start_step,
+                desc=f"epoch {epoch}/{opts.epochs}",
+                file=sys.stderr,
+                dynamic_ncols=True,
+                mininterval=1.0 if sys.stderr.isatty() else 30.0,
+                disable=not world.is_main,
+            )
             step = start_step
             for step, batch in enumerate(loader, start=start_step + 1):
                 lr_now = schedule.apply(optimizer, epoch, iteration)
@@ -250,13 +282,17 @@ def train(opts: TrainOptions, cfg: EasyDict) -> Path | None:
                     torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.TRAIN.CLIP_GRAD_NORM)
                 precision.step(optimizer)
                 iteration += 1
-                monitor.add(step, losses, [f"{roidb[i].id}" + (" (flipped)" if roidb[i].flipped else "") for i in batch.indices])
+                monitor.add(
+                    step, losses, [f"{roidb[i].id}" + (" (flipped)" if roidb[i].flipped else "") for i in batch.indices]
+                )
                 padded += batch.padded_fraction * len(batch.indices)
                 images_seen += len(batch.indices)
                 if step % opts.disp_interval == 0 or step == steps_per_epoch:
                     shown = monitor.flush()
                     rate = images_seen * world.world_size / max(time.perf_counter() - started, 1e-9)
-                    bar.set_postfix_str(" ".join(f"{k}={v:.3f}" for k, v in shown.items()) + f" lr={lr_now:.2g} {rate:.1f} img/s")
+                    bar.set_postfix_str(
+                        " ".join(f"{k}={v:.3f}" for k, v in shown.items()) + f" lr={lr_now:.2g} {rate:.1f} img/s"
+                    )
                 if opts.checkpoint_interval and step % opts.checkpoint_interval == 0 and step < steps_per_epoch:
                     shown = monitor.flush() or shown  # never save weights after an unchecked loss
                     last_saved = save(epoch, step) or last_saved
@@ -266,9 +302,12 @@ def train(opts: TrainOptions, cfg: EasyDict) -> Path | None:
             elapsed = time.perf_counter() - started
             log.info(
                 "epoch %d: %s, lr %.3g, %.1f img/s, padding %.1f%% of batch pixels",
-                epoch, " ".join(f"{k} {v:.4f}" for k, v in shown.items()), schedule.lr(epoch, iteration),
-                images_seen * world.world_size / max(elapsed, 1e-9), 100.0 * padded / max(images_seen, 1),
-            )  # fmt: skip
+                epoch,
+                " ".join(f"{k} {v:.4f}" for k, v in shown.items()),
+                schedule.lr(epoch, iteration),
+                images_seen * world.world_size / max(elapsed, 1e-9),
+                100.0 * padded / max(images_seen, 1),
+            )
             saved = save(epoch, step)
             if saved is not None:
                 last_saved = saved

@@ -5,12 +5,13 @@ w = x2 - x1 + 1, and difficult objects become crowd regions, which COCOeval igno
 metric ignores difficult objects. Per-class AP is COCOeval's precision averaged over IoU .50:.95,
 all recall thresholds, all areas, 100 detections per image, for that class.
 """
+
 from __future__ import annotations
 
 import contextlib
 import io
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Sequence
 
 import numpy as np
 
@@ -42,25 +43,42 @@ def ground_truth_from_records(records: Sequence[ImageRecord], num_classes: int):
         images.append({"id": i, "width": r.width, "height": r.height})
         crowd = r.crowd if r.crowd.size else np.zeros(len(r.labels), bool)
         for box, label, difficult, is_crowd in zip(_boxes_to_xywh(r.boxes), r.labels, r.difficult, crowd):
-            annotations.append({
-                "id": len(annotations) + 1, "image_id": i, "category_id": int(label),
-                "bbox": [float(v) for v in box], "area": float(box[2] * box[3]),
-                "iscrowd": int(bool(difficult) or bool(is_crowd)),
-            })  # fmt: skip
+            annotations.append(
+                {
+                    "id": len(annotations) + 1,
+                    "image_id": i,
+                    "category_id": int(label),
+                    "bbox": [float(v) for v in box],
+                    "area": float(box[2] * box[3]),
+                    "iscrowd": int(bool(difficult) or bool(is_crowd)),
+                }
+            )
     gt = COCO()
-    gt.dataset = {"images": images, "annotations": annotations, "categories": [{"id": k} for k in range(1, num_classes)]}
+    gt.dataset = {
+        "images": images,
+        "annotations": annotations,
+        "categories": [{"id": k} for k in range(1, num_classes)],
+    }
     with contextlib.redirect_stdout(io.StringIO()):
         gt.createIndex()
     return gt
 
 
-def detections_to_results(detections: Sequence[dict[str, np.ndarray]], image_ids: Sequence, category_ids: Sequence[int]) -> list[dict]:
+def detections_to_results(
+    detections: Sequence[dict[str, np.ndarray]], image_ids: Sequence, category_ids: Sequence[int]
+) -> list[dict]:
     """Per-image detections -> COCO results entries (category_ids[label - 1] per label)."""
     results = []
     for image_id, det in zip(image_ids, detections):
         for box, score, label in zip(_boxes_to_xywh(det["boxes"].reshape(-1, 4)), det["scores"], det["labels"]):
-            results.append({"image_id": image_id, "category_id": int(category_ids[int(label) - 1]),
-                            "bbox": [float(v) for v in box], "score": float(score)})  # fmt: skip
+            results.append(
+                {
+                    "image_id": image_id,
+                    "category_id": int(category_ids[int(label) - 1]),
+                    "bbox": [float(v) for v in box],
+                    "score": float(score),
+                }
+            )
     return results
 
 
@@ -117,6 +135,10 @@ def _empty_results(coco_gt):
     from pycocotools.coco import COCO
 
     empty = COCO()
-    empty.dataset = {"images": coco_gt.dataset["images"], "categories": coco_gt.dataset.get("categories", []), "annotations": []}
+    empty.dataset = {
+        "images": coco_gt.dataset["images"],
+        "categories": coco_gt.dataset.get("categories", []),
+        "annotations": [],
+    }
     empty.createIndex()
     return empty

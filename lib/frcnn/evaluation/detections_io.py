@@ -4,11 +4,13 @@ A list of {"image_id", "category_id", "bbox": [x, y, w, h], "score"}. For VOC-fo
 is the image's file stem and category_id the class name; for COCO data both are the dataset's own
 ids. Boxes convert from the inclusive convention as x = x1, w = x2 - x1 + 1 (and back).
 """
+
 from __future__ import annotations
 
 import json
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Callable, Sequence
+from typing import Callable
 
 import numpy as np
 
@@ -23,17 +25,22 @@ def to_results(
     for record, det in zip(records, detections):
         for box, score, label in zip(det["boxes"], det["scores"], det["labels"]):
             x1, y1, x2, y2 = (float(v) for v in box)
-            results.append({
-                "image_id": record.id,
-                "category_id": category_of(int(label)),
-                "bbox": [x1, y1, x2 - x1 + 1, y2 - y1 + 1],  # unrounded: evaluating the file gives the same APs
-                "score": float(score),
-            })  # fmt: skip
+            results.append(
+                {
+                    "image_id": record.id,
+                    "category_id": category_of(int(label)),
+                    "bbox": [x1, y1, x2 - x1 + 1, y2 - y1 + 1],  # unrounded: evaluating the file gives the same APs
+                    "score": float(score),
+                }
+            )
     return results
 
 
 def from_results(
-    results: Sequence[dict], records: Sequence[ImageRecord], label_of: Callable[[str | int], int | None], ignored_ids: Sequence = ()
+    results: Sequence[dict],
+    records: Sequence[ImageRecord],
+    label_of: Callable[[str | int], int | None],
+    ignored_ids: Sequence = (),
 ) -> list[dict[str, np.ndarray]]:
     """A COCO results list -> detections per record. Entries of unknown images or classes raise,
     except those of `ignored_ids` (images the data check skipped), which are left out."""
@@ -42,9 +49,16 @@ def from_results(
     per_image: list[list[tuple]] = [[] for _ in records]
     for n, entry in enumerate(results):
         try:
-            image, category, (x, y, w, h), score = entry["image_id"], entry["category_id"], entry["bbox"], float(entry["score"])
+            image, category, (x, y, w, h), score = (
+                entry["image_id"],
+                entry["category_id"],
+                entry["bbox"],
+                float(entry["score"]),
+            )
         except (KeyError, TypeError, ValueError):
-            raise ValueError(f"detection {n} is not of the form {{image_id, category_id, bbox [x, y, w, h], score}}: {entry!r}") from None
+            raise ValueError(
+                f"detection {n} is not of the form {{image_id, category_id, bbox [x, y, w, h], score}}: {entry!r}"
+            ) from None
         if image in ignored:
             continue
         if image not in index:
@@ -56,7 +70,13 @@ def from_results(
     out = []
     for dets in per_image:
         arr = np.asarray(dets, dtype=np.float64).reshape(-1, 6)
-        out.append({"boxes": arr[:, :4].astype(np.float32), "scores": arr[:, 4].astype(np.float32), "labels": arr[:, 5].astype(np.int64)})
+        out.append(
+            {
+                "boxes": arr[:, :4].astype(np.float32),
+                "scores": arr[:, 4].astype(np.float32),
+                "labels": arr[:, 5].astype(np.int64),
+            }
+        )
     return out
 
 

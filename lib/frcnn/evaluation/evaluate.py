@@ -4,10 +4,12 @@ Metrics: voc07 (VOC devkit, 11-point AP), voc (VOC devkit, area under the curve)
 (pycocotools' COCOeval). The headline `mean_ap` is the mean over classes of AP at IoU 0.5 for the
 VOC metrics and COCO's AP at IoU .50:.95 for coco.
 """
+
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Callable, Sequence
+from typing import Callable
 
 import numpy as np
 
@@ -46,7 +48,10 @@ def category_maps(dataset: DetectionDataset) -> tuple[Callable[[int], str | int]
 
 
 def evaluate(
-    dataset: DetectionDataset, detections: Sequence[dict[str, np.ndarray]], metric: str, records: Sequence[ImageRecord] | None = None
+    dataset: DetectionDataset,
+    detections: Sequence[dict[str, np.ndarray]],
+    metric: str,
+    records: Sequence[ImageRecord] | None = None,
 ) -> Evaluation:
     """Evaluate detections, one dict per record, in the order of `records` (default: all of the
     dataset's; test_net.py passes those that passed the data check)."""

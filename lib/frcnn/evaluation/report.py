@@ -1,10 +1,11 @@
 """Saving evaluation results: the per-class AP table (text and JSON) and precision/recall curves."""
+
 from __future__ import annotations
 
 import json
 import math
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Sequence
 
 from .evaluate import Evaluation
 from .voc_eval import ClassResult
@@ -12,7 +13,10 @@ from .voc_eval import ClassResult
 
 def format_ap_lines(class_names: Sequence[str], aps: Sequence[float], mean: float) -> list[str]:
     """`AP for <class> = 0.XXXX` per class, then `Mean AP = 0.XXXX` last."""
-    lines = [f"AP for {name} = {ap:.4f}" if not math.isnan(ap) else f"AP for {name} = nan (no ground truth)" for name, ap in zip(class_names, aps)]
+    lines = [
+        f"AP for {name} = {ap:.4f}" if not math.isnan(ap) else f"AP for {name} = nan (no ground truth)"
+        for name, ap in zip(class_names, aps)
+    ]
     lines.append(f"Mean AP = {mean:.4f}")
     return lines
 
@@ -28,11 +32,21 @@ def save_report(out_dir: Path, evaluation: Evaluation, extra: dict | None = None
     out_dir.mkdir(parents=True, exist_ok=True)
     (out_dir / "ap.txt").write_text("\n".join(report_lines(evaluation)) + "\n")
     per_class = {
-        name: {"ap": None if math.isnan(r.ap) else r.ap, "num_positives": r.num_positives, "num_detections": r.num_detections}
+        name: {
+            "ap": None if math.isnan(r.ap) else r.ap,
+            "num_positives": r.num_positives,
+            "num_detections": r.num_detections,
+        }
         for name, r in zip(evaluation.class_names, evaluation.classes)
     }
     mean = None if math.isnan(evaluation.mean_ap) else evaluation.mean_ap
-    summary = {"metric": evaluation.metric, "mean_ap": mean, "stats": evaluation.stats, "classes": per_class, **(extra or {})}
+    summary = {
+        "metric": evaluation.metric,
+        "mean_ap": mean,
+        "stats": evaluation.stats,
+        "classes": per_class,
+        **(extra or {}),
+    }
     (out_dir / "ap.json").write_text(json.dumps(summary, indent=2))
     plot_pr_curves(out_dir / "pr_curves.png", evaluation.class_names, evaluation.classes, evaluation.metric)
 
@@ -47,7 +61,7 @@ def plot_pr_curves(path: Path, class_names: Sequence[str], results: Sequence[Cla
     cols = min(4, max(1, len(results)))
     rows = math.ceil(len(results) / cols) if results else 1
     fig, axes = plt.subplots(rows, cols, figsize=(3.2 * cols, 2.8 * rows), squeeze=False)
-    for ax in axes.flat[len(results):]:
+    for ax in axes.flat[len(results) :]:
         ax.axis("off")
     for ax, name, r in zip(axes.flat, class_names, results):
         if r.recall.size:

@@ -8,10 +8,11 @@ neither. Recall is over non-difficult objects. AP is the 11-point interpolated a
 or the area under the monotone precision/recall curve (VOC 2010 and later).
 A class with no non-difficult ground truth has no defined AP (NaN) and is left out of the mean.
 """
+
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Sequence
 
 import numpy as np
 
@@ -48,7 +49,11 @@ def iou_one_to_many(box: np.ndarray, boxes: np.ndarray) -> np.ndarray:
     ix2 = np.minimum(boxes[:, 2], box[2])
     iy2 = np.minimum(boxes[:, 3], box[3])
     inter = np.maximum(ix2 - ix1 + 1.0, 0.0) * np.maximum(iy2 - iy1 + 1.0, 0.0)
-    union = (box[2] - box[0] + 1.0) * (box[3] - box[1] + 1.0) + (boxes[:, 2] - boxes[:, 0] + 1.0) * (boxes[:, 3] - boxes[:, 1] + 1.0) - inter
+    union = (
+        (box[2] - box[0] + 1.0) * (box[3] - box[1] + 1.0)
+        + (boxes[:, 2] - boxes[:, 0] + 1.0) * (boxes[:, 3] - boxes[:, 1] + 1.0)
+        - inter
+    )
     return inter / union
 
 
@@ -113,13 +118,19 @@ def evaluate_voc(
         raise ValueError(f"{len(detections)} images of detections for {len(gt)} images of ground truth")
     results = []
     for cls in range(1, num_classes):
-        gt_boxes = [b[l == cls] for b, l, _ in gt]
-        gt_difficult = [d[l == cls].astype(bool) for _, l, d in gt]
-        masks = [l == cls for _, _, l in detections]
+        gt_boxes = [b[labels == cls] for b, labels, _ in gt]
+        gt_difficult = [d[labels == cls].astype(bool) for _, labels, d in gt]
+        masks = [labels == cls for _, _, labels in detections]
         det_images = np.concatenate([np.full(int(m.sum()), i) for i, m in enumerate(masks)]) if masks else np.zeros(0)
-        det_boxes = np.concatenate([b[m] for (b, _, _), m in zip(detections, masks)]).reshape(-1, 4) if masks else np.zeros((0, 4))
+        det_boxes = (
+            np.concatenate([b[m] for (b, _, _), m in zip(detections, masks)]).reshape(-1, 4)
+            if masks
+            else np.zeros((0, 4))
+        )
         det_scores = np.concatenate([s[m] for (_, s, _), m in zip(detections, masks)]) if masks else np.zeros(0)
-        results.append(evaluate_class(gt_boxes, gt_difficult, det_images, det_boxes, det_scores, iou_threshold, use_11_point))
+        results.append(
+            evaluate_class(gt_boxes, gt_difficult, det_images, det_boxes, det_scores, iou_threshold, use_11_point)
+        )
     return results
 
 

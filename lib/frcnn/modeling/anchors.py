@@ -3,9 +3,10 @@
 Shapes: A anchors per cell, H x W feature map, M = H * W * A anchors in all, ordered (y, x, a),
 matching the RPN head's outputs reshaped from (N, A, H, W) through (N, H, W, A).
 """
+
 from __future__ import annotations
 
-from typing import Sequence
+from collections.abc import Sequence
 
 import torch
 from torch import Tensor, nn
@@ -29,7 +30,12 @@ def generate_base_anchors(
     widths = (widths[:, None] * scales_t[None, :]).reshape(-1)
     heights = (heights[:, None] * scales_t[None, :]).reshape(-1)
     anchors = torch.stack(
-        (centre - 0.5 * (widths - 1), centre - 0.5 * (heights - 1), centre + 0.5 * (widths - 1), centre + 0.5 * (heights - 1)),
+        (
+            centre - 0.5 * (widths - 1),
+            centre - 0.5 * (heights - 1),
+            centre + 0.5 * (widths - 1),
+            centre + 0.5 * (heights - 1),
+        ),
         dim=1,
     )
     return anchors.float()

@@ -11,10 +11,11 @@ and decode clamps dw, dh at log(1000 / 16) so that exp() cannot overflow on a wi
 
 Shapes: `...` is any number of leading dimensions, broadcast between deltas/boxes and references.
 """
+
 from __future__ import annotations
 
 import math
-from typing import Sequence
+from collections.abc import Sequence
 
 import torch
 from torch import Tensor

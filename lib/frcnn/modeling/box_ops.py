@@ -7,6 +7,7 @@ original project's, and the one torchvision's roi_pool rounds with. torchvision'
 
 Shapes: `...` is any number of leading batch dimensions; M and G count boxes.
 """
+
 from __future__ import annotations
 
 import torch

@@ -10,6 +10,7 @@ The contract, for N images padded into one batch:
 Training returns a dict of scalar losses; inference returns one dict per image with boxes (D, 4)
 in original-image pixels, scores (D,) and labels (D,).
 """
+
 from __future__ import annotations
 
 import torch
@@ -26,14 +27,14 @@ from .rpn import AnchorTargetSettings, ProposalSettings, RegionProposalNetwork, 
 
 class FasterRCNN(nn.Module):
     """Args:
-        backbone: the Backbone giving the stride-16 feature map.
-        rpn: the RegionProposalNetwork.
-        roi_heads: the RoIHeads.
-        pixels: how the backbone wants its input normalised.
-        channels_last: run the backbone in channels-last memory layout (faster convolutions on
-            CPUs with oneDNN and on tensor-core GPUs).
-        channels_last_cpu_inference: feed the backbone channels-last input in inference on CPU,
-            even when `channels_last` is off (see TEST.CHANNELS_LAST_CPU).
+    backbone: the Backbone giving the stride-16 feature map.
+    rpn: the RegionProposalNetwork.
+    roi_heads: the RoIHeads.
+    pixels: how the backbone wants its input normalised.
+    channels_last: run the backbone in channels-last memory layout (faster convolutions on
+        CPUs with oneDNN and on tensor-core GPUs).
+    channels_last_cpu_inference: feed the backbone channels-last input in inference on CPU,
+        even when `channels_last` is off (see TEST.CHANNELS_LAST_CPU).
     """
 
     def __init__(
@@ -90,7 +91,14 @@ class FasterRCNN(nn.Module):
             features, image_sizes, image_scales, gt_boxes, gt_valid, None if seeds is None else [2 * s for s in seeds]
         )
         head_losses, detections = self.roi_heads(
-            features, proposals, proposal_valid, image_sizes, gt_boxes, gt_labels, gt_valid, None if seeds is None else [2 * s + 1 for s in seeds]
+            features,
+            proposals,
+            proposal_valid,
+            image_sizes,
+            gt_boxes,
+            gt_labels,
+            gt_valid,
+            None if seeds is None else [2 * s + 1 for s in seeds],
         )
         if self.training:
             return {**rpn_losses, **head_losses}
@@ -140,19 +148,30 @@ def build_model(
             cfg.TEST.RPN_PRE_NMS_TOP_N, cfg.TEST.RPN_POST_NMS_TOP_N, cfg.TEST.RPN_NMS_THRESH, cfg.TEST.RPN_MIN_SIZE
         ),
         targets=AnchorTargetSettings(
-            cfg.TRAIN.RPN_POSITIVE_OVERLAP, cfg.TRAIN.RPN_NEGATIVE_OVERLAP, cfg.TRAIN.RPN_BATCHSIZE, cfg.TRAIN.RPN_FG_FRACTION
+            cfg.TRAIN.RPN_POSITIVE_OVERLAP,
+            cfg.TRAIN.RPN_NEGATIVE_OVERLAP,
+            cfg.TRAIN.RPN_BATCHSIZE,
+            cfg.TRAIN.RPN_FG_FRACTION,
         ),
     )
     roi_heads = RoIHeads(
         RoIPooler(
-            cfg.POOLING_MODE, cfg.POOLING_SIZE, 1.0 / cfg.FEAT_STRIDE, cfg.ROI_ALIGN_SAMPLING_RATIO, cfg.ROI_ALIGN_ALIGNED
+            cfg.POOLING_MODE,
+            cfg.POOLING_SIZE,
+            1.0 / cfg.FEAT_STRIDE,
+            cfg.ROI_ALIGN_SAMPLING_RATIO,
+            cfg.ROI_ALIGN_ALIGNED,
         ),
         parts.head,
         BoxPredictor(parts.head_dim, num_classes, cfg.CLASS_AGNOSTIC),
         num_classes,
         BoxCoder(cfg.TRAIN.BBOX_NORMALIZE_MEANS, cfg.TRAIN.BBOX_NORMALIZE_STDS),
         sampling=RoISamplingSettings(
-            cfg.TRAIN.BATCH_SIZE, cfg.TRAIN.FG_FRACTION, cfg.TRAIN.FG_THRESH, cfg.TRAIN.BG_THRESH_HI, cfg.TRAIN.BG_THRESH_LO
+            cfg.TRAIN.BATCH_SIZE,
+            cfg.TRAIN.FG_FRACTION,
+            cfg.TRAIN.FG_THRESH,
+            cfg.TRAIN.BG_THRESH_HI,
+            cfg.TRAIN.BG_THRESH_LO,
         ),
         detection=DetectionSettings(cfg.TEST.SCORE_THRESH, cfg.TEST.NMS, cfg.TEST.MAX_PER_IMAGE),
     )

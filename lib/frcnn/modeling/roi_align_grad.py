@@ -13,6 +13,7 @@ On CUDA, torchvision's own backward is used.
 Shapes: N images, C channels, H x W feature map, R RoIs (R, 5), P = output size, G samples per
 bin side (the largest over the RoIs when adaptive).
 """
+
 from __future__ import annotations
 
 import torch
@@ -20,7 +21,9 @@ from torch import Tensor
 from torchvision import ops
 
 
-def roi_align(features: Tensor, rois: Tensor, output_size: int, spatial_scale: float, sampling_ratio: int, aligned: bool) -> Tensor:
+def roi_align(
+    features: Tensor, rois: Tensor, output_size: int, spatial_scale: float, sampling_ratio: int, aligned: bool
+) -> Tensor:
     """torchvision.ops.roi_align, with the sparse backward on CPU when gradients are needed."""
     if features.device.type == "cpu" and features.requires_grad and torch.is_grad_enabled():
         return _RoIAlign.apply(features, rois, output_size, spatial_scale, sampling_ratio, aligned)
@@ -38,7 +41,14 @@ class _RoIAlign(torch.autograd.Function):
     def backward(ctx, grad_output):  # type: ignore[override]
         (rois,) = ctx.saved_tensors
         shape, dtype, output_size, spatial_scale, sampling_ratio, aligned = ctx.settings
-        return roi_align_backward(grad_output, rois, shape, output_size, spatial_scale, sampling_ratio, aligned).to(dtype), None, None, None, None, None
+        return (
+            roi_align_backward(grad_output, rois, shape, output_size, spatial_scale, sampling_ratio, aligned).to(dtype),
+            None,
+            None,
+            None,
+            None,
+            None,
+        )
 
 
 def _axis_weights(start: Tensor, roi_size: Tensor, sampling_ratio: int, output_size: int, size: int) -> Tensor:
@@ -68,7 +78,13 @@ def _axis_weights(start: Tensor, roi_size: Tensor, sampling_ratio: int, output_s
 
 
 def roi_align_backward(
-    grad_output: Tensor, rois: Tensor, shape: torch.Size, output_size: int, spatial_scale: float, sampling_ratio: int, aligned: bool
+    grad_output: Tensor,
+    rois: Tensor,
+    shape: torch.Size,
+    output_size: int,
+    spatial_scale: float,
+    sampling_ratio: int,
+    aligned: bool,
 ) -> Tensor:
     """Gradient of torchvision.ops.roi_align with respect to its (N, C, H, W) features."""
     n, c, height, width = shape

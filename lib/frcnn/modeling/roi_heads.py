@@ -4,10 +4,11 @@ Shapes: N images, P proposals per image (padded, valid mask), G ground-truth box
 (padded, valid mask), R RoIs over the whole batch as (R, 5) rows (image index, x1, y1, x2, y2),
 C feature channels, D head feature size, K classes including background (label 0).
 """
+
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Sequence
 
 import torch
 import torch.nn.functional as F
@@ -117,7 +118,9 @@ class RoIHeads(nn.Module):
         if self.training:
             if gt_boxes is None or gt_labels is None or gt_valid is None:
                 raise ValueError("the RoI heads need ground truth in training mode")
-            rois, labels, targets, weights = self._sample(proposals, proposal_valid, gt_boxes, gt_labels, gt_valid, seeds)
+            rois, labels, targets, weights = self._sample(
+                proposals, proposal_valid, gt_boxes, gt_labels, gt_valid, seeds
+            )
             cls_logits, deltas = self.predictor(self.box_head(self.pooler(features, rois)))
             return self._losses(cls_logits, deltas, labels, targets, weights), []
         image_idx, slot = proposal_valid.nonzero(as_tuple=True)
@@ -165,7 +168,9 @@ class RoIHeads(nn.Module):
         rois = torch.cat((image_idx[..., None].to(boxes.dtype), boxes), dim=2)
         return rois.reshape(-1, 5), roi_labels.reshape(-1), targets.reshape(-1, 4), weights.reshape(-1)
 
-    def _losses(self, cls_logits: Tensor, deltas: Tensor, labels: Tensor, targets: Tensor, weights: Tensor) -> dict[str, Tensor]:
+    def _losses(
+        self, cls_logits: Tensor, deltas: Tensor, labels: Tensor, targets: Tensor, weights: Tensor
+    ) -> dict[str, Tensor]:
         cls_loss = (F.cross_entropy(cls_logits.float(), labels, reduction="none") * weights).sum()
         deltas = deltas.float().view(deltas.shape[0], -1, 4)
         if deltas.shape[1] > 1:
@@ -177,7 +182,9 @@ class RoIHeads(nn.Module):
         return {"rcnn_cls": cls_loss, "rcnn_box": box_loss}
 
     @torch.no_grad()
-    def _detect(self, cls_logits: Tensor, deltas: Tensor, rois: Tensor, image_sizes: Tensor, num_images: int) -> list[dict[str, Tensor]]:
+    def _detect(
+        self, cls_logits: Tensor, deltas: Tensor, rois: Tensor, image_sizes: Tensor, num_images: int
+    ) -> list[dict[str, Tensor]]:
         d = self.detection
         k = self.num_classes
         scores = F.softmax(cls_logits.float(), dim=1)
@@ -193,6 +200,8 @@ class RoIHeads(nn.Module):
         keep = keep[box_ops.top_per_group(cand_images[keep], cand_scores[keep], num_images, d.max_per_image)]
         per_image = torch.bincount(cand_images[keep], minlength=num_images).tolist()
         return [
-            {"boxes": b, "scores": s, "labels": l}
-            for b, s, l in zip(cand_boxes[keep].split(per_image), cand_scores[keep].split(per_image), cls_i[keep].split(per_image))
+            {"boxes": b, "scores": s, "labels": c}
+            for b, s, c in zip(
+                cand_boxes[keep].split(per_image), cand_scores[keep].split(per_image), cls_i[keep].split(per_image)
+            )
         ]

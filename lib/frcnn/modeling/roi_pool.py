@@ -13,6 +13,7 @@ On CPU, RoIAlign's gradient comes from roi_align_grad (the same values, several 
 Shapes: N images, C channels, H x W feature map, R RoIs as (R, 5) rows (image index, x1, y1, x2, y2)
 in input-image pixels (inclusive convention), P = output size.
 """
+
 from __future__ import annotations
 
 import torch

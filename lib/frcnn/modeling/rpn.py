@@ -4,10 +4,11 @@ Shapes: N images, C feature channels, H x W feature map, A anchors per cell, M =
 G ground-truth boxes per image (padded), P proposals per image (padded, with a valid mask).
 Image sizes are (h, w) of each image's unpadded area in the (padded) input batch.
 """
+
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Sequence
 
 import torch
 import torch.nn.functional as F
@@ -132,7 +133,9 @@ class RegionProposalNetwork(nn.Module):
         in_image = (centres[None, :, 0] < image_sizes[:, 1:2]) & (centres[None, :, 1] < image_sizes[:, 0:1])
         settings = self.train_proposals if self.training else self.test_proposals
         with torch.no_grad():
-            proposals, valid = self._proposals(logits.detach(), deltas.detach(), anchors, in_image, image_sizes, image_scales, settings)
+            proposals, valid = self._proposals(
+                logits.detach(), deltas.detach(), anchors, in_image, image_sizes, image_scales, settings
+            )
         losses: dict[str, Tensor] = {}
         if self.training:
             if gt_boxes is None or gt_valid is None:

@@ -3,9 +3,11 @@
 Both work on a whole batch at once: N images, M candidates per image (padded where images
 differ), G ground-truth boxes per image (padded to the batch's largest count, with a valid mask).
 """
+
 from __future__ import annotations
 
-from typing import NamedTuple, Sequence
+from collections.abc import Sequence
+from typing import NamedTuple
 
 import torch
 from torch import Tensor
@@ -56,7 +58,9 @@ def sample_balanced(
     if seeds is None:
         noise = torch.rand((n, m), device=labels.device)
     else:
-        noise = torch.stack([torch.rand(m, device=labels.device, generator=_generator(labels.device, s)) for s in seeds])
+        noise = torch.stack(
+            [torch.rand(m, device=labels.device, generator=_generator(labels.device, s)) for s in seeds]
+        )
     fg_mask = _first_k(torch.where(is_fg, noise, 2.0), num_fg)
     bg_mask = _first_k(torch.where(is_bg, noise, 2.0), num_bg)
     return fg_mask, bg_mask

@@ -1,4 +1,5 @@
 """torch.load for files from elsewhere: weights_only=True, with errors that say what went wrong."""
+
 from __future__ import annotations
 
 import pickle
@@ -32,10 +33,12 @@ def safe_torch_load(path: str | Path, map_location: str | torch.device = "cpu") 
         blocked = re.search(r"GLOBAL (\S+)", str(e))
         if blocked:
             raise UnsafeFileError(
-                f"{path}: refused to load: it asks to call {blocked.group(1)} while loading, which could run arbitrary code; "
-                "only files of tensors and plain values are accepted"
+                f"{path}: refused to load: it asks to call {blocked.group(1)} while loading, "
+                "which could run arbitrary code; only files of tensors and plain values are accepted"
             ) from None
         reason = str(e).strip().splitlines()[-3] if str(e).count("\n") >= 2 else str(e)
         raise UnreadableFileError(f"{path}: not a file written by torch.save ({reason.strip()})") from None
     except (RuntimeError, EOFError, OSError, ValueError) as e:
-        raise UnreadableFileError(f"{path}: not readable by torch.load ({type(e).__name__}: {str(e).splitlines()[0]})") from None
+        raise UnreadableFileError(
+            f"{path}: not readable by torch.load ({type(e).__name__}: {str(e).splitlines()[0]})"
+        ) from None

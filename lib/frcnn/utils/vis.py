@@ -1,8 +1,9 @@
 """Drawing detections on images: boxes, class names and scores."""
+
 from __future__ import annotations
 
 import colorsys
-from typing import Sequence
+from collections.abc import Sequence
 
 import cv2
 import numpy as np
@@ -16,7 +17,12 @@ def class_colour(label: int) -> tuple[int, int, int]:
 
 
 def draw_detections(
-    image: np.ndarray, boxes: np.ndarray, scores: np.ndarray, labels: np.ndarray, class_names: Sequence[str], thresh: float = 0.0
+    image: np.ndarray,
+    boxes: np.ndarray,
+    scores: np.ndarray,
+    labels: np.ndarray,
+    class_names: Sequence[str],
+    thresh: float = 0.0,
 ) -> tuple[np.ndarray, int]:
     """A copy of RGB `image` with every detection scoring >= thresh drawn; returns it and the count."""
     out = np.ascontiguousarray(image.copy())

@@ -115,7 +115,7 @@ class COCOFormatDataset(DetectionDataset):
             path = self.image_dir / str(info["file_name"])
             if not path.resolve().is_relative_to(self.image_dir.resolve()):
                 self.issues.append(DataIssue(str(self.annotation_file), f"image {image_id}: file_name {info['file_name']!r} leaves {self.image_dir}",
-                                             "skipped", "path leaves the dataset root"))  # fmt: skip
+                                             "skipped", "path leaves the dataset root"))
                 continue
             width, height = int(info.get("width") or 0), int(info.get("height") or 0)
             boxes, labels, crowd = [], [], []

@@ -35,7 +35,7 @@ class DatasetSpec:
 SHAPES_PROFILE = {
     "ANCHOR_SCALES": [1, 1.41, 2, 2.83, 4, 5.66, 8],
     "TRAIN": {"SCALES": [256], "MAX_SIZE": 512, "BATCH_SIZE": 64, "RPN_POSITIVE_OVERLAP": 0.5, "RPN_MIN_SIZE": 4,
-              "RPN_PRE_NMS_TOP_N": 1200, "RPN_POST_NMS_TOP_N": 300},  # fmt: skip
+              "RPN_PRE_NMS_TOP_N": 1200, "RPN_POST_NMS_TOP_N": 300},
     "TEST": {"SCALES": [256], "MAX_SIZE": 512, "RPN_MIN_SIZE": 4, "RPN_PRE_NMS_TOP_N": 600, "RPN_POST_NMS_TOP_N": 100},
 }
 # COCO and Visual Genome have many small objects: the original added a 4 x 16 = 64-pixel scale.
@@ -45,7 +45,7 @@ SMALL_OBJECT_PROFILE = {"ANCHOR_SCALES": [4, 8, 16, 32]}
 COCO_IMAGE_FOLDERS = {
     "train2014": "train2014", "val2014": "val2014", "minival2014": "val2014", "valminusminival2014": "val2014",
     "train2017": "train2017", "val2017": "val2017",
-}  # fmt: skip
+}
 
 DATASET_NAMES = ("shapes", "pascal_voc", "pascal_voc_0712", "coco", "coco_2017", "imagenet", "vg")
 

@@ -83,7 +83,7 @@ def ensure_generated(root: str | Path, sizes: dict[str, int] | None = None, prog
         (root / sub).mkdir(parents=True, exist_ok=True)
     jobs = [(split, i) for split, count in sizes.items() for i in range(count)]
     with tqdm(total=len(jobs), desc=f"generating shapes in {root}", unit="img", file=sys.stderr, disable=not progress,
-              mininterval=1.0 if sys.stderr.isatty() else 30.0) as bar:  # fmt: skip
+              mininterval=1.0 if sys.stderr.isatty() else 30.0) as bar:
         processes = min(os.cpu_count() or 1, 8) if len(jobs) >= 64 else 1
         if processes > 1:
             chunks = [jobs[i : i + 16] for i in range(0, len(jobs), 16)]
@@ -212,7 +212,7 @@ def _shape_mask(rng: np.random.Generator, name: str, height: int, width: int, cx
     if name == "cross":
         arm = rng.uniform(0.28, 0.4) * r
         unit = np.array([[arm, r], [arm, arm], [r, arm], [r, -arm], [arm, -arm], [arm, -r],
-                         [-arm, -r], [-arm, -arm], [-r, -arm], [-r, arm], [-arm, arm], [-arm, r]])  # fmt: skip
+                         [-arm, -r], [-arm, -arm], [-r, -arm], [-r, arm], [-arm, arm], [-arm, r]])
         rot = np.array([[math.cos(angle), -math.sin(angle)], [math.sin(angle), math.cos(angle)]])
         return _polygon_mask(height, width, unit @ rot.T + [cx, cy])
     if name == "ring":

@@ -1,4 +1,5 @@
 """Backbone registry: `--net` name -> Backbone, its input PixelFormat, and where its weights came from."""
+
 from __future__ import annotations
 
 import logging
@@ -31,7 +32,11 @@ __all__ = ["NETS", "Backbone", "BackboneParts", "PixelFormat", "WeightFileError"
 
 
 def build_backbone(
-    net: str, cfg: EasyDict, pretrained: str | Path | None = None, data_dir: str | Path = "data", use_default_weights: bool = True
+    net: str,
+    cfg: EasyDict,
+    pretrained: str | Path | None = None,
+    data_dir: str | Path = "data",
+    use_default_weights: bool = True,
 ) -> tuple[BackboneParts, PixelFormat, str]:
     """Build `net` with pretrained weights when there are any.
 
@@ -56,7 +61,9 @@ def build_backbone(
         parts.backbone.load_state_dict(check_fit(parts.backbone, read_state_dict(path), net, path))
         return parts, TORCHVISION_PIXELS, f"tiny: base weights from {path}"
 
-    path = Path(pretrained) if pretrained is not None else (find_weights(net, data_dir) if use_default_weights else None)
+    path = (
+        Path(pretrained) if pretrained is not None else (find_weights(net, data_dir) if use_default_weights else None)
+    )
     state_dict, fmt = None, "torchvision"
     if path is not None:
         fmt = weight_format(path, cfg.PRETRAINED_FORMAT)
@@ -70,5 +77,7 @@ def build_backbone(
     else:
         parts = build_resnet(net, state_dict, cfg.RESNET.FIXED_BLOCKS, caffe_layout=fmt == "caffe")
     pixels = CAFFE_PIXELS if fmt == "caffe" else TORCHVISION_PIXELS
-    source = f"{net}: {fmt} weights from {path}" if path else f"{net}: no pretrained weights found, random initialisation"
+    source = (
+        f"{net}: {fmt} weights from {path}" if path else f"{net}: no pretrained weights found, random initialisation"
+    )
     return parts, pixels, source

@@ -2,6 +2,7 @@
 
 Shapes: N images, C base channels, R RoIs, P pooled size, D head output size.
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass

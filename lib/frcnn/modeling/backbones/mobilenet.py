@@ -1,6 +1,7 @@
 """MobileNetV2: features[:14] (96 channels, stride 16) as the base, the remaining inverted
 residual blocks and the 1280-channel conv then a spatial mean as the per-RoI head.
 BatchNorm is frozen, like the ResNets, because detection batches are too small to estimate it."""
+
 from __future__ import annotations
 
 from torch import nn
@@ -12,8 +13,8 @@ from .base import Backbone, BackboneParts, MeanPool, freeze
 
 def build_mobilenet_v2(state_dict: dict | None, fixed_layers: int = 4) -> BackboneParts:
     """Args:
-        state_dict: torchvision-layout weights already checked against the model, or None.
-        fixed_layers: leading modules of `features` kept frozen (4 = up to stride 4).
+    state_dict: torchvision-layout weights already checked against the model, or None.
+    fixed_layers: leading modules of `features` kept frozen (4 = up to stride 4).
     """
     net = mobilenet_v2(weights=None, norm_layer=FrozenBatchNorm2d)
     if state_dict is not None:

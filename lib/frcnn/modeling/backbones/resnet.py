@@ -1,6 +1,7 @@
 """ResNet-50/101/152 in the C4 layout: conv1 .. layer3 as the stride-16 base, layer4 then a
 spatial mean as the per-RoI head. BatchNorm is frozen everywhere (statistics and affine), and the
 first RESNET.FIXED_BLOCKS stages are frozen too, as in the original."""
+
 from __future__ import annotations
 
 from torch import nn
@@ -12,13 +13,15 @@ from .base import Backbone, BackboneParts, MeanPool, freeze
 RESNETS = {"res50": resnet50, "res101": resnet101, "res152": resnet152}
 
 
-def build_resnet(name: str, state_dict: dict | None, fixed_blocks: int = 1, caffe_layout: bool = False) -> BackboneParts:
+def build_resnet(
+    name: str, state_dict: dict | None, fixed_blocks: int = 1, caffe_layout: bool = False
+) -> BackboneParts:
     """Args:
-        name: res50, res101 or res152.
-        state_dict: torchvision-layout weights already checked against the model, or None.
-        fixed_blocks: 0 freezes conv1 only; 1 also layer1; 2 also layer2; 3 also layer3.
-        caffe_layout: Caffe ResNets stride in each stage's first 1x1 conv (not the 3x3) and round
-            the stem's max pool up; set for the original's resnet101_caffe.pth.
+    name: res50, res101 or res152.
+    state_dict: torchvision-layout weights already checked against the model, or None.
+    fixed_blocks: 0 freezes conv1 only; 1 also layer1; 2 also layer2; 3 also layer3.
+    caffe_layout: Caffe ResNets stride in each stage's first 1x1 conv (not the 3x3) and round
+        the stem's max pool up; set for the original's resnet101_caffe.pth.
     """
     net = RESNETS[name](weights=None, norm_layer=FrozenBatchNorm2d)
     if caffe_layout:

@@ -8,9 +8,10 @@ learns fastest from scratch (on shapes, one epoch reached 0.54 mAP with BatchNor
 GroupNorm, same settings otherwise). GroupNorm is the alternative whose statistics are per image,
 so results do not depend on how a batch is split across processes.
 """
+
 from __future__ import annotations
 
-from typing import Sequence
+from collections.abc import Sequence
 
 from torch import nn
 
@@ -24,17 +25,19 @@ def _conv(in_channels: int, out_channels: int, stride: int, norm: str) -> nn.Seq
         layer = nn.BatchNorm2d(out_channels)
     else:
         raise ValueError(f"TINY.NORM must be group or batch; got {norm!r}")
-    return nn.Sequential(nn.Conv2d(in_channels, out_channels, 3, stride=stride, padding=1, bias=False), layer, nn.ReLU(inplace=True))
+    return nn.Sequential(
+        nn.Conv2d(in_channels, out_channels, 3, stride=stride, padding=1, bias=False), layer, nn.ReLU(inplace=True)
+    )
 
 
 def build_tiny(
     channels: Sequence[int] = (32, 64, 128, 192), head_dim: int = 512, pooled_size: int = 7, norm: str = "group"
 ) -> BackboneParts:
     """Args:
-        channels: output channels of the stem and the three stages (the last is the base's C).
-        head_dim: width of the two fully connected head layers (D).
-        pooled_size: P of the RoI features the head receives.
-        norm: "group" (GroupNorm) or "batch" (BatchNorm, statistics of each batch in training).
+    channels: output channels of the stem and the three stages (the last is the base's C).
+    head_dim: width of the two fully connected head layers (D).
+    pooled_size: P of the RoI features the head receives.
+    norm: "group" (GroupNorm) or "batch" (BatchNorm, statistics of each batch in training).
     """
     if len(channels) != 4:
         raise ValueError(f"TINY.CHANNELS needs 4 widths (stem and three stages); got {list(channels)}")

@@ -1,4 +1,5 @@
 """VGG16: conv1_1 .. conv5_3 as the stride-16 base, fc6 / fc7 as the per-RoI head."""
+
 from __future__ import annotations
 
 from torch import nn
@@ -9,9 +10,9 @@ from .base import Backbone, BackboneParts, freeze
 
 def build_vgg16(state_dict: dict | None, fixed_layers: int = 10) -> BackboneParts:
     """Args:
-        state_dict: torchvision-layout weights (torchvision's or the original's Caffe conversion),
-            already checked against the model; None for random initialisation.
-        fixed_layers: leading modules of `features` kept frozen (10 = conv1 and conv2 blocks).
+    state_dict: torchvision-layout weights (torchvision's or the original's Caffe conversion),
+        already checked against the model; None for random initialisation.
+    fixed_layers: leading modules of `features` kept frozen (10 = conv1 and conv2 blocks).
     """
     net = vgg16(weights=None)
     if state_dict is not None:

@@ -6,10 +6,11 @@ the torch hub cache (where `torchvision.models.vgg16(weights="DEFAULT")` downloa
 downloaded here. Files are read with torch.load(weights_only=True): a file that needs to run code
 to load is refused.
 """
+
 from __future__ import annotations
 
+from collections.abc import Mapping
 from pathlib import Path
-from typing import Mapping
 
 import torch
 from torch import nn
@@ -25,9 +26,20 @@ TORCHVISION_FILES = {
     "mobilenet_v2": ["mobilenet_v2-b0353104.pth"],
 }
 # The original's Caffe-converted files (data/pretrained_model/).
-CAFFE_FILES = {"vgg16": "vgg16_caffe.pth", "res50": "resnet50_caffe.pth", "res101": "resnet101_caffe.pth", "res152": "resnet152_caffe.pth"}
+CAFFE_FILES = {
+    "vgg16": "vgg16_caffe.pth",
+    "res50": "resnet50_caffe.pth",
+    "res101": "resnet101_caffe.pth",
+    "res152": "resnet152_caffe.pth",
+}
 # Keys of torchvision's classifiers, which detection never uses: a file may lack them.
-UNUSED_PREFIXES = {"vgg16": ("classifier.6.",), "res50": ("fc.",), "res101": ("fc.",), "res152": ("fc.",), "mobilenet_v2": ("classifier.",)}
+UNUSED_PREFIXES = {
+    "vgg16": ("classifier.6.",),
+    "res50": ("fc.",),
+    "res101": ("fc.",),
+    "res152": ("fc.",),
+    "mobilenet_v2": ("classifier.",),
+}
 
 
 class WeightFileError(ValueError):
@@ -87,7 +99,11 @@ def check_fit(model: nn.Module, weights: Mapping[str, torch.Tensor], net: str, p
     ]
     if missing or unexpected or wrong_shape:
         lines = [f"{path} does not fit --net {net}:"]
-        for title, keys in (("missing keys", missing), ("unexpected keys", unexpected), ("shape mismatches", wrong_shape)):
+        for title, keys in (
+            ("missing keys", missing),
+            ("unexpected keys", unexpected),
+            ("shape mismatches", wrong_shape),
+        ):
             if keys:
                 shown = ", ".join(keys[:8]) + (f", ... ({len(keys)} in all)" if len(keys) > 8 else "")
                 lines.append(f"  {title}: {shown}")
