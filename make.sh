@@ -2,6 +2,7 @@
 # The one entry script.
 #   ./make.sh run     set up .venv if missing, build the built-in dataset, train, evaluate, run the demo
 #   ./make.sh test    set up .venv if missing, run the test suite
+#   ./make.sh lint    set up .venv if missing, check formatting and lint with ruff (pyproject.toml)
 #   ./make.sh bench   set up .venv if missing, compare speed and memory with torchvision's Faster R-CNN
 # PYTHON picks the interpreter that creates .venv (default python3); extra arguments after
 # `test` go to pytest, after `bench` to benchmark.py.
@@ -47,6 +48,7 @@ run() {
 case "${1:-}" in
   run) run ;;
   test) setup requirements-test.txt; shift; "$PY" -m pytest "$@" ;;
+  lint) setup requirements-test.txt; "$VENV/bin/ruff" format --check . && "$VENV/bin/ruff" check . ;;
   bench) setup requirements.txt; shift; "$PY" benchmark.py "$@" ;;
-  *) echo "usage: ./make.sh run | test [pytest args] | bench [benchmark args]" >&2; exit 2 ;;
+  *) echo "usage: ./make.sh run | test [pytest args] | lint | bench [benchmark args]" >&2; exit 2 ;;
 esac

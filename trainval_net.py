@@ -6,10 +6,11 @@ Checkpoints go to <save_dir>/<net>/<dataset>/faster_rcnn_<session>_<epoch>_<step
 from __future__ import annotations
 
 import argparse
+from dataclasses import fields
 from functools import partial
 from pathlib import Path
 
-from frcnn.cli import add_bool_flag, add_model_flags, build_config, run_main
+from frcnn.cli import add_bool_flag, add_model_flags, config_from_args, run_main
 from frcnn.engine.distributed import launch_per_gpu
 from frcnn.engine.trainer import NonFiniteLossError, TrainOptions, train
 
@@ -19,8 +20,10 @@ CFGS_DIR = Path(__file__).resolve().parent / "cfgs"
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description="Train a Faster R-CNN network")
     add_model_flags(p)
-    p.add_argument("--bs", type=int, default=1, help="batch size (images per step, all processes together)")
-    p.add_argument("--nw", type=int, default=0, help="data loading worker processes")
+    p.add_argument(
+        "--bs", dest="batch_size", type=int, default=1, help="batch size (images per step, all processes together)"
+    )
+    p.add_argument("--nw", dest="num_workers", type=int, default=0, help="data loading worker processes")
     p.add_argument("--lr", type=float, default=None, help="starting learning rate (default: TRAIN.LEARNING_RATE)")
     p.add_argument("--lr_decay_step", type=int, default=5, help="epochs between learning rate decays")
     p.add_argument("--lr_decay_gamma", type=float, default=0.1, help="learning rate decay factor")
@@ -54,33 +57,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 
 def main() -> None:
     args = parse_args()
-    cfg = build_config(args.dataset, args.net, CFGS_DIR, args.cfg_file, args.set_cfgs, args.ls, args.cag, args.data_dir)
+    cfg = config_from_args(args, CFGS_DIR)
+    device = "cuda" if args.cuda or args.mGPUs else "cpu"
     opts = TrainOptions(
-        dataset=args.dataset,
-        net=args.net,
-        batch_size=args.bs,
-        num_workers=args.nw,
-        lr=args.lr,
-        lr_decay_step=args.lr_decay_step,
-        lr_decay_gamma=args.lr_decay_gamma,
-        epochs=args.epochs,
-        start_epoch=args.start_epoch,
-        optimizer=args.optimizer,
-        session=args.session,
-        resume=args.resume,
-        checksession=args.checksession,
-        checkepoch=args.checkepoch,
-        checkpoint=args.checkpoint,
-        save_dir=args.save_dir,
-        data_dir=args.data_dir,
-        disp_interval=args.disp_interval,
-        checkpoint_interval=args.checkpoint_interval,
-        pretrained=args.pretrained,
-        device="cuda" if args.cuda or args.mGPUs else "cpu",
-        seed=args.seed,
-        amp=args.amp,
-        compile=args.compile,
-        strict=args.strict,
+        **{f.name: getattr(args, f.name) for f in fields(TrainOptions) if f.name != "device"}, device=device
     )
     if args.mGPUs:
         launch_per_gpu(partial(train, opts, cfg))

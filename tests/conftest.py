@@ -11,6 +11,7 @@ import pytest
 
 from frcnn.data.datasets.pascal_voc import write_voc_annotation
 from frcnn.data.datasets.shapes import ShapesDataset, ensure_generated, render
+from frcnn.structures import BoxMode
 
 SMALL_SHAPES = {"trainval": 24, "test": 8}
 
@@ -52,15 +53,15 @@ def write_coco(
         images.append(
             {"id": image_id, "file_name": f"img_{image_id}.jpg", "width": image.shape[1], "height": image.shape[0]}
         )
-        for name, (x1, y1, x2, y2), _ in objects:
+        for name, box, _ in objects:
             n = len(annotations) + 1
-            w, h = x2 - x1 + 1, y2 - y1 + 1
+            x, y, w, h = BoxMode.convert(box, BoxMode.XYXY, BoxMode.XYWH)
             annotations.append(
                 {
                     "id": n,
                     "image_id": image_id,
                     "category_id": category_ids[name],
-                    "bbox": [x1, y1, w, h],
+                    "bbox": [x, y, w, h],
                     "area": w * h,
                     "iscrowd": int(bool(crowd_every) and n % crowd_every == 0),
                 }

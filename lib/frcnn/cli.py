@@ -1,4 +1,4 @@
-"""What the three scripts share: the config merge, checkpoint flags, logging, and error reporting."""
+"""What the scripts share: their common flags, the checkpoint they name, logging, and error reporting."""
 
 from __future__ import annotations
 
@@ -6,13 +6,12 @@ import argparse
 import logging
 import os
 import sys
-from collections.abc import Sequence
 from pathlib import Path
 from typing import Callable
 
 from easydict import EasyDict
 
-from .config import default_config, merge_dict, merge_file, merge_pairs
+from .config import build_config
 from .data.datasets.factory import dataset_spec
 from .engine.checkpoint import CheckpointError, find_checkpoint, latest_checkpoint
 from .modeling.backbones import NETS, WeightFileError
@@ -57,7 +56,7 @@ def add_model_flags(parser: argparse.ArgumentParser, loading: bool = False) -> N
         help="config overrides, e.g. --set TEST.SCALES [800]",
     )
     add_bool_flag(parser, "--cuda", help="run on the GPU")
-    add_bool_flag(parser, "--ls", help="large scale: cfgs/<net>_ls.yml (COCO 800/1200)")
+    add_bool_flag(parser, "--ls", help="large scale: cfgs/large_scale.yml or cfgs/<net>_ls.yml (COCO 800/1200)")
     add_bool_flag(parser, "--cag", help="class-agnostic box regression")
     parser.add_argument("--data_dir", default="data", help="where datasets live (default: data)")
 
@@ -79,41 +78,19 @@ def resolve_checkpoint(args: argparse.Namespace) -> Path:
     if args.checkepoch is None:
         path = latest_checkpoint(args.load_dir, net, args.dataset, args.checksession)
         if path is None:
+            folder = Path(args.load_dir) / net / Path(args.dataset).stem
             raise CheckpointError(
-                f"no checkpoint of session {args.checksession} under {Path(args.load_dir) / net / Path(args.dataset).stem}; "
+                f"no checkpoint of session {args.checksession} under {folder}; "
                 "train one with trainval_net.py or pass --load_name"
             )
         return path
     return find_checkpoint(args.load_dir, net, args.dataset, args.checksession, args.checkepoch, args.checkpoint)
 
 
-def build_config(
-    dataset: str,
-    net: str,
-    cfgs_dir: Path,
-    cfg_file: str | None = None,
-    set_cfgs: Sequence[str] = (),
-    large_scale: bool = False,
-    class_agnostic: bool = False,
-    data_dir: str = "data",
-) -> EasyDict:
-    """defaults -> dataset profile -> cfgs/<net>.yml -> cfgs/<net>_ls.yml (--ls) -> --cfg -> --set."""
-    cfg = default_config()
-    merge_dict(cfg, dataset_spec(dataset, data_dir).profile)
-    net_file = cfgs_dir / f"{net}.yml"
-    if net_file.is_file():
-        merge_file(cfg, net_file)
-    if large_scale:
-        ls_file = cfgs_dir / f"{net}_ls.yml"
-        if not ls_file.is_file():
-            raise FileNotFoundError(f"--ls needs {ls_file}")
-        merge_file(cfg, ls_file)
-    if cfg_file:
-        merge_file(cfg, cfg_file)
-    if class_agnostic:
-        cfg.CLASS_AGNOSTIC = True
-    merge_pairs(cfg, set_cfgs)
-    return cfg
+def config_from_args(args: argparse.Namespace, cfgs_dir: Path) -> EasyDict:
+    """The run's configuration from add_model_flags' flags (config.build_config's merge order)."""
+    profile = dataset_spec(args.dataset, args.data_dir).profile
+    return build_config(args.net or "tiny", cfgs_dir, profile, args.cfg_file, args.set_cfgs, args.ls, args.cag)
 
 
 def setup_logging() -> None:

@@ -1,8 +1,8 @@
 """The configuration: one nested dict of defaults, merged from YAML files and `--set` pairs.
 
-Merge order (later wins), the same for training, testing and the demo:
+Merge order (later wins, `build_config`), the same for training, testing and the demo:
     defaults below -> the dataset's profile (anchor scales, image scales) -> cfgs/<net>.yml
-    -> cfgs/<net>_ls.yml with --ls -> --cfg FILE -> --set KEY VALUE ...
+    -> cfgs/large_scale.yml with --ls -> --cfg FILE -> --set KEY VALUE ...
 A checkpoint stores the merged result, so test_net.py and demo.py rebuild exactly the trained model.
 
 Values from files use yaml.safe_load and `--set` values are parsed as Python literals
@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import ast
 import copy
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -154,8 +154,16 @@ def merge_dict(cfg: EasyDict, overrides: Mapping[str, Any], prefix: str = "") ->
             cfg[key] = value
 
 
-def merge_file(cfg: EasyDict, path: str | Path) -> None:
-    """Merge a YAML file (read with yaml.safe_load) into `cfg`."""
+# A config file may name another that it builds on (`_BASE_: res50.yml`, relative to its own
+# folder); the base is merged first, so the file only says what differs.
+BASE_KEY = "_BASE_"
+
+
+def merge_file(cfg: EasyDict, path: str | Path, _seen: tuple[Path, ...] = ()) -> None:
+    """Merge a YAML file (read with yaml.safe_load) into `cfg`, after the file it names as _BASE_."""
+    path = Path(path)
+    if path.resolve() in _seen:
+        raise ValueError(f"{path}: {BASE_KEY} files name each other in a loop")
     try:
         with open(path, encoding="utf-8") as f:
             data = yaml.safe_load(f) or {}
@@ -163,8 +171,46 @@ def merge_file(cfg: EasyDict, path: str | Path) -> None:
         raise ValueError(f"{path}: not a plain YAML config ({str(e).splitlines()[0]})") from None
     if not isinstance(data, Mapping):
         raise ValueError(f"{path}: a config file must hold a mapping of keys to values")
-    data = {k: v for k, v in data.items() if k != "EXP_DIR"}  # the original's files carry EXP_DIR
-    merge_dict(cfg, data)
+    base = data.get(BASE_KEY)
+    if base is not None:
+        if not isinstance(base, str):
+            raise ValueError(f"{path}: {BASE_KEY} must name a config file; got {base!r}")
+        merge_file(cfg, path.parent / base, (*_seen, path.resolve()))
+    # the original's files carry EXP_DIR, which names an output folder here chosen by flags
+    merge_dict(cfg, {k: v for k, v in data.items() if k not in ("EXP_DIR", BASE_KEY)})
+
+
+def build_config(
+    net: str,
+    cfgs_dir: str | Path,
+    profile: Mapping[str, Any] | None = None,
+    cfg_file: str | Path | None = None,
+    set_cfgs: Sequence[str] = (),
+    large_scale: bool = False,
+    class_agnostic: bool = False,
+) -> EasyDict:
+    """The merged configuration of a run; later sources win:
+    defaults -> `profile` (the dataset's, data/datasets/factory.py) -> cfgs_dir/<net>.yml ->
+    the large-scale file (large_scale: cfgs_dir/<net>_ls.yml if there is one, else large_scale.yml)
+    -> cfg_file -> class_agnostic -> set_cfgs (KEY VALUE pairs)."""
+    cfgs_dir = Path(cfgs_dir)
+    cfg = default_config()
+    merge_dict(cfg, profile or {})
+    net_file = cfgs_dir / f"{net}.yml"
+    if net_file.is_file():
+        merge_file(cfg, net_file)
+    if large_scale:
+        ls_file = cfgs_dir / f"{net}_ls.yml"
+        ls_file = ls_file if ls_file.is_file() else cfgs_dir / "large_scale.yml"
+        if not ls_file.is_file():
+            raise FileNotFoundError(f"--ls needs {ls_file}")
+        merge_file(cfg, ls_file)
+    if cfg_file:
+        merge_file(cfg, cfg_file)
+    if class_agnostic:
+        cfg.CLASS_AGNOSTIC = True
+    merge_pairs(cfg, set_cfgs)
+    return cfg
 
 
 def parse_literal(text: str) -> Any:

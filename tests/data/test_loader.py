@@ -4,6 +4,7 @@ import torch
 from frcnn.data.loader import RoidbDataset, collate, resize_scale
 from frcnn.data.roidb import build_roidb, flip_boxes
 from frcnn.data.sampler import SampleKey
+from frcnn.structures.batch import Sample
 
 
 def test_resize_scale_caps_the_long_side():
@@ -27,17 +28,32 @@ def test_loaded_flipped_image_matches_boxes(small_shapes):
         if len(roidb[i].boxes):
             break
     plain, mirror = data[SampleKey(i, 0, 1.0)], data[SampleKey(i + n, 0, 1.0)]
-    assert torch.equal(plain["image"].flip(-1), mirror["image"])
-    w = plain["image"].shape[-1]
-    x1, _, x2, _ = plain["boxes"][0].tolist()
-    assert torch.allclose(mirror["boxes"][0, [0, 2]], torch.tensor([w - 1 - x2, w - 1 - x1]), atol=1.0)
-    assert plain["scale"] == 128 / min(roidb[i].width, roidb[i].height)
+    assert torch.equal(plain.image.flip(-1), mirror.image)
+    w = plain.image.shape[-1]
+    x1, _, x2, _ = plain.boxes[0].tolist()
+    assert torch.allclose(mirror.boxes[0, [0, 2]], torch.tensor([w - 1 - x2, w - 1 - x1]), atol=1.0)
+    assert plain.scale == 128 / min(roidb[i].width, roidb[i].height)
 
 
 def test_collate_pads_and_reports_padding():
     samples = [
-        {"image": torch.full((3, 4, 6), 7, dtype=torch.uint8), "boxes": torch.zeros(0, 4), "labels": torch.zeros(0, dtype=torch.long), "scale": 1.0, "index": 0, "weight": 0.5},
-        {"image": torch.full((3, 5, 3), 9, dtype=torch.uint8), "boxes": torch.ones(2, 4), "labels": torch.ones(2, dtype=torch.long), "scale": 2.0, "index": 1, "weight": 0.5},
+        Sample(
+            torch.full((3, 4, 6), 7, dtype=torch.uint8),
+            torch.zeros(0, 4),
+            torch.zeros(0, dtype=torch.long),
+            1.0,
+            0,
+            0.5,
+        ),
+        Sample(
+            torch.full((3, 5, 3), 9, dtype=torch.uint8),
+            torch.ones(2, 4),
+            torch.ones(2, dtype=torch.long),
+            2.0,
+            1,
+            0.5,
+            7,
+        ),
     ]
     batch = collate(samples)
     assert batch.images.shape == (2, 3, 32, 32)  # padded up to a multiple of 32
@@ -46,6 +62,7 @@ def test_collate_pads_and_reports_padding():
     assert (batch.images[0, :, 4:] == 0).all() and (batch.images[1, :, :, 3:] == 0).all()
     assert batch.padded_fraction == 1 - (24 + 15) / (2 * 32 * 32)
     assert batch.loss_scale == 1.0
+    assert [t["seed"] for t in batch.targets] == [0, 7] and batch.indices == [0, 1]
 
 
 def test_training_roidb_drops_difficult_keeps_empty(small_shapes):

@@ -30,21 +30,38 @@ def test_voc_xml_in_the_wild(tmp_path):
     (record,) = ds.records
     assert (record.width, record.height) == (60, 40)
     # 1-based inclusive -> 0-based; floats kept; a 1 coordinate becomes 0, not 65535
-    assert record.boxes.tolist() == [[0.5, 0.0, 29.700000762939453, 19.0], [0.0, 1.0, 59.0, 39.0], [9.0, 9.0, 11.0, 11.0]]
+    assert record.boxes.tolist() == [
+        [0.5, 0.0, 29.700000762939453, 19.0],
+        [0.0, 1.0, 59.0, 39.0],
+        [9.0, 9.0, 11.0, 11.0],
+    ]
     assert record.boxes.dtype == np.float32
     assert record.labels.tolist() == [2, 1, 1]  # unknown class skipped, names stripped
     assert record.difficult.tolist() == [False, True, False]  # empty <difficult/> is 0
 
 
 def test_missing_size_is_read_from_the_image(tmp_path):
-    make_voc(tmp_path, {"b": "<annotation><object><name>cat</name><bndbox><xmin>1</xmin><ymin>1</ymin><xmax>2</xmax><ymax>2</ymax></bndbox></object></annotation>"}, size=(33, 44))
+    make_voc(
+        tmp_path,
+        {
+            "b": "<annotation><object><name>cat</name>"
+            "<bndbox><xmin>1</xmin><ymin>1</ymin><xmax>2</xmax><ymax>2</ymax></bndbox></object></annotation>"
+        },
+        size=(33, 44),
+    )
     (record,) = VOCFormatDataset("t", tmp_path, "trainval", ("cat",)).records
     assert (record.width, record.height) == (44, 33)
 
 
 def test_written_annotation_reads_back(tmp_path):
     make_voc(tmp_path, {"c": ""})
-    write_voc_annotation(tmp_path / "Annotations" / "c.xml", "c.jpg", 60, 40, [("cat", [0, 0, 59, 39], False), ("dog", [3, 4, 10, 12], True)])
+    write_voc_annotation(
+        tmp_path / "Annotations" / "c.xml",
+        "c.jpg",
+        60,
+        40,
+        [("cat", [0, 0, 59, 39], False), ("dog", [3, 4, 10, 12], True)],
+    )
     (record,) = VOCFormatDataset("t", tmp_path, "trainval", ("cat", "dog")).records
     assert record.boxes.tolist() == [[0, 0, 59, 39], [3, 4, 10, 12]]
     assert record.difficult.tolist() == [False, True]

@@ -1,5 +1,6 @@
 """Property: any image size and any boxes, through the data check, the loader and one training
 step, give finite losses or a clear rejection (DataError), never a crash."""
+
 import math
 
 import cv2
@@ -26,7 +27,14 @@ box = st.tuples(coordinate, coordinate, coordinate, coordinate)
 def model():
     cfg = default_config()
     merge_dict(cfg, SHAPES_PROFILE)  # the default (BatchNorm) tiny net, small
-    merge_dict(cfg, {"TINY": {"CHANNELS": [8, 16, 16, 32], "HEAD_DIM": 32}, "RPN_CHANNELS": 32, "TRAIN": {"SCALES": [128], "MAX_SIZE": 256}})
+    merge_dict(
+        cfg,
+        {
+            "TINY": {"CHANNELS": [8, 16, 16, 32], "HEAD_DIM": 32},
+            "RPN_CHANNELS": 32,
+            "TRAIN": {"SCALES": [128], "MAX_SIZE": 256},
+        },
+    )
     torch.manual_seed(0)
     m, _ = build_model(cfg, "tiny", NUM_CLASSES)
     return m.train(), cfg
@@ -45,8 +53,18 @@ def test_any_boxes_and_sizes_train_or_are_rejected(model, tmp_path, sizes, boxes
         path = tmp_path / f"{i}_{h}x{w}.png"
         cv2.imwrite(str(path), np.full((h, w, 3), 127, np.uint8))
         b = np.asarray(boxes[i], dtype=np.float64).reshape(-1, 4).astype(np.float32)
-        records.append(ImageRecord(id=str(i), path=str(path), width=w, height=h, boxes=b, labels=np.asarray(labels[: len(b)], dtype=np.int64),
-                                   difficult=np.zeros(len(b), bool), crowd=np.zeros(len(b), bool)))
+        records.append(
+            ImageRecord(
+                id=str(i),
+                path=str(path),
+                width=w,
+                height=h,
+                boxes=b,
+                labels=np.asarray(labels[: len(b)], dtype=np.int64),
+                difficult=np.zeros(len(b), bool),
+                crowd=np.zeros(len(b), bool),
+            )
+        )
     try:
         report = check_records("property", records, num_classes=NUM_CLASSES, progress=False)
     except DataError as e:
@@ -54,7 +72,11 @@ def test_any_boxes_and_sizes_train_or_are_rejected(model, tmp_path, sizes, boxes
         return
     for r in report.kept:
         assert np.isfinite(r.boxes).all() and (r.boxes[:, 2:] >= r.boxes[:, :2]).all()
-        assert (r.boxes[:, :2] >= 0).all() and (r.boxes[:, 2] <= r.width - 1).all() and (r.boxes[:, 3] <= r.height - 1).all()
+        assert (
+            (r.boxes[:, :2] >= 0).all()
+            and (r.boxes[:, 2] <= r.width - 1).all()
+            and (r.boxes[:, 3] <= r.height - 1).all()
+        )
         assert ((r.labels >= 1) & (r.labels < NUM_CLASSES)).all()
     roidb = build_roidb(report.kept, use_flipped=True)
     data = RoidbDataset(roidb, cfg.TRAIN.SCALES, cfg.TRAIN.MAX_SIZE)

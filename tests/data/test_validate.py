@@ -1,4 +1,5 @@
 """Bad data in every form is found before training, fixed or skipped, and never stops a run."""
+
 import json
 from pathlib import Path
 
@@ -28,15 +29,29 @@ def test_every_bad_voc_input_is_found(voc_report):
     ds, report = voc_report
     assert sorted(r.id for r in report.kept) == sorted(["good", "good2", "empty", "gray", "alpha", "deep", "boxes"])
     skipped = by_reason(report)
-    assert skipped["missing"] == "missing" and skipped["zerobytes"] == "zero bytes" and skipped["notimage"] == "not an image"
-    assert skipped["truncated"].startswith("corrupt or truncated") and skipped["corrupt"].startswith(("corrupt", "not an image"))
+    assert (
+        skipped["missing"] == "missing"
+        and skipped["zerobytes"] == "zero bytes"
+        and skipped["notimage"] == "not an image"
+    )
+    assert skipped["truncated"].startswith("corrupt or truncated") and skipped["corrupt"].startswith(
+        ("corrupt", "not an image")
+    )
     assert skipped["tiny"] == "too small (4x3 pixels)"
     assert skipped["badxml"].startswith("XML does not parse") and skipped["noxml"] == "annotation file missing"
     assert "leaves the dataset root" in skipped["escape"]
     summary = report.summary()
     assert summary.startswith("data check of bad: 16 images") and "skipped 9 images" in summary
-    for kind in ("grayscale images converted", "alpha channel images converted", "16-bit images converted", "box clipped",
-                 "degenerate box dropped", "non-finite box dropped", "box outside the image dropped", "objects of unknown classes dropped"):
+    for kind in (
+        "grayscale images converted",
+        "alpha channel images converted",
+        "16-bit images converted",
+        "box clipped",
+        "degenerate box dropped",
+        "non-finite box dropped",
+        "box outside the image dropped",
+        "objects of unknown classes dropped",
+    ):
         assert kind in summary, kind
 
 
@@ -85,14 +100,20 @@ def bad_coco(root: Path, good_image) -> Path:
     good_image(images / "b.jpg")
     (images / "zero.jpg").write_bytes(b"")
     data = {
-        "images": [{"id": 1, "file_name": "a.jpg", "width": 80, "height": 60}, {"id": 2, "file_name": "b.jpg", "width": 80, "height": 60},
-                   {"id": 3, "file_name": "zero.jpg", "width": 80, "height": 60}, {"id": 4, "file_name": "../../etc/passwd"},
-                   {"file_name": "no_id.jpg"}],
-        "annotations": [{"id": 1, "image_id": 1, "category_id": 5, "bbox": [10, 10, 20, 20]},
-                        {"id": 2, "image_id": 99, "category_id": 5, "bbox": [10, 10, 20, 20]},
-                        {"id": 3, "image_id": 2, "category_id": 5, "bbox": [10, 10]},
-                        {"id": 4, "image_id": 2, "category_id": 7, "bbox": [70, 50, 30, 30]},
-                        {"id": 5, "image_id": 2, "category_id": 7, "bbox": [10, 10, 0, 5]}],
+        "images": [
+            {"id": 1, "file_name": "a.jpg", "width": 80, "height": 60},
+            {"id": 2, "file_name": "b.jpg", "width": 80, "height": 60},
+            {"id": 3, "file_name": "zero.jpg", "width": 80, "height": 60},
+            {"id": 4, "file_name": "../../etc/passwd"},
+            {"file_name": "no_id.jpg"},
+        ],
+        "annotations": [
+            {"id": 1, "image_id": 1, "category_id": 5, "bbox": [10, 10, 20, 20]},
+            {"id": 2, "image_id": 99, "category_id": 5, "bbox": [10, 10, 20, 20]},
+            {"id": 3, "image_id": 2, "category_id": 5, "bbox": [10, 10]},
+            {"id": 4, "image_id": 2, "category_id": 7, "bbox": [70, 50, 30, 30]},
+            {"id": 5, "image_id": 2, "category_id": 7, "bbox": [10, 10, 0, 5]},
+        ],
         "categories": [{"id": 5, "name": "circle"}, {"id": 7, "name": "square"}],
     }
     (root / "ann.json").write_text(json.dumps(data))
@@ -111,8 +132,14 @@ def test_every_bad_coco_input_is_found(tmp_path, build):
     assert "degenerate box dropped" in report.summary()
 
 
-@pytest.mark.parametrize("content, message", [("[1, 2, 3]", "not COCO instances JSON"), ("{not json", "not JSON"),
-                                              ('{"images": [], "annotations": [], "categories": [{"id": "x"}]}', "integer 'id' and a 'name'")])
+@pytest.mark.parametrize(
+    "content, message",
+    [
+        ("[1, 2, 3]", "not COCO instances JSON"),
+        ("{not json", "not JSON"),
+        ('{"images": [], "annotations": [], "categories": [{"id": "x"}]}', "integer 'id' and a 'name'"),
+    ],
+)
 def test_coco_file_of_the_wrong_shape_is_a_clear_error(tmp_path, content, message):
     (tmp_path / "ann.json").write_text(content)
     with pytest.raises(COCOFormatError, match=message):

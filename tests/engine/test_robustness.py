@@ -11,7 +11,8 @@ from pathlib import Path
 import pytest
 import torch
 
-from frcnn.cli import build_config
+from frcnn.config import build_config
+from frcnn.data.datasets.factory import dataset_spec
 from frcnn.data.validate import DataError
 from frcnn.engine.checkpoint import CheckpointError, load_checkpoint
 from frcnn.engine.inference import load_detector
@@ -34,7 +35,7 @@ SMALL = [
 
 
 def small_cfg(dataset: str, data_dir: Path, *extra: str):
-    return build_config(dataset, "tiny", CFGS, set_cfgs=[*SMALL, *extra], data_dir=str(data_dir))
+    return build_config("tiny", CFGS, dataset_spec(dataset, data_dir).profile, set_cfgs=[*SMALL, *extra])
 
 
 def test_training_on_bad_data_skips_and_finishes(tmp_path, build, caplog):
@@ -131,8 +132,8 @@ def test_resume_into_another_model_lists_the_differences(small_shapes_root, tmp_
 
 
 def test_killed_run_resumes_to_the_same_parameters(small_shapes_root, tmp_path):
-    """Kill a training process at a random moment; --r continues from its newest checkpoint and
-    ends where an uninterrupted run ends."""
+    """Kill a training process soon after one of its early checkpoints, long before its last; --r
+    continues from its newest checkpoint and ends where an uninterrupted run ends."""
     data_dir = str(small_shapes_root.parent)
     args = [
         sys.executable,
@@ -163,20 +164,38 @@ def test_killed_run_resumes_to_the_same_parameters(small_shapes_root, tmp_path):
     )
     assert straight.returncode == 0, straight.stderr[-2000:]
     folder = tmp_path / "b" / "tiny" / "shapes"
+    final = folder / "faster_rcnn_1_2_12.pth"  # 48 images (24 + flips) / 4 = 12 steps an epoch, 2 epochs
     proc = subprocess.Popen(
         [*args, "--save_dir", str(tmp_path / "b")], cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
     )
-    deadline = time.time() + 300
-    while not list(folder.glob("faster_rcnn_*.pth")) and time.time() < deadline:
-        time.sleep(0.05)
-    time.sleep(random.Random(os.getpid()).uniform(0.0, 1.5))  # somewhere in the run
-    proc.send_signal(signal.SIGKILL)
-    proc.wait()
-    assert list(folder.glob("faster_rcnn_*.pth"))
+    # Checkpoints every 3 steps: kill just after step 3, 6 or 9 of epoch 1, with 15 or more of the 24 steps
+    # to go (on a fast machine a step takes tens of milliseconds: a longer wait could miss the run).
+    rng = random.Random(os.getpid())
+    target = folder / f"faster_rcnn_1_1_{rng.choice([3, 6, 9])}.pth"
+    try:
+        deadline = time.time() + 300
+        while not target.exists() and proc.poll() is None and time.time() < deadline:
+            time.sleep(0.01)
+        assert target.exists(), "no checkpoint before the run ended or timed out"
+        time.sleep(rng.uniform(0.0, 0.05))  # within the next step or so, maybe in the middle of a save
+        assert proc.poll() is None, "the run ended before the kill: nothing was interrupted"
+        proc.send_signal(signal.SIGKILL)
+        assert proc.wait(timeout=60) == -signal.SIGKILL
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    assert not final.exists(), "the killed run reached its last checkpoint: nothing was interrupted"
+    saved = list(folder.glob("faster_rcnn_*.pth"))
+    assert saved
     resumed = subprocess.run(
         [*args, "--save_dir", str(tmp_path / "b"), "--r"], cwd=ROOT, capture_output=True, text=True, timeout=600
     )
     assert resumed.returncode == 0, resumed.stderr[-2000:]
+    resumed_line = [line for line in resumed.stdout.splitlines() if "resumed from" in line]
+    assert len(resumed_line) == 1, resumed.stdout[-2000:]
+    newest = max(saved, key=lambda path: [int(part) for part in path.stem.split("_")[-2:]])  # (epoch, step)
+    assert newest.name in resumed_line[0], resumed_line[0]
     a = load_checkpoint(tmp_path / "a" / "tiny" / "shapes" / "faster_rcnn_1_2_12.pth")["model"]
     b = load_checkpoint(folder / "faster_rcnn_1_2_12.pth")["model"]
     for key in a:

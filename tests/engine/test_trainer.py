@@ -3,7 +3,8 @@ from pathlib import Path
 import pytest
 import torch
 
-from frcnn.cli import build_config
+from frcnn.config import build_config
+from frcnn.data.datasets.factory import dataset_spec
 from frcnn.engine.checkpoint import load_checkpoint
 from frcnn.engine.trainer import TrainOptions, train
 
@@ -40,7 +41,7 @@ def options(data_dir: Path, save_dir: Path, **kw) -> TrainOptions:
 
 @pytest.fixture()
 def cfg(small_shapes_root):
-    return build_config("shapes", "tiny", CFGS, set_cfgs=SMALL, data_dir=str(small_shapes_root.parent))
+    return build_config("tiny", CFGS, dataset_spec("shapes").profile, set_cfgs=SMALL)
 
 
 def test_resume_continues_where_it_stopped(small_shapes_root, cfg, tmp_path):
@@ -149,13 +150,8 @@ def test_training_with_updates_in_backward_matches_updates_after_it(small_shapes
     wide_head = SMALL + ["TINY.HEAD_DIM", "700"]
     finals = {}
     for in_backward in (True, False):
-        cfg = build_config(
-            "shapes",
-            "tiny",
-            CFGS,
-            set_cfgs=wide_head + ["TRAIN.STEP_IN_BACKWARD", str(in_backward)],
-            data_dir=str(small_shapes_root.parent),
-        )
+        settings = wide_head + ["TRAIN.STEP_IN_BACKWARD", str(in_backward)]
+        cfg = build_config("tiny", CFGS, dataset_spec("shapes").profile, set_cfgs=settings)
         with caplog.at_level("INFO", logger="frcnn"):
             path = train(options(small_shapes_root.parent, tmp_path / str(in_backward), epochs=1), cfg)
         finals[in_backward] = load_checkpoint(path)

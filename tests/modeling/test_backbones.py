@@ -148,3 +148,36 @@ def test_weight_file_that_runs_code_is_refused(tmp_path, writer):
     with pytest.raises(WeightFileError, match="refused to load|not a file written by torch.save"):
         build_backbone("mobilenet_v2", default_config(), pretrained=path)
     assert not marker.exists()
+
+
+def test_a_new_backbone_is_one_spec_and_one_registration(monkeypatch, tmp_path):
+    """A net added the documented way (a BackboneSpec and an entry in BACKBONES) builds, takes
+    weight files in its reference's layout, and runs in a detector; nothing else is touched."""
+    from torch import nn
+    from torchvision.models import squeezenet1_1
+
+    from frcnn.modeling import build_model
+    from frcnn.modeling.backbones import BACKBONES, BackboneSpec
+    from frcnn.modeling.backbones.base import Backbone, BackboneParts, MeanPool
+
+    def build(cfg, state_dict, fmt):
+        net = squeezenet1_1(weights=None)
+        if state_dict is not None:
+            net.load_state_dict(state_dict, strict=False)
+        head = nn.Sequential(nn.Conv2d(512, 64, 1), MeanPool())
+        return BackboneParts(Backbone(net.features[:12], out_channels=512), head, head_dim=64)
+
+    spec = BackboneSpec(
+        "squeeze", build, reference=lambda: squeezenet1_1(weights=None), unused_prefixes=("classifier.",)
+    )
+    monkeypatch.setitem(BACKBONES, "squeeze", spec)
+    weights = {k: torch.full_like(v, 0.5) for k, v in squeezenet1_1(weights=None).state_dict().items()}
+    torch.save({k: v for k, v in weights.items() if not k.startswith("classifier.")}, tmp_path / "squeeze.pth")
+    parts, pixels, source = build_backbone("squeeze", default_config(), pretrained=tmp_path / "squeeze.pth")
+    assert source == f"squeeze: torchvision weights from {tmp_path / 'squeeze.pth'}" and pixels == TORCHVISION_PIXELS
+    assert all((p == 0.5).all() for p in parts.backbone.parameters())
+    model, _ = build_model(default_config(), "squeeze", num_classes=3, use_default_weights=False)
+    model.eval()
+    with torch.no_grad():
+        (det,) = model(torch.zeros(1, 3, 96, 128, dtype=torch.uint8), torch.tensor([[96, 128]]))
+    assert det["boxes"].shape[1] == 4

@@ -5,6 +5,7 @@ from frcnn.config import default_config, merge_dict
 from frcnn.data.datasets.factory import SHAPES_PROFILE
 from frcnn.data.loader import collate
 from frcnn.modeling import build_model
+from frcnn.structures.batch import Sample
 
 
 def small_cfg(**overrides):
@@ -17,14 +18,13 @@ def small_cfg(**overrides):
 
 def sample(h, w, boxes, labels, seed):
     g = torch.Generator().manual_seed(seed)
-    return {
-        "image": torch.randint(0, 256, (3, h, w), dtype=torch.uint8, generator=g),
-        "boxes": torch.tensor(boxes, dtype=torch.float32).reshape(-1, 4),
-        "labels": torch.tensor(labels, dtype=torch.long),
-        "scale": 1.0,
-        "index": seed,
-        "weight": 1.0,
-    }
+    return Sample(
+        image=torch.randint(0, 256, (3, h, w), dtype=torch.uint8, generator=g),
+        boxes=torch.tensor(boxes, dtype=torch.float32).reshape(-1, 4),
+        labels=torch.tensor(labels, dtype=torch.long),
+        scale=1.0,
+        index=seed,
+    )
 
 
 def three_images():
@@ -99,13 +99,81 @@ def test_inference_returns_per_image_detections_in_original_pixels():
         assert torch.all(det["scores"][:-1] >= det["scores"][1:])
 
 
-def test_class_agnostic_regression_has_four_outputs():
-    model, _ = build_model(small_cfg(CLASS_AGNOSTIC=True), "tiny", num_classes=8)
-    assert model.roi_heads.predictor.bbox_pred.out_features == 4
-    model.train()
+def agnostic_and_replicated_models(**overrides):
+    """A class-agnostic model and a class-specific one whose 8 per-class deltas are all copies of the
+    agnostic model's 4: the same network, so the two must train and detect alike."""
+    torch.manual_seed(0)
+    agnostic, _ = build_model(small_cfg(CLASS_AGNOSTIC=True, **overrides), "tiny", num_classes=8)
+    specific, _ = build_model(small_cfg(CLASS_AGNOSTIC=False, **overrides), "tiny", num_classes=8)
+    state = agnostic.state_dict()
+    state["roi_heads.predictor.bbox_pred.weight"] = state["roi_heads.predictor.bbox_pred.weight"].repeat(8, 1)
+    state["roi_heads.predictor.bbox_pred.bias"] = state["roi_heads.predictor.bbox_pred.bias"].repeat(8)
+    specific.load_state_dict(state)
+    return agnostic, specific
+
+
+def test_class_agnostic_regression_uses_one_box_per_roi():
+    agnostic, specific = agnostic_and_replicated_models(TEST={"SCORE_THRESH": 0.0})
+    heads = agnostic.roi_heads
+    assert heads.predictor.bbox_pred.out_features == 4
     batch = three_images()
-    losses = model(batch.images, batch.image_sizes, batch.image_scales, batch.targets)
+
+    # Training: the box loss is smooth L1 (beta 1) of the RoI's single 4 deltas against its target,
+    # over foreground RoIs, with the sampling weights (computed here from what reaches _losses).
+    seen = {}
+    real_losses = heads._losses
+
+    def record_losses(cls_logits, deltas, labels, targets, weights):
+        seen.update(deltas=deltas, labels=labels, targets=targets, weights=weights)
+        return real_losses(cls_logits, deltas, labels, targets, weights)
+
+    heads._losses = record_losses
+    agnostic.train()
+    specific.train()
+    losses = agnostic(batch.images, batch.image_sizes, batch.image_scales, batch.targets)
     assert all(torch.isfinite(v) for v in losses.values())
+    assert seen["deltas"].shape == (seen["labels"].numel(), 4)
+    fg = seen["labels"] > 0
+    assert fg.any()
+    diff = (seen["deltas"].detach().float() - seen["targets"]).abs()
+    per_coord = torch.where(diff < 1.0, 0.5 * diff**2, diff - 0.5)
+    expected_box = (per_coord.sum(1) * seen["weights"] * fg).sum()
+    assert losses["rcnn_box"].item() == pytest.approx(expected_box.item(), rel=1e-5)
+    assert losses["rcnn_box"] > 0
+    # ... and it is what a class-specific head with the same deltas for every class computes.
+    replicated = specific(batch.images, batch.image_sizes, batch.image_scales, batch.targets)
+    for key in losses:
+        assert replicated[key].item() == pytest.approx(losses[key].item(), rel=1e-5), key
+
+    # Detection: every class's box for a RoI is the same one decoded box.
+    decoded = []
+    real_decode = heads.box_coder.decode
+
+    def record_decode(deltas, references):
+        out = real_decode(deltas, references)
+        decoded.append(out)
+        return out
+
+    heads.box_coder.decode = record_decode
+    agnostic.eval()
+    specific.eval()
+    with torch.no_grad():
+        out = agnostic(batch.images, batch.image_sizes, batch.image_scales)
+        out_replicated = specific(batch.images, batch.image_sizes, batch.image_scales)
+    (boxes,) = decoded
+    assert boxes.shape[1:] == (8, 4)
+    assert torch.equal(boxes, boxes[:, :1].expand_as(boxes))
+    for det, det_replicated in zip(out, out_replicated):
+        assert len(det["boxes"]) > 0
+        assert torch.equal(det["labels"], det_replicated["labels"])
+        assert torch.allclose(det["scores"], det_replicated["scores"], atol=1e-6)
+        assert torch.allclose(det["boxes"], det_replicated["boxes"], atol=1e-4)
+    # so with score threshold 0 one box is detected under several labels: the classes of its RoI share it
+    first = out[0]
+    per_box = {}
+    for box, label in zip(first["boxes"].tolist(), first["labels"].tolist()):
+        per_box.setdefault(tuple(box), set()).add(label)
+    assert max(len(labels) for labels in per_box.values()) > 1
 
 
 def test_mixed_precision_keeps_box_maths_and_losses_in_float32():

@@ -5,7 +5,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from frcnn.cli import build_config
+from frcnn.config import build_config
 from frcnn.data.datasets.factory import dataset_spec
 from frcnn.data.datasets.shapes import SHAPES_CLASSES
 from frcnn.engine.inference import detect_records, load_detector
@@ -113,7 +113,7 @@ def test_train_then_evaluate(make, tmp_path, build):
     samples = [(im, objs) for im, objs in build.shapes_samples(14, seed=40) if objs]
     train_samples, test_samples = samples[:8], samples[8:11]
     dataset = make(tmp_path, build, train_samples, test_samples)
-    cfg = build_config(dataset, "tiny", CFGS, set_cfgs=SMALL, data_dir=str(tmp_path))
+    cfg = build_config("tiny", CFGS, dataset_spec(dataset, tmp_path).profile, set_cfgs=SMALL)
     opts = TrainOptions(
         dataset=dataset,
         net="tiny",

@@ -3,19 +3,19 @@
 Images travel as RGB uint8 (a quarter of float32's bytes to the device); the model normalises.
 Shapes: N images in a batch, H x W the padded batch size, G objects per image.
 """
+
 from __future__ import annotations
 
 import dataclasses
 import logging
-from dataclasses import dataclass
-from typing import Sequence
+from collections.abc import Sequence
 
 import cv2
 import numpy as np
 import torch
-from torch import Tensor
 from torch.utils.data import DataLoader, Dataset
 
+from ..structures.batch import Batch, Sample
 from .datasets.base import ImageRecord
 from .sampler import GroupedBatchSampler, SampleKey
 
@@ -69,7 +69,7 @@ class RoidbDataset(Dataset):
     def __len__(self) -> int:
         return len(self.roidb)
 
-    def __getitem__(self, key: SampleKey | int) -> dict:
+    def __getitem__(self, key: SampleKey | int) -> Sample:
         if not isinstance(key, SampleKey):
             key = SampleKey(int(key), 0, 1.0)
         record = self.roidb[key.index]
@@ -84,56 +84,15 @@ class RoidbDataset(Dataset):
         if record.flipped:
             image = image[:, ::-1]
         image, scale = resize(image, self.scales[key.scale], self.max_size)
-        return {
-            "image": torch.from_numpy(np.ascontiguousarray(image)).permute(2, 0, 1),
-            "boxes": torch.from_numpy(record.boxes * scale).float(),
-            "labels": torch.from_numpy(record.labels).long(),
-            "scale": scale,
-            "index": key.index,
-            "weight": key.weight,
-            "seed": key.seed,
-        }
-
-
-@dataclass
-class Batch:
-    """A padded batch.
-
-    images: (N, 3, H, W) uint8 RGB, each image at the top-left, zeros elsewhere; H and W are
-        multiples of SIZE_DIVISIBILITY.
-    image_sizes: (N, 2) int64 (h, w) of each image.
-    image_scales: (N,) float32 resize factors.
-    targets: per image {"boxes" (G, 4), "labels" (G,)} in batch pixels, and "seed" (int) of its
-        random sampling.
-    indices: roidb indices.
-    loss_scale: factor on the model's (per-image mean) losses so that averaging over processes
-        gives the mean over the global batch (1 in a single process).
-    padded_fraction: share of the batch's pixels that are padding.
-    """
-
-    images: Tensor
-    image_sizes: Tensor
-    image_scales: Tensor
-    targets: list[dict[str, Tensor]]
-    indices: list[int]
-    loss_scale: float
-    padded_fraction: float
-
-    def to(self, device: torch.device) -> "Batch":
-        non_blocking = device.type == "cuda"
-        return Batch(
-            self.images.to(device, non_blocking=non_blocking),
-            self.image_sizes.to(device, non_blocking=non_blocking),
-            self.image_scales.to(device, non_blocking=non_blocking),
-            [{k: v.to(device, non_blocking=non_blocking) if torch.is_tensor(v) else v for k, v in t.items()} for t in self.targets],
-            self.indices,
-            self.loss_scale,
-            self.padded_fraction,
+        return Sample(
+            image=torch.from_numpy(np.ascontiguousarray(image)).permute(2, 0, 1),
+            boxes=torch.from_numpy(record.boxes * scale).float(),
+            labels=torch.from_numpy(record.labels).long(),
+            scale=scale,
+            index=key.index,
+            weight=key.weight,
+            seed=key.seed,
         )
-
-    def pin_memory(self) -> "Batch":
-        self.images = self.images.pin_memory()
-        return self
 
 
 # Batches are padded up to a multiple of this, so that a run sees few distinct input shapes and the
@@ -141,21 +100,22 @@ class Batch:
 SIZE_DIVISIBILITY = 32
 
 
-def collate(samples: list[dict]) -> Batch:
-    heights = [s["image"].shape[1] for s in samples]
-    widths = [s["image"].shape[2] for s in samples]
+def collate(samples: list[Sample]) -> Batch:
+    """Pad the samples' images into one batch (top-left aligned, sides rounded up to SIZE_DIVISIBILITY)."""
+    heights = [s.image.shape[1] for s in samples]
+    widths = [s.image.shape[2] for s in samples]
     pad = lambda size: -(-size // SIZE_DIVISIBILITY) * SIZE_DIVISIBILITY  # noqa: E731
     images = torch.zeros((len(samples), 3, pad(max(heights)), pad(max(widths))), dtype=torch.uint8)
     for image, s in zip(images, samples):
-        image[:, : s["image"].shape[1], : s["image"].shape[2]] = s["image"]
+        image[:, : s.image.shape[1], : s.image.shape[2]] = s.image
     used = sum(h * w for h, w in zip(heights, widths))
     return Batch(
         images=images,
         image_sizes=torch.tensor(list(zip(heights, widths)), dtype=torch.long),
-        image_scales=torch.tensor([s["scale"] for s in samples], dtype=torch.float32),
-        targets=[{"boxes": s["boxes"], "labels": s["labels"], "seed": s.get("seed", 0)} for s in samples],
-        indices=[s["index"] for s in samples],
-        loss_scale=float(sum(s["weight"] for s in samples)),
+        image_scales=torch.tensor([s.scale for s in samples], dtype=torch.float32),
+        targets=[{"boxes": s.boxes, "labels": s.labels, "seed": s.seed} for s in samples],
+        indices=[s.index for s in samples],
+        loss_scale=float(sum(s.weight for s in samples)),
         padded_fraction=1.0 - used / images[:, 0].numel(),
     )
 

@@ -5,10 +5,11 @@ data/validate.py for the checks), with difficult and crowd objects left out of t
 a horizontally flipped copy of every image when TRAIN.USE_FLIPPED. Images without objects stay:
 they train the detector on background.
 """
+
 from __future__ import annotations
 
 import dataclasses
-from typing import Sequence
+from collections.abc import Sequence
 
 import numpy as np
 
@@ -29,7 +30,11 @@ def training_record(record: ImageRecord, use_difficult: bool = False) -> ImageRe
     if not use_difficult and record.difficult.size:
         keep &= ~record.difficult
     return dataclasses.replace(
-        record, boxes=record.boxes[keep], labels=record.labels[keep], difficult=record.difficult[keep], crowd=record.crowd[keep]
+        record,
+        boxes=record.boxes[keep],
+        labels=record.labels[keep],
+        difficult=record.difficult[keep],
+        crowd=record.crowd[keep],
     )
 
 
@@ -40,7 +45,9 @@ def joined_records(datasets: Sequence[DetectionDataset]) -> list[ImageRecord]:
     return [r for d in datasets for r in d.records]
 
 
-def build_roidb(records: Sequence[ImageRecord], use_flipped: bool = True, use_difficult: bool = False) -> list[ImageRecord]:
+def build_roidb(
+    records: Sequence[ImageRecord], use_flipped: bool = True, use_difficult: bool = False
+) -> list[ImageRecord]:
     """Training versions of `records`, plus their flipped copies."""
     roidb = [training_record(r, use_difficult) for r in records]
     if use_flipped:

@@ -9,10 +9,12 @@ takes its own contiguous share of each, so an epoch uses every image exactly onc
 number of processes. A process whose share of the last, short batch is empty gets one image with
 weight 0, so that every process still steps together.
 """
+
 from __future__ import annotations
 
 import math
-from typing import Iterator, NamedTuple, Sequence
+from collections.abc import Iterator, Sequence
+from typing import NamedTuple
 
 import numpy as np
 from torch.utils.data import Sampler
@@ -36,13 +38,13 @@ def image_seed(seed: int, epoch: int, index: int) -> int:
 
 class GroupedBatchSampler(Sampler[list[SampleKey]]):
     """Args:
-        aspect_ratios: w / h of every roidb entry.
-        batch_size: the global batch size (all processes together).
-        num_scales: how many training scales to choose from (one per batch).
-        jitter: half-width of the uniform noise added to log(w / h) before sorting.
-        shuffle: False keeps dataset order with no grouping (evaluation).
-        seed: base seed; the epoch's order depends only on seed and epoch.
-        rank, world_size: this process and the number of processes.
+    aspect_ratios: w / h of every roidb entry.
+    batch_size: the global batch size (all processes together).
+    num_scales: how many training scales to choose from (one per batch).
+    jitter: half-width of the uniform noise added to log(w / h) before sorting.
+    shuffle: False keeps dataset order with no grouping (evaluation).
+    seed: base seed; the epoch's order depends only on seed and epoch.
+    rank, world_size: this process and the number of processes.
     """
 
     def __init__(

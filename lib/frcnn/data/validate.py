@@ -11,26 +11,40 @@ DataIssues; `check_records` adds the image and box checks and writes the summary
 A decoded image's verdict is cached in JSON by path, size and modification time, so a dataset
 is decoded once, not once per run.
 """
+
 from __future__ import annotations
 
 import dataclasses
 import json
+import logging
 import os
 import sys
 from collections import Counter
+from collections.abc import Iterable, Sequence
 from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
-from typing import Iterable, Sequence
 
 import numpy as np
 from PIL import Image, UnidentifiedImageError
 from tqdm import tqdm
 
+from ..utils.files import atomic_write
 from .datasets.base import DataIssue, ImageRecord
 
+log = logging.getLogger(__name__)
 MIN_IMAGE_SIDE = 16  # a stride-16 feature map needs at least one cell
-_CONVERTED_MODES = {"L": "grayscale", "LA": "grayscale with alpha", "P": "palette", "1": "1-bit", "RGBA": "alpha channel",
-                    "I;16": "16-bit", "I;16B": "16-bit", "I": "32-bit integer", "F": "floating point", "CMYK": "CMYK"}
+_CONVERTED_MODES = {
+    "L": "grayscale",
+    "LA": "grayscale with alpha",
+    "P": "palette",
+    "1": "1-bit",
+    "RGBA": "alpha channel",
+    "I;16": "16-bit",
+    "I;16B": "16-bit",
+    "I": "32-bit integer",
+    "F": "floating point",
+    "CMYK": "CMYK",
+}
 
 
 class DataError(ValueError):
@@ -138,9 +152,8 @@ class ImageCheckCache:
         if self.path is None:
             return
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = self.path.with_suffix(f".tmp{os.getpid()}")
-        tmp.write_text(json.dumps(self.entries))
-        os.replace(tmp, self.path)
+        with atomic_write(self.path, "w") as f:
+            f.write(json.dumps(self.entries))
 
 
 def inspect_images(paths: Sequence[str], cache: ImageCheckCache, progress: bool = True) -> dict[str, tuple]:
@@ -149,8 +162,14 @@ def inspect_images(paths: Sequence[str], cache: ImageCheckCache, progress: bool 
     todo = [p for p, v in verdicts.items() if v is None]
     if todo:
         workers = min(os.cpu_count() or 1, 8)
-        with tqdm(total=len(todo), desc="checking images", unit="img", file=sys.stderr, disable=not progress or len(todo) < 200,
-                  mininterval=1.0 if sys.stderr.isatty() else 30.0) as bar:
+        with tqdm(
+            total=len(todo),
+            desc="checking images",
+            unit="img",
+            file=sys.stderr,
+            disable=not progress or len(todo) < 200,
+            mininterval=1.0 if sys.stderr.isatty() else 30.0,
+        ) as bar:
             if workers > 1 and len(todo) >= 256:
                 with ProcessPoolExecutor(workers) as pool:
                     for path, verdict in zip(todo, pool.map(inspect_image, todo, chunksize=64)):
@@ -181,17 +200,30 @@ def sanitize_boxes(record: ImageRecord, num_classes: int | None = None) -> tuple
         outside = (boxes[:, 0] > w - 1) | (boxes[:, 1] > h - 1) | (boxes[:, 2] < 0) | (boxes[:, 3] < 0)
         moved = (np.abs(clipped - boxes) > 1e-3).any(axis=1)
     where = record.path
-    for kind, mask in (("non-finite box", ~finite), ("degenerate box", finite & degenerate), ("box outside the image", finite & ~degenerate & outside)):
+    for kind, mask in (
+        ("non-finite box", ~finite),
+        ("degenerate box", finite & degenerate),
+        ("box outside the image", finite & ~degenerate & outside),
+    ):
         for box in boxes[mask]:
             issues.append(DataIssue(where, f"{kind} {np.round(box, 1).tolist()} dropped", "dropped", kind + " dropped"))
     keep = finite & ~degenerate & ~outside
     if num_classes is not None:
         bad_label = (record.labels < 1) | (record.labels >= num_classes)
         for label in record.labels[keep & bad_label]:
-            issues.append(DataIssue(where, f"object with label {int(label)} outside 1..{num_classes - 1} dropped", "dropped", "objects of unknown classes dropped"))
+            issues.append(
+                DataIssue(
+                    where,
+                    f"object with label {int(label)} outside 1..{num_classes - 1} dropped",
+                    "dropped",
+                    "objects of unknown classes dropped",
+                )
+            )
         keep &= ~bad_label
     for box in boxes[keep & moved]:
-        issues.append(DataIssue(where, f"box {np.round(box, 1).tolist()} clipped to the {w}x{h} image", "fixed", "box clipped"))
+        issues.append(
+            DataIssue(where, f"box {np.round(box, 1).tolist()} clipped to the {w}x{h} image", "fixed", "box clipped")
+        )
     fields = {"boxes": clipped[keep], "labels": record.labels[keep]}
     for name in ("difficult", "crowd"):
         values = getattr(record, name)
@@ -223,9 +255,23 @@ def check_records(
             issues.append(DataIssue(record.path, problem, "skipped", problem.split(" (")[0]))
             continue
         if conversion:
-            issues.append(DataIssue(record.path, f"{conversion} image converted to 8-bit RGB when read", "fixed", f"{conversion} images converted"))
+            issues.append(
+                DataIssue(
+                    record.path,
+                    f"{conversion} image converted to 8-bit RGB when read",
+                    "fixed",
+                    f"{conversion} images converted",
+                )
+            )
         if (width, height) != (record.width, record.height):
-            issues.append(DataIssue(record.path, f"annotation says {record.width}x{record.height}, image is {width}x{height}", "fixed", "image sizes corrected"))
+            issues.append(
+                DataIssue(
+                    record.path,
+                    f"annotation says {record.width}x{record.height}, image is {width}x{height}",
+                    "fixed",
+                    "image sizes corrected",
+                )
+            )
             record = dataclasses.replace(record, width=width, height=height)
         record, box_issues = sanitize_boxes(record, num_classes)
         issues += box_issues
@@ -235,4 +281,25 @@ def check_records(
         raise DataError(f"{name}: no usable images ({report.summary()})")
     if strict and report.skipped:
         raise DataError(f"--strict: {report.summary()}")
+    return report
+
+
+def check_dataset(
+    name: str,
+    records: Sequence[ImageRecord],
+    reader_issues: Iterable[DataIssue],
+    num_classes: int,
+    data_dir: str | Path,
+    details_file: Path | None,
+    strict: bool = False,
+    main: bool = True,
+) -> DataReport:
+    """check_records as training and evaluation run it: verdicts cached under data_dir/cache,
+    the summary logged, and every issue written to details_file (by the main process only)."""
+    cache = Path(data_dir) / "cache" / "image_check.json"
+    report = check_records(name, records, reader_issues, strict, cache, progress=main, num_classes=num_classes)
+    log.info("%s", report.summary())
+    if main and report.issues and details_file is not None:
+        report.write(details_file)
+        log.info("every problem found: %s", details_file)
     return report

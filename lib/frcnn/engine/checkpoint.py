@@ -9,13 +9,13 @@ previous checkpoint intact and never a half-written one under a checkpoint's nam
 
 from __future__ import annotations
 
-import os
 import re
 from pathlib import Path
 from typing import Any
 
 import torch
 
+from ..utils.files import atomic_write
 from ..utils.safe_load import UnreadableFileError, UnsafeFileError, safe_torch_load
 
 FORMAT_VERSION = 1
@@ -110,19 +110,12 @@ def model_differences(state: dict[str, Any], net: str, classes: tuple[str, ...],
 
 
 def save_checkpoint(path: str | Path, state: dict[str, Any]) -> Path:
-    """Write `state` atomically to `path` (temporary file in the same folder, then rename)."""
+    """Write `state` atomically to `path` (utils.files.atomic_write: temporary file in the same
+    folder, fsynced, then renamed into place)."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
-    try:
-        with open(tmp, "wb") as f:
-            torch.save({"format_version": FORMAT_VERSION, **state}, f)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    finally:
-        if tmp.exists():
-            tmp.unlink()
+    with atomic_write(path, "wb") as f:
+        torch.save({"format_version": FORMAT_VERSION, **state}, f)
     return path
 
 

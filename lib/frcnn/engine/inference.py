@@ -16,7 +16,10 @@ from ..config import from_plain, merge_file, merge_pairs, to_plain
 from ..data.datasets.base import ImageRecord
 from ..data.loader import RoidbDataset, collate, resize
 from ..modeling import FasterRCNN, build_model
+from ..structures.batch import Sample
+from . import distributed
 from .checkpoint import CheckpointError, load_checkpoint, model_differences
+from .distributed import World
 
 
 @dataclass
@@ -61,7 +64,8 @@ def load_detector(
     missing, unexpected = model.load_state_dict(state["model"], strict=False)
     if missing or unexpected:
         raise CheckpointError(
-            f"{path} does not fit the model it describes: missing {sorted(missing)[:8]}, unexpected {sorted(unexpected)[:8]}"
+            f"{path} does not fit the model it describes: "
+            f"missing {sorted(missing)[:8]}, unexpected {sorted(unexpected)[:8]}"
         )
     device = torch.device(device)
     model.to(device).eval()
@@ -70,22 +74,13 @@ def load_detector(
 
 @torch.no_grad()
 def detect_images(detector: Detector, images: Sequence[np.ndarray]) -> list[dict[str, np.ndarray]]:
-    """Detections for RGB uint8 images (h, w, 3), one dict of numpy arrays per image."""
+    """Detections for RGB uint8 images (h, w, 3), one dict of numpy arrays per image: boxes (D, 4)
+    BoxMode.XYXY in the image's own pixels, scores (D,), labels (D,) in 1..K-1."""
     cfg = detector.cfg.TEST
     samples = []
     for i, image in enumerate(images):
         resized, scale = resize(image, cfg.SCALES[0], cfg.MAX_SIZE)
-        tensor = torch.from_numpy(np.ascontiguousarray(resized)).permute(2, 0, 1)
-        samples.append(
-            {
-                "image": tensor,
-                "boxes": torch.zeros(0, 4),
-                "labels": torch.zeros(0, dtype=torch.long),
-                "scale": scale,
-                "index": i,
-                "weight": 1.0,
-            }
-        )
+        samples.append(Sample.unlabelled(torch.from_numpy(np.ascontiguousarray(resized)).permute(2, 0, 1), scale, i))
     batch = collate(samples).to(detector.device)
     outputs = detector.model(batch.images, batch.image_sizes, batch.image_scales)
     return [{k: v.cpu().numpy() for k, v in out.items()} for out in outputs]
@@ -115,3 +110,14 @@ def detect_records(
             results += [{k: v.cpu().numpy() for k, v in out.items()} for out in outputs]
             bar.update(len(batch.indices))
     return results
+
+
+def detect_sharded(
+    detector: Detector, records: Sequence[ImageRecord], world: World, batch_size: int = 1, num_workers: int = 0
+) -> list[dict[str, np.ndarray]] | None:
+    """detect_records across processes: each detects every world_size-th image; rank 0 gets them
+    all, in record order, and the others None."""
+    mine = list(range(world.rank, len(records), world.world_size))
+    found = detect_records(detector, [records[i] for i in mine], batch_size, num_workers, progress=world.is_main)
+    gathered = distributed.gather_to_main(list(zip(mine, found)))
+    return None if gathered is None else [det for _, det in sorted(gathered, key=lambda pair: pair[0])]

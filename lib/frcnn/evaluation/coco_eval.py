@@ -1,9 +1,9 @@
 """COCO metrics through pycocotools' COCOeval, for COCO data and for VOC-format data alike.
 
 For VOC-format data the ground truth is converted in memory: boxes to [x, y, w, h] with
-w = x2 - x1 + 1, and difficult objects become crowd regions, which COCOeval ignores the way the VOC
-metric ignores difficult objects. Per-class AP is COCOeval's precision averaged over IoU .50:.95,
-all recall thresholds, all areas, 100 detections per image, for that class.
+w = x2 - x1 + 1 (BoxMode.XYWH), and difficult objects become crowd regions, which COCOeval ignores
+the way the VOC metric ignores difficult objects. Per-class AP is COCOeval's precision averaged over
+IoU .50:.95, all recall thresholds, all areas, 100 detections per image, for that class.
 """
 
 from __future__ import annotations
@@ -16,6 +16,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from ..data.datasets.base import ImageRecord
+from ..structures import BoxMode
 from .voc_eval import ClassResult
 
 STAT_NAMES = ("AP", "AP50", "AP75", "APs", "APm", "APl")
@@ -30,10 +31,6 @@ class CocoResult:
     summary: str
 
 
-def _boxes_to_xywh(boxes: np.ndarray) -> np.ndarray:
-    return np.concatenate((boxes[:, :2], boxes[:, 2:] - boxes[:, :2] + 1), axis=1)
-
-
 def ground_truth_from_records(records: Sequence[ImageRecord], num_classes: int):
     """A pycocotools COCO index of the records' objects (image ids are record positions)."""
     from pycocotools.coco import COCO
@@ -42,7 +39,8 @@ def ground_truth_from_records(records: Sequence[ImageRecord], num_classes: int):
     for i, r in enumerate(records):
         images.append({"id": i, "width": r.width, "height": r.height})
         crowd = r.crowd if r.crowd.size else np.zeros(len(r.labels), bool)
-        for box, label, difficult, is_crowd in zip(_boxes_to_xywh(r.boxes), r.labels, r.difficult, crowd):
+        xywh = BoxMode.convert(r.boxes, BoxMode.XYXY, BoxMode.XYWH)
+        for box, label, difficult, is_crowd in zip(xywh, r.labels, r.difficult, crowd):
             annotations.append(
                 {
                     "id": len(annotations) + 1,
@@ -70,7 +68,8 @@ def detections_to_results(
     """Per-image detections -> COCO results entries (category_ids[label - 1] per label)."""
     results = []
     for image_id, det in zip(image_ids, detections):
-        for box, score, label in zip(_boxes_to_xywh(det["boxes"].reshape(-1, 4)), det["scores"], det["labels"]):
+        xywh = BoxMode.convert(det["boxes"].reshape(-1, 4), BoxMode.XYXY, BoxMode.XYWH)
+        for box, score, label in zip(xywh, det["scores"], det["labels"]):
             results.append(
                 {
                     "image_id": image_id,

@@ -2,7 +2,8 @@
 
 A list of {"image_id", "category_id", "bbox": [x, y, w, h], "score"}. For VOC-format data image_id
 is the image's file stem and category_id the class name; for COCO data both are the dataset's own
-ids. Boxes convert from the inclusive convention as x = x1, w = x2 - x1 + 1 (and back).
+ids. Boxes convert from the inclusive convention as x = x1, w = x2 - x1 + 1 (and back), that is
+BoxMode.XYXY <-> BoxMode.XYWH, in float64 so that a file written and read back gives the same boxes.
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ from typing import Callable
 import numpy as np
 
 from ..data.datasets.base import ImageRecord
+from ..structures import BoxMode
 
 
 def to_results(
@@ -23,13 +25,13 @@ def to_results(
     """Detections per record -> a COCO results list; category_of maps a label to its category id."""
     results = []
     for record, det in zip(records, detections):
-        for box, score, label in zip(det["boxes"], det["scores"], det["labels"]):
-            x1, y1, x2, y2 = (float(v) for v in box)
+        xywh = BoxMode.convert(np.asarray(det["boxes"], dtype=np.float64).reshape(-1, 4), BoxMode.XYXY, BoxMode.XYWH)
+        for box, score, label in zip(xywh, det["scores"], det["labels"]):
             results.append(
                 {
                     "image_id": record.id,
                     "category_id": category_of(int(label)),
-                    "bbox": [x1, y1, x2 - x1 + 1, y2 - y1 + 1],  # unrounded: evaluating the file gives the same APs
+                    "bbox": [float(v) for v in box],  # unrounded: evaluating the file gives the same APs
                     "score": float(score),
                 }
             )
@@ -49,10 +51,10 @@ def from_results(
     per_image: list[list[tuple]] = [[] for _ in records]
     for n, entry in enumerate(results):
         try:
-            image, category, (x, y, w, h), score = (
+            image, category, box, score = (
                 entry["image_id"],
                 entry["category_id"],
-                entry["bbox"],
+                BoxMode.convert(entry["bbox"], BoxMode.XYWH, BoxMode.XYXY),
                 float(entry["score"]),
             )
         except (KeyError, TypeError, ValueError):
@@ -66,7 +68,7 @@ def from_results(
         label = label_of(category)
         if label is None:
             raise ValueError(f"detection {n}: category_id {category!r} is not a class of the dataset")
-        per_image[index[image]].append((x, y, x + w - 1, y + h - 1, score, label))
+        per_image[index[image]].append((*box, score, label))
     out = []
     for dets in per_image:
         arr = np.asarray(dets, dtype=np.float64).reshape(-1, 6)

@@ -2,8 +2,9 @@
 
 A box is (x1, y1, x2, y2) in 0-based pixel indices with both corners inside the box, so a box that
 covers exactly one pixel has width x2 - x1 + 1 = 1. This is the PASCAL VOC devkit's convention, the
-original project's, and the one torchvision's roi_pool rounds with. torchvision's other box ops treat
-(x2, y2) as exclusive; `to_exclusive` (add 1 to x2 and y2) lets them be used unchanged.
+original project's, and the one torchvision's roi_pool rounds with (BoxMode.XYXY in structures/boxes.py).
+torchvision's other box ops treat (x2, y2) as exclusive; BoxMode.convert(boxes, BoxMode.XYXY,
+BoxMode.XYXY_EXCLUSIVE) (add 1 to x2 and y2) lets them be used unchanged.
 
 Shapes: `...` is any number of leading batch dimensions; M and G count boxes.
 """
@@ -14,10 +15,7 @@ import torch
 from torch import Tensor
 from torchvision import ops
 
-
-def to_exclusive(boxes: Tensor) -> Tensor:
-    """(..., 4) inclusive boxes -> the same boxes with exclusive (x2, y2), as torchvision expects."""
-    return boxes + boxes.new_tensor([0.0, 0.0, 1.0, 1.0])
+from ..structures import BoxMode
 
 
 def box_area(boxes: Tensor) -> Tensor:
@@ -65,7 +63,8 @@ def batched_nms(boxes: Tensor, scores: Tensor, groups: Tensor, iou_threshold: fl
 
     boxes (M, 4) float32, scores (M,), groups (M,) int64. IoU uses the inclusive convention.
     """
-    return ops.batched_nms(to_exclusive(boxes.float()), scores.float(), groups, iou_threshold)
+    exclusive = BoxMode.convert(boxes.float(), BoxMode.XYXY, BoxMode.XYXY_EXCLUSIVE)
+    return ops.batched_nms(exclusive, scores.float(), groups, iou_threshold)
 
 
 def rank_within_groups(groups: Tensor, num_groups: int) -> Tensor:

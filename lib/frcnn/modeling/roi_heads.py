@@ -140,8 +140,9 @@ class RoIHeads(nn.Module):
     ) -> tuple[Tensor, Tensor, Tensor, Tensor]:
         """Sampled RoIs (R, 5), their labels (R,), normalised box targets (R, 4), loss weights (R,).
 
-        R = N x batch_size_per_image always (fewer candidates leave zero-weight padding RoIs), so
-        nothing about the sample is read back from the device.
+        R = N x min(batch_size_per_image, M), M the candidates per image (proposal slots plus
+        ground-truth slots); fewer chosen candidates leave zero-weight padding RoIs, so nothing
+        about the sample is read back from the device.
         """
         s = self.sampling
         candidates = torch.cat((proposals, gt_boxes.to(proposals.dtype)), dim=1)  # ground truth joins the proposals

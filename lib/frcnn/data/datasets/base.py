@@ -3,10 +3,11 @@
 Boxes are float32 (G, 4) in the inclusive 0-based pixel convention (modeling/box_ops); each
 format's reader converts to it (VOC XML is 1-based, COCO is [x, y, w, h]).
 """
+
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Sequence
 
 import numpy as np
 

@@ -1,20 +1,24 @@
 """COCO-format data: one instances JSON per split and a folder of images.
 
-Boxes [x, y, w, h] become inclusive (x, y, x + w - 1, y + h - 1), as py-faster-rcnn read them
-(data/validate.py then clips or drops boxes that leave the image); `iscrowd` regions are kept as
-crowd (never trained on, ignored by the metric). Malformed entries are reported, not fatal. Category ids are sparse (1..90 for COCO's 80 classes): label i + 1 is the i-th category
-in id order, and `category_ids` maps labels back for results files.
+Boxes [x, y, w, h] become inclusive (x, y, x + w - 1, y + h - 1), BoxMode.XYWH -> BoxMode.XYXY, as
+py-faster-rcnn read them (data/validate.py then clips or drops boxes that leave the image);
+`iscrowd` regions are kept as crowd (never trained on, ignored by the metric). Malformed entries are
+reported, not fatal. Category ids are sparse (1..90 for COCO's 80 classes): label i + 1 is the i-th
+category in id order, and `category_ids` maps labels back for results files.
 """
+
 from __future__ import annotations
 
 import contextlib
 import io
 import json
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Sequence
 
 import numpy as np
 
+from ...structures import BoxMode
+from ...utils.files import is_inside
 from .base import DataIssue, DetectionDataset, ImageRecord
 
 
@@ -26,15 +30,12 @@ def read_instances(path: Path) -> tuple[dict, list[DataIssue]]:
     """The file's images, annotations and categories, keeping well-formed entries only; the others,
     and annotations of images the file does not list, become DataIssues. Raises COCOFormatError
     when the file as a whole is not COCO instances JSON."""
-    if not path.is_file():
-        raise FileNotFoundError(f"annotation file not found: {path}")
-    try:
-        data = json.loads(path.read_text())
-    except (json.JSONDecodeError, UnicodeDecodeError) as e:
-        raise COCOFormatError(f"{path}: not JSON ({e})") from None
-    if not isinstance(data, dict) or not all(isinstance(data.get(k), list) for k in ("images", "annotations", "categories")):
-        raise COCOFormatError(f"{path}: not COCO instances JSON: expected an object with 'images', 'annotations' and 'categories' lists")
-    categories = [c for c in data["categories"] if isinstance(c, dict) and isinstance(c.get("id"), int) and isinstance(c.get("name"), str)]
+    data = _read_json(path)
+    categories = [
+        c
+        for c in data["categories"]
+        if isinstance(c, dict) and isinstance(c.get("id"), int) and isinstance(c.get("name"), str)
+    ]
     if len(categories) != len(data["categories"]):
         raise COCOFormatError(f"{path}: every category needs an integer 'id' and a 'name'")
     issues: list[DataIssue] = []
@@ -43,18 +44,46 @@ def read_instances(path: Path) -> tuple[dict, list[DataIssue]]:
         if isinstance(im, dict) and isinstance(im.get("id"), int) and isinstance(im.get("file_name"), str):
             images.append(im)
         else:
-            issues.append(DataIssue(str(path), f"images[{n}] needs an integer 'id' and a 'file_name': {str(im)[:80]}", "skipped", "malformed image entries"))
+            problem = f"images[{n}] needs an integer 'id' and a 'file_name': {str(im)[:80]}"
+            issues.append(DataIssue(str(path), problem, "skipped", "malformed image entries"))
     image_ids = {im["id"] for im in images}
     annotations = []
     for n, ann in enumerate(data["annotations"]):
-        bbox = ann.get("bbox") if isinstance(ann, dict) else None
-        if not (isinstance(bbox, list) and len(bbox) == 4 and all(isinstance(v, (int, float)) for v in bbox) and "category_id" in ann):
-            issues.append(DataIssue(str(path), f"annotations[{n}] needs a 4-number 'bbox' and a 'category_id': {str(ann)[:80]}", "dropped", "malformed annotations dropped"))
-        elif ann.get("image_id") not in image_ids:
-            issues.append(DataIssue(str(path), f"annotations[{n}] points at image id {ann.get('image_id')!r}, which the file does not list", "dropped", "annotations of missing images dropped"))
-        else:
+        problem = _annotation_problem(ann, image_ids)
+        if problem is None:
             annotations.append({**ann, "id": ann.get("id", n + 1)})
+        else:
+            issues.append(DataIssue(str(path), f"annotations[{n}] {problem[0]}", "dropped", problem[1]))
     return {**data, "images": images, "annotations": annotations, "categories": categories}, issues
+
+
+def _read_json(path: Path) -> dict:
+    if not path.is_file():
+        raise FileNotFoundError(f"annotation file not found: {path}")
+    try:
+        data = json.loads(path.read_text())
+    except (json.JSONDecodeError, UnicodeDecodeError) as e:
+        raise COCOFormatError(f"{path}: not JSON ({e})") from None
+    if not isinstance(data, dict) or not all(
+        isinstance(data.get(k), list) for k in ("images", "annotations", "categories")
+    ):
+        raise COCOFormatError(
+            f"{path}: not COCO instances JSON: expected an object with 'images', 'annotations' and 'categories' lists"
+        )
+    return data
+
+
+def _annotation_problem(ann: object, image_ids: set) -> tuple[str, str] | None:
+    """What is wrong with one annotation entry (problem, kind), or None."""
+    bbox = ann.get("bbox") if isinstance(ann, dict) else None
+    numbers = isinstance(bbox, list) and len(bbox) == 4 and all(isinstance(v, (int, float)) for v in bbox)
+    if not (numbers and "category_id" in ann):
+        return f"needs a 4-number 'bbox' and a 'category_id': {str(ann)[:80]}", "malformed annotations dropped"
+    if ann.get("image_id") not in image_ids:
+        return f"points at image id {ann.get('image_id')!r}, which the file does not list", (
+            "annotations of missing images dropped"
+        )
+    return None
 
 
 class COCOFormatDataset(DetectionDataset):
@@ -68,7 +97,9 @@ class COCOFormatDataset(DetectionDataset):
             With explicit classes, categories named otherwise are left out.
     """
 
-    def __init__(self, name: str, annotation_file: str | Path, image_dir: str | Path, classes: Sequence[str] | None = None) -> None:
+    def __init__(
+        self, name: str, annotation_file: str | Path, image_dir: str | Path, classes: Sequence[str] | None = None
+    ) -> None:
         self.annotation_file = Path(annotation_file)
         self.image_dir = Path(image_dir)
         self._coco = None
@@ -113,9 +144,15 @@ class COCOFormatDataset(DetectionDataset):
         for image_id in sorted(coco.getImgIds()):
             info = coco.imgs[image_id]
             path = self.image_dir / str(info["file_name"])
-            if not path.resolve().is_relative_to(self.image_dir.resolve()):
-                self.issues.append(DataIssue(str(self.annotation_file), f"image {image_id}: file_name {info['file_name']!r} leaves {self.image_dir}",
-                                             "skipped", "path leaves the dataset root"))
+            if not is_inside(self.image_dir, path):
+                self.issues.append(
+                    DataIssue(
+                        str(self.annotation_file),
+                        f"image {image_id}: file_name {info['file_name']!r} leaves {self.image_dir}",
+                        "skipped",
+                        "path leaves the dataset root",
+                    )
+                )
                 continue
             width, height = int(info.get("width") or 0), int(info.get("height") or 0)
             boxes, labels, crowd = [], [], []
@@ -123,8 +160,8 @@ class COCOFormatDataset(DetectionDataset):
                 label = label_of.get(ann["category_id"])
                 if label is None:
                     continue  # a category left out by `classes`
-                x, y, w, h = (float(v) for v in ann["bbox"])
-                boxes.append([x, y, x + w - 1.0, y + h - 1.0])  # degenerate and outside boxes: data/validate.py
+                # degenerate and outside boxes: data/validate.py
+                boxes.append(BoxMode.convert([float(v) for v in ann["bbox"]], BoxMode.XYWH, BoxMode.XYXY))
                 labels.append(label)
                 crowd.append(bool(ann.get("iscrowd", 0)))
             records.append(

@@ -13,6 +13,7 @@
 
 The file is read with yaml.safe_load. Paths inside it may not leave `root`.
 """
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -20,6 +21,7 @@ from typing import Any
 
 import yaml
 
+from ...utils.files import is_inside
 from .base import DetectionDataset
 from .coco import COCOFormatDataset
 from .pascal_voc import VOCFormatDataset, voc_class_names
@@ -35,7 +37,7 @@ def is_dataset_file(name: str) -> bool:
 
 def _inside(root: Path, relative: str, what: str, source: Path) -> Path:
     path = (root / relative).resolve()
-    if not path.is_relative_to(root.resolve()):
+    if not is_inside(root, path):
         raise DatasetFileError(f"{source}: {what} {relative!r} leaves the dataset root {root}")
     return path
 

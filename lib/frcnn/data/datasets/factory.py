@@ -5,6 +5,7 @@ one place that sets per-dataset options (anchor scales, image scales); it is mer
 before the net's file, and the merged config is stored in every checkpoint, so training and
 testing always use the same anchors.
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass, field
@@ -34,8 +35,15 @@ class DatasetSpec:
 # the RPN's foreground IoU at 0.5: with 0.7 most objects had no anchor that qualified.
 SHAPES_PROFILE = {
     "ANCHOR_SCALES": [1, 1.41, 2, 2.83, 4, 5.66, 8],
-    "TRAIN": {"SCALES": [256], "MAX_SIZE": 512, "BATCH_SIZE": 64, "RPN_POSITIVE_OVERLAP": 0.5, "RPN_MIN_SIZE": 4,
-              "RPN_PRE_NMS_TOP_N": 1200, "RPN_POST_NMS_TOP_N": 300},
+    "TRAIN": {
+        "SCALES": [256],
+        "MAX_SIZE": 512,
+        "BATCH_SIZE": 64,
+        "RPN_POSITIVE_OVERLAP": 0.5,
+        "RPN_MIN_SIZE": 4,
+        "RPN_PRE_NMS_TOP_N": 1200,
+        "RPN_POST_NMS_TOP_N": 300,
+    },
     "TEST": {"SCALES": [256], "MAX_SIZE": 512, "RPN_MIN_SIZE": 4, "RPN_PRE_NMS_TOP_N": 600, "RPN_POST_NMS_TOP_N": 100},
 }
 # COCO and Visual Genome have many small objects: the original added a 4 x 16 = 64-pixel scale.
@@ -43,8 +51,12 @@ SMALL_OBJECT_PROFILE = {"ANCHOR_SCALES": [4, 8, 16, 32]}
 
 # COCO annotation file -> image folder (the 2014 minival / valminusminival splits of val2014).
 COCO_IMAGE_FOLDERS = {
-    "train2014": "train2014", "val2014": "val2014", "minival2014": "val2014", "valminusminival2014": "val2014",
-    "train2017": "train2017", "val2017": "val2017",
+    "train2014": "train2014",
+    "val2014": "val2014",
+    "minival2014": "val2014",
+    "valminusminival2014": "val2014",
+    "train2017": "train2017",
+    "val2017": "val2017",
 }
 
 DATASET_NAMES = ("shapes", "pascal_voc", "pascal_voc_0712", "coco", "coco_2017", "imagenet", "vg")
@@ -52,7 +64,9 @@ DATASET_NAMES = ("shapes", "pascal_voc", "pascal_voc_0712", "coco", "coco_2017",
 
 def _voc(data_dir: Path, year: str, split: str) -> VOCFormatDataset:
     root = data_dir / f"VOCdevkit{year}" / f"VOC{year}"
-    return VOCFormatDataset(f"voc_{year}_{split}", root, split, VOC_CLASSES, metric="voc07" if year == "2007" else "voc")
+    return VOCFormatDataset(
+        f"voc_{year}_{split}", root, split, VOC_CLASSES, metric="voc07" if year == "2007" else "voc"
+    )
 
 
 def _coco(data_dir: Path, split: str) -> COCOFormatDataset:
@@ -72,7 +86,9 @@ def dataset_spec(name: str, data_dir: str | Path = "data", vg_version: str = DEF
         return DatasetSpec(spec.train, spec.test, spec.profile)
     if name == "shapes":
         root = data_dir / "shapes"
-        return DatasetSpec(lambda: [ShapesDataset("trainval", root)], lambda: ShapesDataset("test", root), SHAPES_PROFILE)
+        return DatasetSpec(
+            lambda: [ShapesDataset("trainval", root)], lambda: ShapesDataset("test", root), SHAPES_PROFILE
+        )
     if name == "pascal_voc":
         return DatasetSpec(lambda: [_voc(data_dir, "2007", "trainval")], lambda: _voc(data_dir, "2007", "test"))
     if name == "pascal_voc_0712":
@@ -87,12 +103,18 @@ def dataset_spec(name: str, data_dir: str | Path = "data", vg_version: str = DEF
             SMALL_OBJECT_PROFILE,
         )
     if name == "coco_2017":
-        return DatasetSpec(lambda: [_coco(data_dir, "train2017")], lambda: _coco(data_dir, "val2017"), SMALL_OBJECT_PROFILE)
+        return DatasetSpec(
+            lambda: [_coco(data_dir, "train2017")], lambda: _coco(data_dir, "val2017"), SMALL_OBJECT_PROFILE
+        )
     if name == "imagenet":
         root = data_dir / "imagenet"
         return DatasetSpec(lambda: [ImageNetDET("train", root)], lambda: ImageNetDET("val", root))
     if name == "vg":
         return DatasetSpec(
-            lambda: [VisualGenome("train", vg_version, data_dir)], lambda: VisualGenome("test", vg_version, data_dir), SMALL_OBJECT_PROFILE
+            lambda: [VisualGenome("train", vg_version, data_dir)],
+            lambda: VisualGenome("test", vg_version, data_dir),
+            SMALL_OBJECT_PROFILE,
         )
-    raise ValueError(f"unknown --dataset {name!r}; choose one of {', '.join(DATASET_NAMES)}, or give a dataset .yaml file")
+    raise ValueError(
+        f"unknown --dataset {name!r}; choose one of {', '.join(DATASET_NAMES)}, or give a dataset .yaml file"
+    )

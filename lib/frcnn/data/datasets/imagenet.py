@@ -9,6 +9,7 @@ The training list is every image listed as a positive (1) in train_1 .. train_20
 ImageSets/DET/train.txt when that file exists. Classes are the WordNet ids; `class_names` maps
 them to readable names.
 """
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -29,8 +30,8 @@ def read_synsets(root: Path) -> list[tuple[str, str]]:
 
 class ImageNetDET(DetectionDataset):
     """Args:
-        split: train or val.
-        root: the ILSVRC2015 folder (default data/imagenet).
+    split: train or val.
+    root: the ILSVRC2015 folder (default data/imagenet).
     """
 
     def __init__(self, split: str, root: str | Path = "data/imagenet") -> None:
@@ -47,7 +48,11 @@ class ImageNetDET(DetectionDataset):
             for k in range(1, 201):
                 path = sets / f"train_{k}.txt"
                 if path.is_file():
-                    ids.update(p[0] for p in (line.split() for line in path.read_text().splitlines()) if len(p) > 1 and p[1] == "1")
+                    ids.update(
+                        p[0]
+                        for p in (line.split() for line in path.read_text().splitlines())
+                        if len(p) > 1 and p[1] == "1"
+                    )
             if not ids:
                 raise FileNotFoundError(f"{self.name}: no train_<k>.txt lists in {sets}")
             return sorted(ids)
@@ -62,7 +67,16 @@ class ImageNetDET(DetectionDataset):
         data = self.root / "Data" / "DET" / self.split
         records = []
         for image_id in self.image_ids():
-            record = read_or_skip(self, self.root, ann / f"{image_id}.xml", image_id, data / f"{image_id}.JPEG", index, one_based=False, lowercase=True)
+            record = read_or_skip(
+                self,
+                self.root,
+                ann / f"{image_id}.xml",
+                image_id,
+                data / f"{image_id}.JPEG",
+                index,
+                one_based=False,
+                lowercase=True,
+            )
             if record is not None:
                 records.append(record)
         return records

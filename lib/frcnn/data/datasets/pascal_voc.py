@@ -4,21 +4,41 @@ XML boxes are 1-based inclusive pixels; they become 0-based by subtracting 1 and
 original stored them as uint16 and a 0 coordinate wrapped to 65535). XML in the wild has float
 coordinates, empty <difficult/> tags and missing optional fields; all are accepted.
 """
+
 from __future__ import annotations
 
 import xml.etree.ElementTree as ET
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Sequence
 from xml.sax.saxutils import escape
 
 import numpy as np
 from PIL import Image
 
+from ...utils.files import is_inside
 from .base import DataIssue, DetectionDataset, ImageRecord
 
 VOC_CLASSES = (
-    "aeroplane", "bicycle", "bird", "boat", "bottle", "bus", "car", "cat", "chair", "cow", "diningtable",
-    "dog", "horse", "motorbike", "person", "pottedplant", "sheep", "sofa", "train", "tvmonitor",
+    "aeroplane",
+    "bicycle",
+    "bird",
+    "boat",
+    "bottle",
+    "bus",
+    "car",
+    "cat",
+    "chair",
+    "cow",
+    "diningtable",
+    "dog",
+    "horse",
+    "motorbike",
+    "person",
+    "pottedplant",
+    "sheep",
+    "sofa",
+    "train",
+    "tvmonitor",
 )
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".JPEG", ".JPG", ".PNG")
 
@@ -97,12 +117,17 @@ class AnnotationError(ValueError):
 
 def inside(root: Path, path: Path, what: str) -> None:
     """Refuse paths (from annotation or list files) that leave the dataset root."""
-    if not path.resolve().is_relative_to(root.resolve()):
+    if not is_inside(root, path):
         raise AnnotationError(f"{what} path {path} leaves the dataset root {root}", "path leaves the dataset root")
 
 
 def read_voc_xml(
-    xml_path: Path, image_id: str, image_path: Path, class_index: dict[str, int], one_based: bool = True, lowercase: bool = False
+    xml_path: Path,
+    image_id: str,
+    image_path: Path,
+    class_index: dict[str, int],
+    one_based: bool = True,
+    lowercase: bool = False,
 ) -> tuple[ImageRecord, list[DataIssue]]:
     """An ImageRecord from a VOC-style XML file, and the objects it left out (unknown class,
     unreadable box). Raises AnnotationError when the file is missing or does not parse.
@@ -116,27 +141,25 @@ def read_voc_xml(
         tree = ET.parse(xml_path).getroot()
     except ET.ParseError as e:
         raise AnnotationError(f"XML does not parse ({e})", "annotation does not parse") from None
-    size = tree.find("size")
-    try:
-        width = int(float(_text(size, "width") or 0)) if size is not None else 0
-        height = int(float(_text(size, "height") or 0)) if size is not None else 0
-    except ValueError:
-        width = height = 0
+    width, height = _declared_size(tree)
     if width <= 0 or height <= 0:
         width, height = _image_size(image_path)
     offset = 1.0 if one_based else 0.0
     boxes, labels, difficult, issues = [], [], [], []
+    where = str(xml_path)
     for obj in tree.findall("object"):
         name = (_text(obj, "name") or "").strip()
         label = class_index.get(name.lower() if lowercase else name)
         if label is None:
-            issues.append(DataIssue(str(xml_path), f"object of unknown class {name!r} dropped", "dropped", "objects of unknown classes dropped"))
+            problem = f"object of unknown class {name!r} dropped"
+            issues.append(DataIssue(where, problem, "dropped", "objects of unknown classes dropped"))
             continue
         box = obj.find("bndbox")
         try:
             coords = [float(_text(box, tag)) - offset for tag in ("xmin", "ymin", "xmax", "ymax")]
         except (TypeError, ValueError):
-            issues.append(DataIssue(str(xml_path), f"{name} object without a readable bndbox dropped", "dropped", "unreadable boxes dropped"))
+            problem = f"{name} object without a readable bndbox dropped"
+            issues.append(DataIssue(where, problem, "dropped", "unreadable boxes dropped"))
             continue
         boxes.append(coords)
         labels.append(label)
@@ -152,6 +175,17 @@ def read_voc_xml(
         crowd=np.zeros(len(labels), dtype=bool),
     )
     return record, issues
+
+
+def _declared_size(tree: ET.Element) -> tuple[int, int]:
+    """(width, height) from <size>, or (0, 0) when missing or unreadable."""
+    size = tree.find("size")
+    try:
+        width = int(float(_text(size, "width") or 0)) if size is not None else 0
+        height = int(float(_text(size, "height") or 0)) if size is not None else 0
+    except ValueError:
+        return 0, 0
+    return width, height
 
 
 def voc_class_names(xml_paths: Sequence[Path]) -> tuple[str, ...]:

@@ -17,6 +17,7 @@ What makes it a detection problem rather than a colour threshold:
 Each image is drawn from its own seeded generator, so the data is the same on every machine and
 does not depend on the order images are made in.
 """
+
 from __future__ import annotations
 
 import json
@@ -31,6 +32,7 @@ import cv2
 import numpy as np
 from tqdm import tqdm
 
+from ...utils.files import atomic_write
 from .pascal_voc import VOCFormatDataset, write_voc_annotation
 
 SHAPES_CLASSES = ("circle", "square", "triangle", "star", "cross", "ring", "crescent")
@@ -82,8 +84,14 @@ def ensure_generated(root: str | Path, sizes: dict[str, int] | None = None, prog
     for sub in ("JPEGImages", "Annotations", "ImageSets/Main"):
         (root / sub).mkdir(parents=True, exist_ok=True)
     jobs = [(split, i) for split, count in sizes.items() for i in range(count)]
-    with tqdm(total=len(jobs), desc=f"generating shapes in {root}", unit="img", file=sys.stderr, disable=not progress,
-              mininterval=1.0 if sys.stderr.isatty() else 30.0) as bar:
+    with tqdm(
+        total=len(jobs),
+        desc=f"generating shapes in {root}",
+        unit="img",
+        file=sys.stderr,
+        disable=not progress,
+        mininterval=1.0 if sys.stderr.isatty() else 30.0,
+    ) as bar:
         processes = min(os.cpu_count() or 1, 8) if len(jobs) >= 64 else 1
         if processes > 1:
             chunks = [jobs[i : i + 16] for i in range(0, len(jobs), 16)]
@@ -95,9 +103,8 @@ def ensure_generated(root: str | Path, sizes: dict[str, int] | None = None, prog
     for split, count in sizes.items():
         ids = [f"{split}_{i:05d}" for i in range(count)]
         (root / "ImageSets" / "Main" / f"{split}.txt").write_text("\n".join(ids) + "\n")
-    tmp = marker.with_suffix(".tmp")
-    tmp.write_text(json.dumps({"version": GENERATOR_VERSION, "sizes": sizes}))
-    os.replace(tmp, marker)
+    with atomic_write(marker, "w") as f:
+        f.write(json.dumps({"version": GENERATOR_VERSION, "sizes": sizes}))
     return sizes
 
 
@@ -110,7 +117,9 @@ def _write_chunk(root: Path, jobs: list[tuple[str, int]]) -> int:
 def write_image(root: Path, image_id: str, seed: int) -> None:
     image, objects = render(np.random.default_rng(seed))
     cv2.imwrite(str(root / "JPEGImages" / f"{image_id}.jpg"), image[:, :, ::-1], [cv2.IMWRITE_JPEG_QUALITY, 92])
-    write_voc_annotation(root / "Annotations" / f"{image_id}.xml", f"{image_id}.jpg", image.shape[1], image.shape[0], objects)
+    write_voc_annotation(
+        root / "Annotations" / f"{image_id}.xml", f"{image_id}.jpg", image.shape[1], image.shape[0], objects
+    )
 
 
 def render(rng: np.random.Generator) -> tuple[np.ndarray, list[tuple[str, list[float], bool]]]:
@@ -173,7 +182,11 @@ def _fill(rng: np.random.Generator, height: int, width: int, colour: np.ndarray)
         angle = rng.uniform(0, math.pi)
         yy, xx = np.mgrid[0:height, 0:width].astype(np.float32)
         t = xx * math.cos(angle) + yy * math.sin(angle)
-        t = (t - t.min()) / max(float(t.max() - t.min()), 1e-6) if kind == 1 else (np.sin(t / rng.uniform(2, 5)) + 1) / 2
+        t = (
+            (t - t.min()) / max(float(t.max() - t.min()), 1e-6)
+            if kind == 1
+            else (np.sin(t / rng.uniform(2, 5)) + 1) / 2
+        )
         field = colour * (1 - t[..., None]) + other * t[..., None]
     return field + rng.normal(0, 4, (height, width, 3))
 
@@ -184,7 +197,9 @@ def _polygon_mask(height: int, width: int, points: np.ndarray) -> np.ndarray:
     return mask
 
 
-def _disc_mask(height: int, width: int, cx: float, cy: float, r: float, value: int = 255, mask: np.ndarray | None = None) -> np.ndarray:
+def _disc_mask(
+    height: int, width: int, cx: float, cy: float, r: float, value: int = 255, mask: np.ndarray | None = None
+) -> np.ndarray:
     mask = np.zeros((height, width), np.uint8) if mask is None else mask
     s = 1 << _SUBPIXEL
     cv2.circle(mask, (round(cx * s), round(cy * s)), round(r * s), value, -1, cv2.LINE_AA, _SUBPIXEL)
@@ -198,7 +213,9 @@ def _regular(cx: float, cy: float, radii: list[float], angle: float) -> np.ndarr
     return np.stack((cx + r * np.cos(a), cy + r * np.sin(a)), axis=1)
 
 
-def _shape_mask(rng: np.random.Generator, name: str, height: int, width: int, cx: float, cy: float, r: float) -> np.ndarray:
+def _shape_mask(
+    rng: np.random.Generator, name: str, height: int, width: int, cx: float, cy: float, r: float
+) -> np.ndarray:
     """Mask (0..255) of a shape of circumradius r centred at (cx, cy)."""
     angle = rng.uniform(0, 2 * math.pi)
     if name == "circle":
@@ -211,8 +228,22 @@ def _shape_mask(rng: np.random.Generator, name: str, height: int, width: int, cx
         return _polygon_mask(height, width, _regular(cx, cy, [r, 0.42 * r] * 5, angle))
     if name == "cross":
         arm = rng.uniform(0.28, 0.4) * r
-        unit = np.array([[arm, r], [arm, arm], [r, arm], [r, -arm], [arm, -arm], [arm, -r],
-                         [-arm, -r], [-arm, -arm], [-r, -arm], [-r, arm], [-arm, arm], [-arm, r]])
+        unit = np.array(
+            [
+                [arm, r],
+                [arm, arm],
+                [r, arm],
+                [r, -arm],
+                [arm, -arm],
+                [arm, -r],
+                [-arm, -r],
+                [-arm, -arm],
+                [-r, -arm],
+                [-r, arm],
+                [-arm, arm],
+                [-arm, r],
+            ]
+        )
         rot = np.array([[math.cos(angle), -math.sin(angle)], [math.sin(angle), math.cos(angle)]])
         return _polygon_mask(height, width, unit @ rot.T + [cx, cy])
     if name == "ring":
@@ -221,7 +252,9 @@ def _shape_mask(rng: np.random.Generator, name: str, height: int, width: int, cx
     if name == "crescent":
         mask = _disc_mask(height, width, cx, cy, r)
         off = r * rng.uniform(0.4, 0.55)
-        return _disc_mask(height, width, cx + off * math.cos(angle), cy + off * math.sin(angle), r * 0.9, value=0, mask=mask)
+        return _disc_mask(
+            height, width, cx + off * math.cos(angle), cy + off * math.sin(angle), r * 0.9, value=0, mask=mask
+        )
     raise ValueError(name)
 
 
@@ -235,7 +268,9 @@ def _box_iou(a: np.ndarray, b: np.ndarray) -> float:
     return float(inter / (area(a) + area(b) - inter))
 
 
-def _place_object(rng: np.random.Generator, image: np.ndarray, placed: list) -> tuple[str, np.ndarray, np.ndarray] | None:
+def _place_object(
+    rng: np.random.Generator, image: np.ndarray, placed: list
+) -> tuple[str, np.ndarray, np.ndarray] | None:
     height, width = image.shape[:2]
     name = SHAPES_CLASSES[int(rng.integers(len(SHAPES_CLASSES)))]
     tiny = rng.random() < TINY_OBJECT_SHARE
@@ -254,7 +289,7 @@ def _place_object(rng: np.random.Generator, image: np.ndarray, placed: list) -> 
         x, y, w, h = cv2.boundingRect(mask)
         under = image[y : y + h, x : x + w][mask[y : y + h, x : x + w] > 127].mean(axis=0)
         colour = _random_colour(rng, avoid=under)
-        _blend(image, mask, lambda hh, ww: _fill(rng, hh, ww, colour))
+        _blend(image, mask, lambda hh, ww, colour=colour: _fill(rng, hh, ww, colour))  # called before the loop moves on
         alpha = mask.astype(np.float32) / 255.0
         return name, alpha, box
     return None
@@ -272,10 +307,22 @@ def _distractor(rng: np.random.Generator, image: np.ndarray, thin: bool) -> None
         cv2.polylines(mask, [points.astype(np.int32)], False, 255, int(rng.integers(1, 4)), cv2.LINE_AA)
     elif kind == 2:  # elongated ellipse, never round enough to pass for a circle
         major = rng.uniform(10, min(height, width) / 3)
-        cv2.ellipse(mask, pt(), (int(major), int(major / rng.uniform(2.5, 5))), rng.uniform(0, 180), 0, 360, 255, -1, cv2.LINE_AA)
+        cv2.ellipse(
+            mask,
+            pt(),
+            (int(major), int(major / rng.uniform(2.5, 5))),
+            rng.uniform(0, 180),
+            0,
+            360,
+            255,
+            -1,
+            cv2.LINE_AA,
+        )
     else:  # letters, without those that look like a class (O Q C D: ring or crescent; X: cross)
         text = "".join(LETTERS[int(i)] for i in rng.integers(0, len(LETTERS), int(rng.integers(1, 4))))
-        cv2.putText(mask, text, pt(), cv2.FONT_HERSHEY_SIMPLEX, rng.uniform(0.5, 1.5), 255, int(rng.integers(1, 3)), cv2.LINE_AA)
+        cv2.putText(
+            mask, text, pt(), cv2.FONT_HERSHEY_SIMPLEX, rng.uniform(0.5, 1.5), 255, int(rng.integers(1, 3)), cv2.LINE_AA
+        )
     colour = rng.uniform(0, 255, 3)
     _blend(image, mask, lambda h, w: colour)
 

@@ -9,6 +9,7 @@ Layout (data_dir = data):
 The version (e.g. 1600-400-20: 1600 object classes) picks the vocabulary; every synonym maps to
 its line's first name. Images with no object of the vocabulary are left out, as in the original.
 """
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -36,9 +37,9 @@ def read_vocabulary(path: Path) -> tuple[list[str], dict[str, int]]:
 
 class VisualGenome(DetectionDataset):
     """Args:
-        split: train, val or test (genome/<split>.txt).
-        version: vocabulary version (genome/<version>/objects_vocab.txt).
-        data_dir: the folder holding genome/ and vg/.
+    split: train, val or test (genome/<split>.txt).
+    version: vocabulary version (genome/<version>/objects_vocab.txt).
+    data_dir: the folder holding genome/ and vg/.
     """
 
     def __init__(self, split: str, version: str = DEFAULT_VERSION, data_dir: str | Path = "data") -> None:
@@ -61,7 +62,16 @@ class VisualGenome(DetectionDataset):
             xml = self.data_dir / "genome" / "xml" / f"{image_id}.xml"
             if not xml.is_file():  # images whose objects were all filtered out have no XML
                 continue
-            record = read_or_skip(self, self.data_dir, xml, image_id, self.data_dir / "vg" / parts[0], self.synonyms, one_based=False, lowercase=True)
+            record = read_or_skip(
+                self,
+                self.data_dir,
+                xml,
+                image_id,
+                self.data_dir / "vg" / parts[0],
+                self.synonyms,
+                one_based=False,
+                lowercase=True,
+            )
             if record is not None and len(record.labels):
                 records.append(record)
         return records

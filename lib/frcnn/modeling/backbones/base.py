@@ -6,7 +6,9 @@ Shapes: N images, C base channels, R RoIs, P pooled size, D head output size.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Callable
 
+from easydict import EasyDict
 from torch import Tensor, nn
 
 
@@ -55,6 +57,30 @@ class BackboneParts:
     backbone: Backbone
     head: nn.Module
     head_dim: int
+
+
+@dataclass(frozen=True)
+class BackboneSpec:
+    """One `--net`: how to build it and which weight files fit it. Each backbone file defines one;
+    backbones/__init__.py registers it in one line.
+
+    name: the --net name.
+    build: (cfg, state_dict or None, weight format "torchvision" or "caffe") -> BackboneParts;
+        the state_dict is already checked against `reference`.
+    reference: builds the ImageNet classifier whose key layout weight files use (on the meta
+        device, to check a file's keys and shapes); None for nets trained from scratch, whose
+        weight files hold the Backbone's own state_dict.
+    torchvision_files: torchvision's ImageNet weight file names, looked for in the torch hub cache.
+    caffe_file: the original's Caffe conversion, looked for in data/pretrained_model/.
+    unused_prefixes: keys of `reference` that detection never uses (its classifier): a file may lack them.
+    """
+
+    name: str
+    build: Callable[[EasyDict, dict | None, str], BackboneParts]
+    reference: Callable[[], nn.Module] | None = None
+    torchvision_files: tuple[str, ...] = ()
+    caffe_file: str | None = None
+    unused_prefixes: tuple[str, ...] = ()
 
 
 def freeze(module: nn.Module) -> nn.Module:

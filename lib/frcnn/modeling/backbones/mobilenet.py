@@ -8,7 +8,7 @@ from torch import nn
 from torchvision.models import mobilenet_v2
 from torchvision.ops import FrozenBatchNorm2d
 
-from .base import Backbone, BackboneParts, MeanPool, freeze
+from .base import Backbone, BackboneParts, BackboneSpec, MeanPool, freeze
 
 
 def build_mobilenet_v2(state_dict: dict | None, fixed_layers: int = 4) -> BackboneParts:
@@ -24,3 +24,12 @@ def build_mobilenet_v2(state_dict: dict | None, fixed_layers: int = 4) -> Backbo
         freeze(layer)
     head = nn.Sequential(net.features[14:], MeanPool())
     return BackboneParts(Backbone(base, out_channels=96), head, head_dim=1280)
+
+
+MOBILENET_V2 = BackboneSpec(
+    "mobilenet_v2",
+    lambda cfg, state_dict, fmt: build_mobilenet_v2(state_dict, cfg.MOBILENET.FIXED_LAYERS),
+    reference=lambda: mobilenet_v2(weights=None, norm_layer=FrozenBatchNorm2d),
+    torchvision_files=("mobilenet_v2-b0353104.pth",),
+    unused_prefixes=("classifier.",),
+)

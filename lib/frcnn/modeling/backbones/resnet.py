@@ -8,7 +8,7 @@ from torch import nn
 from torchvision.models import resnet50, resnet101, resnet152
 from torchvision.ops import FrozenBatchNorm2d
 
-from .base import Backbone, BackboneParts, MeanPool, freeze
+from .base import Backbone, BackboneParts, BackboneSpec, MeanPool, freeze
 
 RESNETS = {"res50": resnet50, "res101": resnet101, "res152": resnet152}
 
@@ -37,3 +37,19 @@ def build_resnet(
     base = nn.Sequential(*stages)
     head = nn.Sequential(net.layer4, MeanPool())
     return BackboneParts(Backbone(base, out_channels=1024), head, head_dim=2048)
+
+
+def _resnet_spec(name: str, torchvision_files: tuple[str, ...], caffe_file: str) -> BackboneSpec:
+    return BackboneSpec(
+        name,
+        lambda cfg, state_dict, fmt: build_resnet(name, state_dict, cfg.RESNET.FIXED_BLOCKS, fmt == "caffe"),
+        reference=lambda: RESNETS[name](weights=None, norm_layer=FrozenBatchNorm2d),
+        torchvision_files=torchvision_files,
+        caffe_file=caffe_file,
+        unused_prefixes=("fc.",),
+    )
+
+
+RES50 = _resnet_spec("res50", ("resnet50-0676ba61.pth", "resnet50-11ad3fa6.pth"), "resnet50_caffe.pth")
+RES101 = _resnet_spec("res101", ("resnet101-63fe2227.pth",), "resnet101_caffe.pth")
+RES152 = _resnet_spec("res152", ("resnet152-394f9c45.pth",), "resnet152_caffe.pth")

@@ -15,7 +15,7 @@ from collections.abc import Sequence
 
 from torch import nn
 
-from .base import Backbone, BackboneParts
+from .base import Backbone, BackboneParts, BackboneSpec
 
 
 def _conv(in_channels: int, out_channels: int, stride: int, norm: str) -> nn.Sequential:
@@ -58,3 +58,9 @@ def build_tiny(
         nn.ReLU(inplace=True),
     )
     return BackboneParts(Backbone(base, out_channels=in_channels), head, head_dim=head_dim)
+
+
+TINY = BackboneSpec(
+    "tiny",
+    lambda cfg, state_dict, fmt: build_tiny(cfg.TINY.CHANNELS, cfg.TINY.HEAD_DIM, cfg.POOLING_SIZE, cfg.TINY.NORM),
+)

@@ -5,7 +5,7 @@ from __future__ import annotations
 from torch import nn
 from torchvision.models import vgg16
 
-from .base import Backbone, BackboneParts, freeze
+from .base import Backbone, BackboneParts, BackboneSpec, freeze
 
 
 def build_vgg16(state_dict: dict | None, fixed_layers: int = 10) -> BackboneParts:
@@ -22,3 +22,13 @@ def build_vgg16(state_dict: dict | None, fixed_layers: int = 10) -> BackbonePart
         freeze(layer)
     head = nn.Sequential(nn.Flatten(1), *list(net.classifier)[:-1])  # fc6, ReLU, dropout, fc7, ReLU, dropout
     return BackboneParts(Backbone(base, out_channels=512), head, head_dim=4096)
+
+
+VGG16 = BackboneSpec(
+    "vgg16",
+    lambda cfg, state_dict, fmt: build_vgg16(state_dict, cfg.VGG.FIXED_LAYERS),
+    reference=lambda: vgg16(weights=None),
+    torchvision_files=("vgg16-397923af.pth",),
+    caffe_file="vgg16_caffe.pth",
+    unused_prefixes=("classifier.6.",),
+)

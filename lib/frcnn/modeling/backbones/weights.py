@@ -16,43 +16,20 @@ import torch
 from torch import nn
 
 from ...utils.safe_load import UnreadableFileError, UnsafeFileError, safe_torch_load
-
-# torchvision's ImageNet weight files, as its weight enums name them.
-TORCHVISION_FILES = {
-    "vgg16": ["vgg16-397923af.pth"],
-    "res50": ["resnet50-0676ba61.pth", "resnet50-11ad3fa6.pth"],
-    "res101": ["resnet101-63fe2227.pth"],
-    "res152": ["resnet152-394f9c45.pth"],
-    "mobilenet_v2": ["mobilenet_v2-b0353104.pth"],
-}
-# The original's Caffe-converted files (data/pretrained_model/).
-CAFFE_FILES = {
-    "vgg16": "vgg16_caffe.pth",
-    "res50": "resnet50_caffe.pth",
-    "res101": "resnet101_caffe.pth",
-    "res152": "resnet152_caffe.pth",
-}
-# Keys of torchvision's classifiers, which detection never uses: a file may lack them.
-UNUSED_PREFIXES = {
-    "vgg16": ("classifier.6.",),
-    "res50": ("fc.",),
-    "res101": ("fc.",),
-    "res152": ("fc.",),
-    "mobilenet_v2": ("classifier.",),
-}
+from .base import BackboneSpec
 
 
 class WeightFileError(ValueError):
     """A weight file that cannot be read, or does not fit the chosen network."""
 
 
-def find_weights(net: str, data_dir: str | Path = "data") -> Path | None:
-    """The first existing default weight file for `net`, or None."""
+def find_weights(spec: BackboneSpec, data_dir: str | Path = "data") -> Path | None:
+    """The first existing default weight file of a backbone, or None."""
     candidates = []
-    if net in CAFFE_FILES:
-        candidates.append(Path(data_dir) / "pretrained_model" / CAFFE_FILES[net])
+    if spec.caffe_file:
+        candidates.append(Path(data_dir) / "pretrained_model" / spec.caffe_file)
     hub = Path(torch.hub.get_dir()) / "checkpoints"
-    candidates += [hub / name for name in TORCHVISION_FILES.get(net, [])]
+    candidates += [hub / name for name in spec.torchvision_files]
     return next((c for c in candidates if c.is_file()), None)
 
 
@@ -82,13 +59,17 @@ def read_state_dict(path: Path) -> dict[str, torch.Tensor]:
     return {k.removeprefix("module."): v for k, v in data.items()}
 
 
-def check_fit(model: nn.Module, weights: Mapping[str, torch.Tensor], net: str, path: Path) -> dict[str, torch.Tensor]:
-    """The weights `model` will load, after checking every key and shape it needs is there.
+def check_fit(
+    model: nn.Module, weights: Mapping[str, torch.Tensor], spec: BackboneSpec, path: Path
+) -> dict[str, torch.Tensor]:
+    """The weights `model` will load, after checking every key and shape it needs is there
+    (keys under spec.unused_prefixes may be missing).
 
     Raises WeightFileError naming the missing, unexpected and mis-shaped keys.
     """
+    net = spec.name
     expected = model.state_dict()
-    unused = UNUSED_PREFIXES.get(net, ())
+    unused = spec.unused_prefixes
     weights = {k: v for k, v in weights.items() if not k.endswith("num_batches_tracked")}
     missing = [k for k in expected if k not in weights and not k.startswith(unused)]
     unexpected = [k for k in weights if k not in expected]

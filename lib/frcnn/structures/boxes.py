@@ -1,0 +1,103 @@
+"""Box formats, and the one place boxes change from one to another: `BoxMode.convert`.
+
+Every mode lays a box out as four numbers along the last axis; they differ in what the last two mean.
+
+    XYXY            (x1, y1, x2, y2), 0-based pixel indices, both corners inside the box: a box
+                    covering exactly one pixel has x2 = x1 and width x2 - x1 + 1 = 1. The PASCAL
+                    VOC devkit's convention and this project's own (see modeling/box_ops.py).
+    XYXY_EXCLUSIVE  (x1, y1, x2, y2) with (x2, y2) just past the box: x2 = x1 + width.
+                    torchvision's convention (its "xyxy").
+    XYWH            (x, y, w, h): COCO's bbox. As this project reads and writes COCO files, w and
+                    h are the pixel counts of the inclusive box: x = x1, w = x2 - x1 + 1, hence
+                    x2 = x + w - 1. (torchvision's "xywh" is the same four numbers measured from
+                    an exclusive box: w = x2 - x1.)
+
+So XYXY (10, 20, 29, 59) is XYWH (10, 20, 20, 40) is XYXY_EXCLUSIVE (10, 20, 30, 60). (x1, y1)
+is the same in every mode; only (x2, y2) / (w, h) change, by sums and differences with 1.
+
+Shapes: `...` is any number of leading dimensions; convert maps (..., 4) to (..., 4).
+
+Invariant: a round trip (A -> B -> A) returns the input unchanged. It is exact whenever the
+arithmetic is: integer coordinates, in an integer or float dtype, and any coordinate whose sums and
+differences with 1 the dtype represents without rounding (such as 10.5 or 0.25 well below 2**24 in
+float32); arbitrary fractions may come back within a rounding error of the input.
+"""
+
+from __future__ import annotations
+
+from enum import IntEnum
+from typing import TypeVar, Union
+
+import numpy as np
+import torch
+
+BoxesLike = TypeVar("BoxesLike", bound=Union[np.ndarray, torch.Tensor, list, tuple])
+
+
+class BoxMode(IntEnum):
+    """How four numbers describe a box; see the module docstring for each mode's convention."""
+
+    XYXY = 0
+    """(x1, y1, x2, y2), inclusive corners: width x2 - x1 + 1 (the project's own)."""
+    XYXY_EXCLUSIVE = 1
+    """(x1, y1, x2, y2), exclusive (x2, y2): width x2 - x1 (torchvision's)."""
+    XYWH = 2
+    """(x, y, w, h) with w = x2 - x1 + 1 of the inclusive box (COCO's bbox, as read and written here)."""
+
+    @staticmethod
+    def convert(boxes: BoxesLike, from_mode: BoxMode, to_mode: BoxMode) -> BoxesLike:
+        """`boxes` in `from_mode` -> the same boxes in `to_mode`, as the same kind of object.
+
+        boxes: a numpy array (..., 4), a torch tensor (..., 4), or a list or tuple of 4 numbers.
+        Arrays and tensors come back new (the input is never modified) with the input's dtype,
+        device and shape; a list comes back a list and a tuple a tuple. Tensors keep autograd.
+        Raises ValueError when the last dimension is not 4 and TypeError for other inputs.
+        """
+        from_mode, to_mode = BoxMode(from_mode), BoxMode(to_mode)
+        if isinstance(boxes, (list, tuple)):
+            if len(boxes) != 4:
+                raise ValueError(f"a box is 4 numbers; got {len(boxes)}: {boxes!r}")
+            x1, y1, c, d = boxes
+            c, d = _convert_far(c, d, x1, y1, from_mode, to_mode)
+            return [x1, y1, c, d] if isinstance(boxes, list) else (x1, y1, c, d)
+        if isinstance(boxes, np.ndarray):
+            out = boxes.copy()
+        elif isinstance(boxes, torch.Tensor):
+            out = boxes.clone()
+        else:
+            raise TypeError(
+                f"boxes must be a numpy array, a torch tensor, a list or a tuple; got {type(boxes).__name__}"
+            )
+        if out.ndim == 0 or out.shape[-1] != 4:
+            raise ValueError(f"boxes must have shape (..., 4); got {tuple(boxes.shape)}")
+        if from_mode != to_mode:
+            c, d = _convert_far(boxes[..., 2], boxes[..., 3], boxes[..., 0], boxes[..., 1], from_mode, to_mode)
+            out[..., 2] = c
+            out[..., 3] = d
+        return out
+
+
+def _convert_far(c, d, x1, y1, from_mode: BoxMode, to_mode: BoxMode):
+    """The last two numbers of a box (c, d) with first corner (x1, y1), from one mode to another.
+
+    Each pair of modes has its own formula rather than going through XYXY, so that no conversion
+    adds and then removes a 1 (XYXY_EXCLUSIVE <-> XYWH is a plain difference, as in torchvision).
+    The order of operations is that of (x + w) - 1 and (x2 - x1) + 1, the order this project has
+    always used, so results stay bit for bit what they were.
+    """
+    X, E, W = BoxMode.XYXY, BoxMode.XYXY_EXCLUSIVE, BoxMode.XYWH
+    if from_mode == to_mode:
+        return c, d
+    if (from_mode, to_mode) == (X, E):
+        return c + 1, d + 1
+    if (from_mode, to_mode) == (E, X):
+        return c - 1, d - 1
+    if (from_mode, to_mode) == (X, W):
+        return (c - x1) + 1, (d - y1) + 1
+    if (from_mode, to_mode) == (W, X):
+        return (x1 + c) - 1, (y1 + d) - 1
+    if (from_mode, to_mode) == (E, W):
+        return c - x1, d - y1
+    if (from_mode, to_mode) == (W, E):
+        return x1 + c, y1 + d
+    raise NotImplementedError(f"conversion from {from_mode.name} to {to_mode.name}")  # pragma: no cover

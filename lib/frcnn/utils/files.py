@@ -1,0 +1,68 @@
+"""File-system helpers: containment of paths in a root, and atomic writes.
+
+- `is_inside(root, path)`: whether `path` stays inside `root` once both are resolved, so that
+  paths read from annotation, list or dataset files cannot reach elsewhere with `..`, an absolute
+  path or a symlink.
+- `atomic_write(path)`: a file that appears under its name complete or not at all; a crash, kill
+  or exception while writing leaves the previous file (if any) as it was.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import secrets
+from collections.abc import Iterator
+from pathlib import Path
+from typing import IO
+
+
+def is_inside(root: str | os.PathLike, path: str | os.PathLike) -> bool:
+    """True when `path` lies in `root` or is `root` itself, after both are resolved: `..` parts
+    and symlinks are followed, so a symlink under root that points outside is outside. A relative
+    `path` is relative to the working directory, as usual (join it to root first if meant so)."""
+    return Path(path).resolve().is_relative_to(Path(root).resolve())
+
+
+@contextlib.contextmanager
+def atomic_write(path: str | os.PathLike, mode: str = "wb", *, encoding: str | None = None) -> Iterator[IO]:
+    """Write `path` atomically: yields a file open for writing, which is a temporary file in the
+    same folder; when the block ends without an exception the file is flushed, fsynced and renamed
+    over `path`. On any exception (or KeyboardInterrupt) the temporary file is removed and `path`
+    is left as it was. A process killed outright may leave a `.<name>.<pid>.<random>.tmp` file
+    behind, never a half-written `path`.
+
+    mode: "wb" (bytes) or "w" (text, `encoding` defaulting to UTF-8). The folder must exist.
+    """
+    if mode not in ("w", "wb"):
+        raise ValueError(f"atomic_write mode must be 'w' or 'wb'; got {mode!r}")
+    path = Path(path)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.{secrets.token_hex(4)}.tmp")
+    text = mode == "w"
+    # "x": the temporary name is never one that exists; permissions are those of a plain open().
+    f = open(tmp, "x" if text else "xb", encoding=(encoding or "utf-8") if text else None)
+    try:
+        with f:
+            yield f
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            tmp.unlink()
+        raise
+    _fsync_folder(path.parent)
+
+
+def _fsync_folder(folder: Path) -> None:
+    """Make a rename in `folder` durable (POSIX); best effort, where folders cannot be opened."""
+    try:
+        fd = os.open(folder, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)

@@ -1,0 +1,74 @@
+"""Compare this project's Faster R-CNN with torchvision's, built to the same specification.
+
+    python benchmark.py --device cpu --net vgg16 --bs 1 --scale 600 --out bench.json
+    ./make.sh bench    (the same, with the defaults below)
+
+Prints a table (training step time, inference time per image, peak memory, ratios ours /
+torchvision) and writes the figures as JSON with keys ours, torchvision and ratio. See
+bench_models.py for how the two models are matched and bench_measure.py for how they are measured.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+from pathlib import Path
+
+from frcnn.cli import add_bool_flag, run_main
+from frcnn.modeling.backbones import NETS
+
+from .bench_measure import run
+from .bench_models import Settings
+
+log = logging.getLogger("frcnn.bench")
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--device", default="cpu", help="cpu or cuda")
+    p.add_argument("--net", default="vgg16", choices=NETS)
+    p.add_argument("--bs", dest="batch_size", type=int, default=1, help="images per step")
+    p.add_argument("--scale", type=int, default=600, help="shorter image side")
+    add_bool_flag(p, "--amp", help="mixed precision for both models")
+    p.add_argument("--repeats", type=int, default=5, help="timed steps per model (median reported)")
+    p.add_argument("--warmup", type=int, default=2, help="untimed steps per model first")
+    p.add_argument("--data_dir", default="data", help="the built-in dataset's folder (its test images are the inputs)")
+    p.add_argument("--out", default=None, help="write the figures to this JSON file")
+    return p.parse_args(argv)
+
+
+def format_table(result: dict) -> str:
+    ours, tv, ratio = result["ours"], result["torchvision"], result["ratio"]
+    rows = [("", "ours", "torchvision", "ratio")]
+    for key, label, fmt, scale in (
+        ("train_step", "train step (s)", "{:.3f}", 1.0),
+        ("inference", "inference (s/image)", "{:.3f}", 1.0),
+        ("peak_mem", "peak memory (MiB)", "{:.0f}", 1 / 2**20),
+    ):
+        rows.append((label, fmt.format(ours[key] * scale), fmt.format(tv[key] * scale), f"{ratio[key]:.2f}"))
+    rate_ours, rate_tv = ours["train_images_per_s"], tv["train_images_per_s"]
+    rows.append(("train images/s", f"{rate_ours:.2f}", f"{rate_tv:.2f}", f"{rate_ours / rate_tv:.2f}x"))
+    widths = [max(len(r[i]) for r in rows) for i in range(4)]
+    return "\n".join(
+        "  ".join(c.ljust(w) if i == 0 else c.rjust(w) for i, (c, w) in enumerate(zip(r, widths))) for r in rows
+    )
+
+
+def main() -> None:
+    args = parse_args()
+    settings = Settings(**{k: v for k, v in vars(args).items() if k != "out"})
+    what = f"{args.net}, batch {args.batch_size}, scale {args.scale}{', amp' if args.amp else ''}"
+    log.info("benchmarking %s on %s", what, args.device)
+    result = run(settings)
+    if result["memory_note"]:
+        log.warning("%s", result["memory_note"])
+    print(f"{what}, on {result['device']} (torch {result['torch']})")
+    print(format_table(result))
+    if args.out:
+        Path(args.out).write_text(json.dumps(result, indent=2))
+        log.info("wrote %s", args.out)
+
+
+if __name__ == "__main__":
+    run_main(main)
