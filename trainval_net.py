@@ -30,9 +30,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--epochs", type=int, default=20, help="last epoch to train")
     p.add_argument("--start_epoch", type=int, default=1, help="first epoch (without --r)")
     p.add_argument("--o", dest="optimizer", default="sgd", choices=("sgd", "adam"), help="optimiser")
-    p.add_argument("--s", dest="session", type=int, default=1, help="training session (names checkpoints)")
+    p.add_argument("--session", "--s", dest="session", type=int, default=1, help="session (names checkpoints)")
     add_bool_flag(p, "--r", dest="resume", help="resume from a checkpoint: --r, --r true or --r false")
-    p.add_argument("--checksession", type=int, default=1, help="session to resume")
+    p.add_argument("--checksession", type=int, default=None, help="session to resume (default: --session)")
     p.add_argument("--checkepoch", type=int, default=1, help="epoch to resume (with --checkpoint)")
     p.add_argument(
         "--checkpoint", type=int, default=0, help="step to resume; 0 resumes the session's newest checkpoint"
@@ -50,6 +50,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     add_bool_flag(
         p, "--amp", help="mixed precision: bfloat16 autocast where supported, else float16 with gradient scaling"
     )
+    p.add_argument("--eval_interval", type=int, default=0, help="evaluate every N epochs, keep the best (0: never)")
+    add_bool_flag(p, "--use_tfb", help="also write TensorBoard event files (tensorboard --logdir <save_dir>/...)")
     add_bool_flag(p, "--compile", help="torch.compile the model (see README for where it pays off)")
     add_bool_flag(p, "--strict", help="stop on any unusable image or annotation instead of skipping it")
     return p.parse_args(argv)

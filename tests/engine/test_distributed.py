@@ -95,7 +95,8 @@ def test_two_processes_match_one(same_size_data, tmp_path):
     train(same_size_data, tmp_path / "one", 1, "--epochs", "1")
     two = train(same_size_data, tmp_path / "two", 2, "--epochs", "1")
     folder = tmp_path / "two" / "tiny" / "d"
-    assert sorted(p.name for p in folder.iterdir()) == ["faster_rcnn_1_1_2.pth"]  # one checkpoint, by rank 0
+    assert sorted(p.name for p in folder.glob("*.pth")) == ["faster_rcnn_1_1_2.pth"]  # one checkpoint, by rank 0
+    assert len((folder / "metrics.jsonl").read_text().splitlines()) == 2  # one record per step, by rank 0
     assert two.stdout.count("saved ") == 1 and "2 processes, global batch 4" in two.stdout
     assert_same(
         parameters(tmp_path / "one" / "tiny" / "d" / "faster_rcnn_1_1_2.pth"),

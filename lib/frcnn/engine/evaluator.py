@@ -26,7 +26,7 @@ from ..evaluation.evaluate import Evaluation, category_maps, evaluate
 from ..evaluation.report import save_report
 from ..utils.vis import draw_detections
 from . import distributed
-from .inference import detect_sharded, load_detector
+from .inference import Detector, detect_sharded, load_detector
 
 log = logging.getLogger("frcnn.test")
 
@@ -84,6 +84,28 @@ def evaluate_results_file(results_file: Path, opts: EvalOptions, vg_version: str
     detections = from_results(load_results(results_file), report.kept, label_of, skipped_ids)
     log.info("evaluating %s on %s (%d images)", results_file, dataset.name, len(report.kept))
     return _evaluate_and_report(dataset, detections, report, opts, out_dir)
+
+
+def evaluation_split(dataset: str, data_dir: str | Path, vg_version: str) -> tuple[DetectionDataset, bool]:
+    """The split to evaluate on during training: the dataset's val split when it names one
+    (True), else its test split (False)."""
+    spec = dataset_spec(dataset, data_dir, vg_version)
+    if spec.val is not None:
+        return spec.val(), True
+    return spec.test(), False
+
+
+def evaluate_detector(
+    detector: Detector, dataset: DetectionDataset, world: distributed.World, data_dir: str | Path, batch_size: int = 1
+) -> Evaluation | None:
+    """The dataset's own metric of `detector` on `dataset` (the images that pass the data check),
+    detected across the processes; rank 0 gets the Evaluation, the others None."""
+    records, issues = dataset.records, dataset.issues
+    report = check_dataset(dataset.name, records, issues, dataset.num_classes, data_dir, None, main=world.is_main)
+    detections = detect_sharded(detector, report.kept, world, batch_size)
+    if detections is None:
+        return None
+    return evaluate(dataset, detections, dataset.metric, report.kept)
 
 
 def _check(dataset: DetectionDataset, opts: EvalOptions, out_dir: Path, main: bool = True) -> DataReport:

@@ -1,26 +1,23 @@
-"""The training loop: roidb -> grouped batches -> model -> losses -> optimiser, with checkpoints.
+"""The training loop: roidb -> grouped batches -> model -> losses -> optimiser; its jobs are hooks.
+
+`Trainer.train` is the whole loop: for each epoch, for each batch, the hooks' before_step, one
+optimiser step, the hooks' after_step. Everything else is a hook (hooks.py): the learning-rate
+schedule, reading losses back and stopping at a non-finite one, the progress bar and log lines,
+the metrics file and plots (metrics.py), checkpoints, and evaluation during training.
 
 One process, or several (distributed.py): each process takes its share of every global batch,
 DistributedDataParallel averages the gradients, and only rank 0 logs and writes checkpoints.
-Losses are read back from the device only every `disp_interval` steps (and before every
-checkpoint); a non-finite loss found then stops every process with the step, the loss terms and
-the images of the first bad batch, before any checkpoint of the damaged weights is written.
 """
 
 from __future__ import annotations
 
 import logging
-import sys
-import time
 from dataclasses import dataclass
 from pathlib import Path
 
-import numpy as np
 import torch
 from easydict import EasyDict
 from torch.nn.parallel import DistributedDataParallel
-from torch.utils.data import DataLoader
-from tqdm import tqdm
 
 from ..config import to_plain
 from ..data.datasets.factory import dataset_spec
@@ -41,9 +38,13 @@ from .checkpoint import (
     model_differences,
     save_checkpoint,
 )
+from .hooks import Checkpointer, Hook, LossWatch, LRSchedule, NonFiniteLossError, PeriodicEvaluation, ProgressLog
+from .metrics import MetricsLog
 from .optim import StepSchedule, build_optimizer, step_in_backward_if_usable
 
 log = logging.getLogger("frcnn.train")
+
+__all__ = ["NonFiniteLossError", "TrainOptions", "Trainer", "train"]
 
 
 @dataclass
@@ -62,62 +63,21 @@ class TrainOptions:
     optimizer: str = "sgd"
     session: int = 1
     resume: bool = False
-    checksession: int = 1
+    checksession: int | None = None  # None: the session being trained
     checkepoch: int = 1
     checkpoint: int = 0
     save_dir: str = "models"
     data_dir: str = "data"
     disp_interval: int = 100
     checkpoint_interval: int = 0
+    eval_interval: int = 0
+    use_tfb: bool = False
     pretrained: str | None = None
     device: str = "cpu"
     seed: int | None = None
     amp: bool = False
     compile: bool = False
     strict: bool = False
-
-
-class NonFiniteLossError(RuntimeError):
-    """Training produced a NaN or infinite loss."""
-
-
-class LossMonitor:
-    """Keeps each step's loss terms on the device and reads them back in one go."""
-
-    def __init__(self) -> None:
-        self.names: list[str] = []
-        self.steps: list[tuple[int, list[str]]] = []
-        self.values: list[torch.Tensor] = []
-
-    def add(self, step: int, losses: dict[str, torch.Tensor], images: list[str]) -> None:
-        self.names = list(losses)
-        self.values.append(torch.stack([v.detach().float() for v in losses.values()]))
-        self.steps.append((step, images))
-
-    def flush(self) -> dict[str, float]:
-        """Mean of each term since the last flush. Raises NonFiniteLossError, in every process,
-        if any process saw a non-finite loss."""
-        error = None
-        means: dict[str, float] = {}
-        if self.values:
-            values = torch.stack(self.values).cpu().numpy()
-            bad = ~np.isfinite(values).all(axis=1)
-            if bad.any():
-                i = int(np.argmax(bad))
-                step, images = self.steps[i]
-                terms = ", ".join(f"{n}={v:.4g}" for n, v in zip(self.names, values[i]))
-                error = (
-                    f"non-finite loss at step {step}: {terms}; images of the batch: {', '.join(images)}. "
-                    "No checkpoint was written after the last good one; try a lower --lr, or check these images."
-                )
-            else:
-                means = dict(zip(self.names, values.mean(axis=0).tolist()))
-                means["loss"] = float(values.sum(axis=1).mean())
-        self.values, self.steps = [], []
-        error = distributed.first_message(error)
-        if error:
-            raise NonFiniteLossError(error)
-        return means
 
 
 def unwrap(model: torch.nn.Module) -> FasterRCNN:
@@ -135,47 +95,46 @@ def compile_convolutions(model: FasterRCNN, device: torch.device) -> None:
     model.roi_heads.box_head.compile(dynamic=True)
 
 
-@dataclass
-class _Run:
-    """What the steps and checkpoints of one training run share."""
+class Trainer:
+    """One training run: the model, its optimiser and data, where the loop stands, and the hooks.
 
-    opts: TrainOptions
-    cfg: EasyDict
-    world: distributed.World
-    device: torch.device
-    model: torch.nn.Module  # wrapped in DistributedDataParallel with several processes
-    optimizer: torch.optim.Optimizer
-    schedule: StepSchedule
-    precision: Precision
-    roidb: list
-    classes: tuple[str, ...]
-    iteration: int = 0
+    Hooks read and change what they need of it: epoch, step (1-based within the epoch), iteration
+    (optimiser steps since the run began, over resumes), steps_per_epoch, lr, batch and losses
+    (this step's loss terms, still on the device), read_losses() (hooks.LossWatch), save(name)
+    and metrics (metrics.MetricsLog).
+    """
 
-    def save(self, epoch: int, step: int) -> Path | None:
-        """Write a checkpoint (rank 0 only; None elsewhere)."""
-        if not self.world.is_main:
-            return None
-        o = self.opts
-        return save_checkpoint(
-            checkpoint_path(o.save_dir, o.net, o.dataset, o.session, epoch, step),
-            {
-                "model": unwrap(self.model).state_dict(),
-                "optimizer": self.optimizer.state_dict(),
-                "schedule": self.schedule.state_dict(),
-                "epoch": epoch,
-                "step": step,
-                "iteration": self.iteration,
-                "rng": torch.get_rng_state(),
-                "config": to_plain(self.cfg),
-                "classes": list(self.classes),
-                "net": o.net,
-                "dataset": o.dataset,
-                "session": o.session,
-            },
-        )
+    def __init__(self, opts: TrainOptions, cfg: EasyDict, world: distributed.World, device: torch.device) -> None:
+        self.opts, self.cfg, self.world, self.device = opts, cfg, world, device
+        self.epoch, self.step, self.iteration, self.start_step, self.lr = opts.start_epoch, 0, 0, 0, 0.0
+        self.hooks: list[Hook] = []
+        self.losses: dict[str, torch.Tensor] = {}
+        self.last_saved: Path | None = None
 
-    def step(self, batch: Batch) -> dict[str, torch.Tensor]:
-        """One optimiser step on `batch` (already on the device); returns the loss terms."""
+    def train(self) -> Path | None:
+        """The loop. Returns the last checkpoint written (by rank 0; None elsewhere)."""
+        self.call("before_train")
+        try:
+            for epoch in range(self.epoch, self.opts.epochs + 1):
+                self.epoch = epoch
+                self.sampler.set_epoch(epoch, self.start_step)
+                loader = make_loader(self.dataset, self.sampler, self.opts.num_workers, self.device.type == "cuda")
+                self.steps_per_epoch = self.start_step + len(loader)
+                self.step = self.start_step
+                self.call("before_epoch")
+                for step, batch in enumerate(loader, start=self.start_step + 1):
+                    self.step, self.batch = step, batch
+                    self.call("before_step")
+                    self.losses = self.run_step(batch.to(self.device))
+                    self.call("after_step")
+                self.call("after_epoch")
+                self.start_step = 0
+        finally:
+            self.call("after_train")
+        return self.last_saved
+
+    def run_step(self, batch: Batch) -> dict[str, torch.Tensor]:
+        """One optimiser step on `batch` (on the device); returns the loss terms."""
         with self.precision.autocast():
             losses = self.model(batch.images, batch.image_sizes, batch.image_scales, batch.targets)
         # The model averages over this process's images; the scale makes the average over
@@ -190,30 +149,66 @@ class _Run:
         self.iteration += 1
         return losses
 
+    def call(self, moment: str) -> None:
+        for hook in self.hooks:
+            getattr(hook, moment)(self)
+
+    def save(self, name: str, **extra: object) -> Path | None:
+        """Write checkpoint faster_rcnn_<session>_<name>.pth (rank 0 only; None elsewhere)."""
+        if not self.world.is_main:
+            return None
+        o = self.opts
+        state = {
+            "model": unwrap(self.model).state_dict(),
+            "optimizer": self.optimizer.state_dict(),
+            "schedule": self.schedule.state_dict(),
+            "epoch": self.epoch,
+            "step": self.step,
+            "iteration": self.iteration,
+            "rng": torch.get_rng_state(),
+            "config": to_plain(self.cfg),
+            "classes": list(self.classes),
+            "net": o.net,
+            "dataset": o.dataset,
+            "session": o.session,
+            **extra,
+        }
+        return save_checkpoint(
+            checkpoint_dir(o.save_dir, o.net, o.dataset) / f"faster_rcnn_{o.session}_{name}.pth", state
+        )
+
 
 def train(opts: TrainOptions, cfg: EasyDict) -> Path | None:
     """Train as `opts` says; returns the last checkpoint written (by rank 0; None elsewhere)."""
+    try:
+        return build_trainer(opts, cfg).train()
+    finally:
+        distributed.shutdown()
+
+
+def build_trainer(opts: TrainOptions, cfg: EasyDict) -> Trainer:
+    """Data, model, optimiser, schedule, resume and hooks of the run `opts` and `cfg` describe."""
     use_cuda = opts.device.startswith("cuda")
     world = distributed.init(use_cuda)
-    device = torch.device(f"cuda:{world.local_rank}" if use_cuda else "cpu")
+    t = Trainer(opts, cfg, world, torch.device(f"cuda:{world.local_rank}" if use_cuda else "cpu"))
     if not world.is_main:
         logging.getLogger("frcnn").setLevel(logging.WARNING)
     seed = cfg.RNG_SEED if opts.seed is None else opts.seed
     torch.manual_seed(seed)
-    roidb, classes = training_roidb(opts, cfg, world)
-    model, source = build_model(cfg, opts.net, len(classes), opts.pretrained, opts.data_dir)
+    t.roidb, t.classes = training_roidb(opts, cfg, world)
+    model, source = build_model(cfg, opts.net, len(t.classes), opts.pretrained, opts.data_dir)
     log.info("backbone %s", source)
-    model.to(device)
+    t.model = model.to(t.device)
     lr = default_lr(opts, cfg)
-    optimizer = build_optimizer(model, cfg, opts.optimizer, lr)
-    schedule = StepSchedule(
+    t.optimizer = build_optimizer(model, cfg, opts.optimizer, lr)
+    t.schedule = StepSchedule(
         lr, opts.lr_decay_step, opts.lr_decay_gamma, cfg.TRAIN.WARMUP_ITERS, cfg.TRAIN.WARMUP_FACTOR
     )
-    precision = Precision.for_device(device, opts.amp)
+    t.precision = Precision.for_device(t.device, opts.amp)
     if opts.amp:
-        log.info("mixed precision: %s", precision.describe())
-    ratios = [r.aspect_ratio for r in roidb]
-    sampler = GroupedBatchSampler(
+        log.info("mixed precision: %s", t.precision.describe())
+    ratios = [r.aspect_ratio for r in t.roidb]
+    t.sampler = GroupedBatchSampler(
         ratios,
         opts.batch_size,
         len(cfg.TRAIN.SCALES),
@@ -223,26 +218,23 @@ def train(opts: TrainOptions, cfg: EasyDict) -> Path | None:
         world.rank,
         world.world_size,
     )
-    run = _Run(opts, cfg, world, device, model, optimizer, schedule, precision, roidb, classes)
-    start_epoch, start_step = opts.start_epoch, 0
+    t.dataset = RoidbDataset(t.roidb, cfg.TRAIN.SCALES, cfg.TRAIN.MAX_SIZE)
     if opts.resume:
-        start_epoch, start_step = resume(run, len(sampler))
-    run.model = distribute(model, world, device, opts.compile)
-    # kept until train() returns: the hooks hold it weakly
-    in_backward = step_in_backward_if_usable(optimizer, cfg, precision.scaler is not None, world.distributed)
-    if in_backward is not None:
-        log.info("%d large parameters are updated during backward (TRAIN.STEP_IN_BACKWARD)", len(in_backward))
-    dataset = RoidbDataset(roidb, cfg.TRAIN.SCALES, cfg.TRAIN.MAX_SIZE)
-    last_saved = None
-    try:
-        for epoch in range(start_epoch, opts.epochs + 1):
-            sampler.set_epoch(epoch, start_step)
-            loader = make_loader(dataset, sampler, opts.num_workers, pin_memory=use_cuda)
-            last_saved = train_epoch(run, epoch, start_step, loader) or last_saved
-            start_step = 0
-    finally:
-        distributed.shutdown()
-    return last_saved
+        resume(t, len(t.sampler))
+    t.model = distribute(model, world, t.device, opts.compile)
+    # kept as long as the trainer: the hooks hold it weakly
+    t.in_backward = step_in_backward_if_usable(t.optimizer, cfg, t.precision.scaler is not None, world.distributed)
+    if t.in_backward is not None:
+        log.info("%d large parameters are updated during backward (TRAIN.STEP_IN_BACKWARD)", len(t.in_backward))
+    run_dir = checkpoint_dir(opts.save_dir, opts.net, opts.dataset)
+    t.metrics = MetricsLog(
+        run_dir, opts.session, world.is_main, opts.use_tfb, resumed_at=t.iteration if opts.resume else 0
+    )
+    t.hooks = [LRSchedule(), LossWatch(), ProgressLog(), Checkpointer()]
+    if opts.eval_interval > 0:
+        t.hooks.append(PeriodicEvaluation(opts.eval_interval))
+    t.hooks.append(t.metrics)
+    return t
 
 
 def training_roidb(opts: TrainOptions, cfg: EasyDict, world: distributed.World) -> tuple[list, tuple[str, ...]]:
@@ -274,30 +266,32 @@ def training_roidb(opts: TrainOptions, cfg: EasyDict, world: distributed.World) 
     return roidb, classes
 
 
-def resume(run: _Run, steps_per_epoch: int) -> tuple[int, int]:
-    """Load the checkpoint --r names into the run (model, optimiser, schedule, RNG, iteration);
-    returns the epoch and step to continue from."""
-    o = run.opts
+def resume(t: Trainer, steps_per_epoch: int) -> None:
+    """Load the checkpoint --r names into the trainer (model, optimiser, schedule, RNG, where the
+    loop stands). Without --checksession, the session being trained."""
+    o = t.opts
+    session = o.session if o.checksession is None else o.checksession
     if o.checkpoint:
-        path = checkpoint_path(o.save_dir, o.net, o.dataset, o.checksession, o.checkepoch, o.checkpoint)
+        path = checkpoint_path(o.save_dir, o.net, o.dataset, session, o.checkepoch, o.checkpoint)
     else:
-        path = latest_checkpoint(o.save_dir, o.net, o.dataset, o.checksession)
+        path = latest_checkpoint(o.save_dir, o.net, o.dataset, session)
     if path is None:
-        raise FileNotFoundError(f"--r: no checkpoint of session {o.checksession} under {o.save_dir}")
+        raise FileNotFoundError(
+            f"--r: no checkpoint of session {session} under {checkpoint_dir(o.save_dir, o.net, o.dataset)}"
+        )
     state = load_checkpoint(path)
-    differences = model_differences(state, o.net, run.classes, to_plain(run.cfg))
+    differences = model_differences(state, o.net, t.classes, to_plain(t.cfg))
     if differences:
         listed = "\n  ".join(differences)
         raise CheckpointError(f"--r: {path} holds another model than this run describes:\n  {listed}")
-    run.model.load_state_dict(state["model"])
-    run.optimizer.load_state_dict(state["optimizer"])
-    run.schedule = StepSchedule(**state["schedule"])
+    t.model.load_state_dict(state["model"])
+    t.optimizer.load_state_dict(state["optimizer"])
+    t.schedule = StepSchedule(**state["schedule"])
     torch.set_rng_state(state["rng"])
-    epoch, step, run.iteration = state["epoch"], state["step"], state["iteration"]
-    if step >= steps_per_epoch:
-        epoch, step = epoch + 1, 0
-    log.info("resumed from %s at epoch %d, step %d", path, epoch, step)
-    return epoch, step
+    t.epoch, t.start_step, t.iteration = state["epoch"], state["step"], state["iteration"]
+    if t.start_step >= steps_per_epoch:
+        t.epoch, t.start_step = t.epoch + 1, 0
+    log.info("resumed from %s at epoch %d, step %d", path, t.epoch, t.start_step)
 
 
 def distribute(model: FasterRCNN, world: distributed.World, device: torch.device, compile: bool) -> torch.nn.Module:
@@ -309,56 +303,6 @@ def distribute(model: FasterRCNN, world: distributed.World, device: torch.device
     if compile:
         compile_convolutions(unwrap(model), device)
     return model
-
-
-def train_epoch(run: _Run, epoch: int, start_step: int, loader: DataLoader) -> Path | None:
-    """One epoch from `start_step`, with its checkpoints; returns the last one written."""
-    opts, roidb, world = run.opts, run.roidb, run.world
-    steps_per_epoch = start_step + len(loader)
-    run.model.train()
-    monitor = LossMonitor()
-    padded, images_seen, shown, last_saved = 0.0, 0, {}, None
-    started = time.perf_counter()
-    with tqdm(
-        total=steps_per_epoch,
-        initial=start_step,
-        desc=f"epoch {epoch}/{opts.epochs}",
-        file=sys.stderr,
-        dynamic_ncols=True,
-        mininterval=1.0 if sys.stderr.isatty() else 30.0,
-        disable=not world.is_main,
-    ) as bar:  # closed on an error too
-        step = start_step
-        for step, batch in enumerate(loader, start=start_step + 1):
-            lr_now = run.schedule.apply(run.optimizer, epoch, run.iteration)
-            losses = run.step(batch.to(run.device))
-            names = [f"{roidb[i].id}" + (" (flipped)" if roidb[i].flipped else "") for i in batch.indices]
-            monitor.add(step, losses, names)
-            padded += batch.padded_fraction * len(batch.indices)
-            images_seen += len(batch.indices)
-            if step % opts.disp_interval == 0 or step == steps_per_epoch:
-                shown = monitor.flush()
-                rate = images_seen * world.world_size / max(time.perf_counter() - started, 1e-9)
-                terms = " ".join(f"{k}={v:.3f}" for k, v in shown.items())
-                bar.set_postfix_str(f"{terms} lr={lr_now:.2g} {rate:.1f} img/s")
-            if opts.checkpoint_interval and step % opts.checkpoint_interval == 0 and step < steps_per_epoch:
-                shown = monitor.flush() or shown  # never save weights after an unchecked loss
-                last_saved = run.save(epoch, step) or last_saved
-            bar.update(1)
-    shown = monitor.flush() or shown
-    rate = images_seen * world.world_size / max(time.perf_counter() - started, 1e-9)
-    log.info(
-        "epoch %d: %s, lr %.3g, %.1f img/s, padding %.1f%% of batch pixels",
-        epoch,
-        " ".join(f"{k} {v:.4f}" for k, v in shown.items()),
-        run.schedule.lr(epoch, run.iteration),
-        rate,
-        100.0 * padded / max(images_seen, 1),
-    )
-    saved = run.save(epoch, step)
-    if saved is not None:
-        log.info("saved %s", saved)
-    return saved or last_saved
 
 
 def default_lr(opts: TrainOptions, cfg: EasyDict) -> float:

@@ -3,8 +3,10 @@
     format: coco            # or voc
     root: /path/to/data     # optional; relative paths are relative to this file's folder
     train: {images: images/train, annotations: annotations/train.json}   # coco
-    test:  {images: images/val,   annotations: annotations/val.json}
-    # voc:  train: trainval   (or a list of split names)   test: test
+    test:  {images: images/test,  annotations: annotations/test.json}
+    val:   {images: images/val,   annotations: annotations/val.json}   # optional: chooses the best
+                            # checkpoint during training (--eval_interval); else test is used
+    # voc:  train: trainval   (or a list of split names)   test: test   val: val (optional)
     classes: [cat, dog]     # optional; default: read from the data (COCO: by category id,
                             # VOC: every object name in the training split, sorted)
     metric: voc             # optional; default coco for COCO data, voc (area AP) for VOC data
@@ -83,17 +85,28 @@ class DatasetFile:
         return [self._voc(str(split), classes) for split in splits]
 
     def test(self) -> DetectionDataset:
+        return self._held_out("test")
+
+    @property
+    def has_val(self) -> bool:
+        return "val" in self.spec
+
+    def val(self) -> DetectionDataset:
+        """The validation split (`val:`, laid out like `test:`), for evaluation during training."""
+        return self._held_out("val")
+
+    def _held_out(self, key: str) -> DetectionDataset:
         if self.format == "coco":
-            return self._coco("test")
+            return self._coco(key)
         train = self.spec["train"] if isinstance(self.spec["train"], list) else [self.spec["train"]]
-        return self._voc(str(self.spec["test"]), self.classes or self._voc_classes(train))
+        return self._voc(str(self.spec[key]), self.classes or self._voc_classes(train))
 
     def _coco(self, key: str) -> COCOFormatDataset:
         part = self.spec[key]
         if not isinstance(part, dict) or "images" not in part or "annotations" not in part:
             raise DatasetFileError(f"{self.path}: '{key}' needs images and annotations for COCO data")
         classes = self.classes
-        if classes is None and key == "test":  # the test split is read with the training split's classes
+        if classes is None and key != "train":  # held-out splits are read with the training split's classes
             classes = self._coco("train").foreground_classes
         dataset = COCOFormatDataset(
             f"{self.name}_{key}",

@@ -23,11 +23,13 @@ from .visual_genome import DEFAULT_VERSION, VisualGenome
 
 @dataclass
 class DatasetSpec:
-    """train: datasets joined for training; test: the evaluation split; profile: config overrides."""
+    """train: datasets joined for training; test: the evaluation split; profile: config overrides;
+    val: the split for choosing among checkpoints during training, when the dataset has one."""
 
     train: Callable[[], list[DetectionDataset]]
     test: Callable[[], DetectionDataset]
     profile: dict = field(default_factory=dict)
+    val: Callable[[], DetectionDataset] | None = None
 
 
 # The built-in dataset is small and synthetic: images of 192-640 pixels, objects of 10 pixels to
@@ -83,7 +85,7 @@ def dataset_spec(name: str, data_dir: str | Path = "data", vg_version: str = DEF
     data_dir = Path(data_dir)
     if is_dataset_file(name):
         spec = DatasetFile(name)
-        return DatasetSpec(spec.train, spec.test, spec.profile)
+        return DatasetSpec(spec.train, spec.test, spec.profile, spec.val if spec.has_val else None)
     if name == "shapes":
         root = data_dir / "shapes"
         return DatasetSpec(
