@@ -14,11 +14,21 @@ import argparse
 import logging
 from pathlib import Path
 
-from frcnn.cli import add_checkpoint_flags, add_model_flags, resolve_checkpoint, run_main
+from frcnn.cli import (
+    add_bool_flag,
+    add_checkpoint_flags,
+    add_model_flags,
+    add_parallel_type_flag,
+    checkpoint_settings,
+    note_parallel_type,
+    resolve_checkpoint,
+    run_main,
+)
 from frcnn.engine.demo import run_folder, run_stream
 from frcnn.engine.inference import load_detector
 
 log = logging.getLogger("frcnn.demo")
+CFGS_DIR = Path(__file__).resolve().parent / "cfgs"
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -26,20 +36,25 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     add_model_flags(p, loading=True)
     add_checkpoint_flags(p)
     p.add_argument("--image_dir", default="images", help="folder of images (default: images)")
-    p.add_argument("--webcam", "--webcam_num", dest="webcam", default=None, help="camera number, or a video file path")
+    p.add_argument("--webcam", "--webcam_num", dest="webcam", help="camera number or video file (-1: the images)")
     p.add_argument("--video_out", default=None, help="annotated video to write for --webcam without a display")
     p.add_argument("--thresh", type=float, default=0.5, help="lowest score drawn (default 0.5)")
     p.add_argument("--bs", type=int, default=1, help="images per batch")
     p.add_argument("--max_frames", type=int, default=0, help="stop after this many frames (0: until the stream ends)")
+    add_bool_flag(p, "--vis", help="accepted for compatibility: detections are always drawn")
+    add_bool_flag(p, "--mGPUs", help="accepted for compatibility: the demo runs on one device")
+    add_parallel_type_flag(p)
     return p.parse_args(argv)
 
 
 def main() -> None:
     args = parse_args()
+    note_parallel_type(args)
     path = resolve_checkpoint(args)
-    detector = load_detector(path, "cuda" if args.cuda else "cpu", args.set_cfgs, args.cfg_file, args.net)
+    cfg_files, set_cfgs = checkpoint_settings(args, CFGS_DIR)
+    detector = load_detector(path, "cuda" if args.cuda else "cpu", set_cfgs, cfg_files, args.net)
     log.info("loaded %s (%s, %d classes)", path, detector.net, len(detector.classes) - 1)
-    if args.webcam is not None:
+    if args.webcam is not None and str(args.webcam) != "-1":  # the original's -1: the image folder
         run_stream(detector, str(args.webcam), args.thresh, args.video_out, args.max_frames)
     else:
         run_folder(detector, Path(args.image_dir), args.thresh, args.bs)

@@ -18,7 +18,10 @@ from frcnn.cli import (
     add_bool_flag,
     add_checkpoint_flags,
     add_model_flags,
+    add_parallel_type_flag,
+    checkpoint_settings,
     config_from_args,
+    note_parallel_type,
     resolve_checkpoint,
     run_main,
 )
@@ -41,12 +44,16 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--nw", dest="num_workers", type=int, default=0, help="data loading worker processes")
     add_bool_flag(p, "--strict", help="stop on any unusable test image or annotation instead of skipping it")
     add_bool_flag(p, "--mGPUs", help="accepted for compatibility; to use several processes, start with torchrun")
+    add_parallel_type_flag(p)
     return p.parse_args(argv)
 
 
 def main() -> None:
     args = parse_args()
-    opts = EvalOptions(**{f.name: getattr(args, f.name) for f in fields(EvalOptions)})
+    note_parallel_type(args)
+    cfg_files, set_cfgs = checkpoint_settings(args, CFGS_DIR)
+    names = {f.name for f in fields(EvalOptions)} - {"cfg_files", "set_cfgs"}
+    opts = EvalOptions(**{n: getattr(args, n) for n in names}, cfg_files=cfg_files, set_cfgs=set_cfgs)
     if args.detections:
         vg_version = config_from_args(args, CFGS_DIR).VG_VERSION
         evaluation = evaluate_results_file(Path(args.detections), opts, vg_version)

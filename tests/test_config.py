@@ -75,3 +75,51 @@ def test_build_config_merge_order(tmp_path):
     assert cfg.TEST.MAX_SIZE == 1400  # --set over --cfg over large_scale.yml
     assert cfg.CLASS_AGNOSTIC is True
     assert build_config("vgg16", CFGS, profile).TEST.SCALES == [256]
+
+
+ORIGINAL_VGG16_YML = """EXP_DIR: vgg16
+TRAIN:
+  HAS_RPN: True
+  BBOX_NORMALIZE_TARGETS_PRECOMPUTED: True
+  RPN_POSITIVE_OVERLAP: 0.7
+  RPN_BATCHSIZE: 256
+  PROPOSAL_METHOD: gt
+  BG_THRESH_LO: 0.0
+  BATCH_SIZE: 256
+  LEARNING_RATE: 0.001
+TEST:
+  HAS_RPN: True
+POOLING_MODE: pool
+CROP_RESIZE_WITH_MAX_POOL: False
+"""
+
+
+def test_the_originals_own_cfg_files_merge_with_one_warning(tmp_path, caplog):
+    """Its keys that mean something here take effect; those only it had are named once and ignored."""
+    (tmp_path / "vgg16.yml").write_text(ORIGINAL_VGG16_YML)
+    res101 = ORIGINAL_VGG16_YML.replace("EXP_DIR: vgg16", "EXP_DIR: res101").replace(
+        "BATCH_SIZE: 256", "BATCH_SIZE: 128"
+    )
+    res101 = res101.replace("POOLING_MODE: pool", "POOLING_MODE: align\nPOOLING_SIZE: 7")
+    res101 = res101.replace("TRAIN:\n", "TRAIN:\n  DISPLAY: 20\n  WEIGHT_DECAY: 0.0001\n  DOUBLE_BIAS: False\n")
+    (tmp_path / "res101.yml").write_text(res101.replace("LEARNING_RATE: 0.001", "LEARNING_RATE: 0.01"))
+    with caplog.at_level("WARNING", logger="frcnn"):
+        vgg = build_config("vgg16", CFGS, cfg_file=tmp_path / "vgg16.yml")
+    (warning,) = [r.getMessage() for r in caplog.records]
+    for key in ("EXP_DIR", "TRAIN.HAS_RPN", "TRAIN.BBOX_NORMALIZE_TARGETS_PRECOMPUTED", "TRAIN.PROPOSAL_METHOD"):
+        assert key in warning
+    assert "TEST.HAS_RPN" in warning and "CROP_RESIZE_WITH_MAX_POOL" in warning
+    assert (vgg.POOLING_MODE, vgg.TRAIN.BATCH_SIZE, vgg.TRAIN.BG_THRESH_LO) == ("pool", 256, 0.0)
+    res = build_config("res101", CFGS, cfg_file=tmp_path / "res101.yml")
+    assert (res.POOLING_MODE, res.TRAIN.BATCH_SIZE, res.TRAIN.LEARNING_RATE) == ("align", 128, 0.01)
+    assert res.TRAIN.DOUBLE_BIAS is False and res.TRAIN.WEIGHT_DECAY == 0.0001
+
+
+def test_a_misspelt_key_is_an_error_that_suggests_the_name(tmp_path):
+    (tmp_path / "typo.yml").write_text("TRAIN:\n  LEARNIG_RATE: 0.01\n")
+    with pytest.raises(
+        ValueError, match=r"unknown config key TRAIN.LEARNIG_RATE \(did you mean TRAIN.LEARNING_RATE\?\)"
+    ):
+        merge_file(default_config(), tmp_path / "typo.yml")
+    with pytest.raises(ValueError, match=r"POOLNG_MODE \(did you mean POOLING_MODE\?\)"):
+        merge_pairs(default_config(), ["POOLNG_MODE", "align"])

@@ -11,7 +11,7 @@ from typing import Callable
 
 from easydict import EasyDict
 
-from .config import build_config
+from .config import build_config, large_scale_file
 from .data.datasets.factory import dataset_spec
 from .engine.checkpoint import CheckpointError, find_checkpoint, latest_checkpoint
 from .modeling.backbones import NETS, WeightFileError
@@ -91,6 +91,25 @@ def config_from_args(args: argparse.Namespace, cfgs_dir: Path) -> EasyDict:
     """The run's configuration from add_model_flags' flags (config.build_config's merge order)."""
     profile = dataset_spec(args.dataset, args.data_dir).profile
     return build_config(args.net or "tiny", cfgs_dir, profile, args.cfg_file, args.set_cfgs, args.ls, args.cag)
+
+
+def checkpoint_settings(args: argparse.Namespace, cfgs_dir: Path) -> tuple[list[str], list[str]]:
+    """The config files and --set pairs a loaded checkpoint's config takes from add_model_flags'
+    flags: --ls's file (test-time scales), --cfg, then --cag and --set. Settings that would change
+    the model itself (--cag on a class-specific checkpoint) are refused by load_detector."""
+    files = [str(large_scale_file(cfgs_dir, args.net))] if args.ls else []
+    files += [args.cfg_file] if args.cfg_file else []
+    return files, (["CLASS_AGNOSTIC", "True"] if args.cag else []) + list(args.set_cfgs)
+
+
+def add_parallel_type_flag(parser: argparse.ArgumentParser) -> None:
+    """The original's --parallel_type (its DataParallel variants): accepted, and said to be unneeded."""
+    parser.add_argument("--parallel_type", type=int, choices=(0, 1), default=None, help=argparse.SUPPRESS)
+
+
+def note_parallel_type(args: argparse.Namespace) -> None:
+    if getattr(args, "parallel_type", None) is not None:
+        log.info("--parallel_type is not needed: several GPUs run DistributedDataParallel (start with torchrun)")
 
 
 def setup_logging() -> None:

@@ -14,6 +14,8 @@ from __future__ import annotations
 
 import ast
 import copy
+import difflib
+import logging
 from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -95,10 +97,12 @@ def default_config() -> EasyDict:
     cfg.ANCHOR_SCALES = [8, 16, 32]
     cfg.ANCHOR_RATIOS = [0.5, 1, 2]
     cfg.RPN_CHANNELS = 512
-    # RoI feature extraction: pool | align | crop, output POOLING_SIZE x POOLING_SIZE.
+    # RoI feature extraction: pool | align | crop | deform (deformable RoI pooling, whose offset
+    # layer learns at 0.01x the learning rate), output POOLING_SIZE x POOLING_SIZE.
     cfg.POOLING_MODE = "align"
     cfg.POOLING_SIZE = 7
-    # RoIAlign samples per bin (0: adaptive, ceil(bin size), as the original) and half-pixel offset.
+    # RoIAlign samples per bin (0: adaptive, ceil(bin size), as the original; deform: 0 means 2)
+    # and half-pixel offset (align only).
     cfg.ROI_ALIGN_SAMPLING_RATIO = 0
     cfg.ROI_ALIGN_ALIGNED = False
     # Class-agnostic box regression (--cag): one set of 4 deltas for all classes.
@@ -141,12 +145,88 @@ def _check_and_convert(key: str, value: Any, default: Any) -> Any:
     return value
 
 
+# Keys of the original's config that have no meaning here (its own bookkeeping, or choices this
+# project makes otherwise): its cfgs/*.yml files carry them, so they are accepted with a warning.
+ORIGINAL_ONLY_KEYS = frozenset(
+    {
+        "EXP_DIR",
+        "CROP_RESIZE_WITH_MAX_POOL",
+        "PIXEL_MEANS",
+        "EPS",
+        "ROOT_DIR",
+        "DATA_DIR",
+        "MATLAB",
+        "USE_GPU_NMS",
+        "GPU_ID",
+        "CUDA",
+        "MAX_NUM_GT_BOXES",
+        "DEDUP_BOXES",
+        "RESNET.MAX_POOL",
+        "MOBILENET.REGU_DEPTH",
+        "MOBILENET.DEPTH_MULTIPLIER",
+        "TRAIN.HAS_RPN",
+        "TRAIN.PROPOSAL_METHOD",
+        "TRAIN.BBOX_NORMALIZE_TARGETS_PRECOMPUTED",
+        "TRAIN.BBOX_NORMALIZE_TARGETS",
+        "TRAIN.DISPLAY",
+        "TRAIN.TRIM_HEIGHT",
+        "TRAIN.TRIM_WIDTH",
+        "TRAIN.SNAPSHOT_ITERS",
+        "TRAIN.SNAPSHOT_KEPT",
+        "TRAIN.SNAPSHOT_PREFIX",
+        "TRAIN.SUMMARY_INTERVAL",
+        "TRAIN.BBOX_REG",
+        "TRAIN.BBOX_THRESH",
+        "TRAIN.BBOX_INSIDE_WEIGHTS",
+        "TRAIN.RPN_CLOBBER_POSITIVES",
+        "TRAIN.RPN_POSITIVE_WEIGHT",
+        "TRAIN.RPN_BBOX_INSIDE_WEIGHTS",
+        "TRAIN.ASPECT_GROUPING",
+        "TRAIN.USE_ALL_GT",
+        "TRAIN.BN_TRAIN",
+        "TRAIN.IMS_PER_BATCH",
+        "TRAIN.GAMMA",
+        "TRAIN.STEPSIZE",
+        "TRAIN.USE_GT",
+        "TEST.HAS_RPN",
+        "TEST.PROPOSAL_METHOD",
+        "TEST.MODE",
+        "TEST.RPN_TOP_N",
+        "TEST.SVM",
+        "TEST.BBOX_REG",
+    }
+)
+log = logging.getLogger("frcnn")
+
+
+def without_original_only(data: Mapping[str, Any], source: str, prefix: str = "") -> dict:
+    """`data` less the keys in ORIGINAL_ONLY_KEYS, with one warning line naming those found."""
+    dropped: list[str] = []
+
+    def keep(mapping: Mapping[str, Any], prefix: str) -> dict:
+        out = {}
+        for key, value in mapping.items():
+            full = f"{prefix}{key}"
+            if full in ORIGINAL_ONLY_KEYS:
+                dropped.append(full)
+            else:
+                out[key] = keep(value, full + ".") if isinstance(value, Mapping) else value
+        return out
+
+    kept = keep(data, prefix)
+    if dropped:
+        log.warning("%s: keys of the original's config that mean nothing here, ignored: %s", source, ", ".join(dropped))
+    return kept
+
+
 def merge_dict(cfg: EasyDict, overrides: Mapping[str, Any], prefix: str = "") -> None:
     """Merge `overrides` into `cfg` in place; unknown keys and wrong types raise ValueError."""
     for key, value in overrides.items():
         full = f"{prefix}{key}"
         if key not in cfg:
-            raise ValueError(f"unknown config key {full}")
+            close = difflib.get_close_matches(key, [str(k) for k in cfg], n=1)
+            hint = f" (did you mean {prefix}{close[0]}?)" if close else ""
+            raise ValueError(f"unknown config key {full}{hint}")
         value = _check_and_convert(full, value, cfg[key])
         if isinstance(cfg[key], Mapping):
             merge_dict(cfg[key], value, prefix=full + ".")
@@ -176,8 +256,16 @@ def merge_file(cfg: EasyDict, path: str | Path, _seen: tuple[Path, ...] = ()) ->
         if not isinstance(base, str):
             raise ValueError(f"{path}: {BASE_KEY} must name a config file; got {base!r}")
         merge_file(cfg, path.parent / base, (*_seen, path.resolve()))
-    # the original's files carry EXP_DIR, which names an output folder here chosen by flags
-    merge_dict(cfg, {k: v for k, v in data.items() if k not in ("EXP_DIR", BASE_KEY)})
+    merge_dict(cfg, without_original_only({k: v for k, v in data.items() if k != BASE_KEY}, str(path)))
+
+
+def large_scale_file(cfgs_dir: str | Path, net: str | None) -> Path:
+    """--ls's config file: cfgs_dir/<net>_ls.yml if there is one, else cfgs_dir/large_scale.yml."""
+    own = Path(cfgs_dir) / f"{net}_ls.yml"
+    path = own if net and own.is_file() else Path(cfgs_dir) / "large_scale.yml"
+    if not path.is_file():
+        raise FileNotFoundError(f"--ls needs {path}")
+    return path
 
 
 def build_config(
@@ -200,11 +288,7 @@ def build_config(
     if net_file.is_file():
         merge_file(cfg, net_file)
     if large_scale:
-        ls_file = cfgs_dir / f"{net}_ls.yml"
-        ls_file = ls_file if ls_file.is_file() else cfgs_dir / "large_scale.yml"
-        if not ls_file.is_file():
-            raise FileNotFoundError(f"--ls needs {ls_file}")
-        merge_file(cfg, ls_file)
+        merge_file(cfg, large_scale_file(cfgs_dir, net))
     if cfg_file:
         merge_file(cfg, cfg_file)
     if class_agnostic:
@@ -234,7 +318,7 @@ def merge_pairs(cfg: EasyDict, pairs: Iterable[str]) -> None:
         nested: dict = {leaf: parse_literal(text)}
         for section in reversed(sections):
             nested = {section: nested}
-        merge_dict(cfg, nested)
+        merge_dict(cfg, without_original_only(nested, "--set"))
 
 
 def to_plain(cfg: Mapping) -> dict:

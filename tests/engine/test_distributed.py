@@ -52,7 +52,9 @@ def same_size_data(tmp_path_factory, build):
     return root / "d.yaml"
 
 
-def train(dataset: Path, save_dir: Path, processes: int, *extra: str) -> subprocess.CompletedProcess:
+def train(
+    dataset: Path, save_dir: Path, processes: int, *extra: str, settings: tuple = ()
+) -> subprocess.CompletedProcess:
     launcher = (
         [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc_per_node={processes}"]
         if processes > 1
@@ -76,6 +78,7 @@ def train(dataset: Path, save_dir: Path, processes: int, *extra: str) -> subproc
         "1",
         *extra,
         *SMALL,
+        *settings,
     ]
     result = subprocess.run([*launcher, *args], cwd=ROOT, capture_output=True, text=True, timeout=600)
     assert result.returncode == 0, result.stderr[-3000:]
@@ -140,3 +143,22 @@ def test_evaluation_across_processes_equals_one_process(same_size_data, tmp_path
     ap_lines = lambda out: [line for line in out.splitlines() if line.startswith(("AP for", "Mean AP"))]  # noqa: E731
     assert ap_lines(two.stdout) == ap_lines(one.stdout) and len(ap_lines(one.stdout)) == 8
     assert "2 processes" in two.stdout
+
+
+def test_deformable_pooling_under_ddp_matches_one_process_and_its_checkpoint_evaluates(same_size_data, tmp_path):
+    deform = ("POOLING_MODE", "deform")
+    train(same_size_data, tmp_path / "one", 1, "--epochs", "1", settings=deform)
+    train(same_size_data, tmp_path / "two", 2, "--epochs", "1", settings=deform)
+    one = parameters(tmp_path / "one" / "tiny" / "d" / "faster_rcnn_1_1_2.pth")
+    two = parameters(tmp_path / "two" / "tiny" / "d" / "faster_rcnn_1_1_2.pth")
+    assert_same(one, two)
+    assert one["roi_heads.pooler.deform.offset_fc.weight"].abs().sum() > 0  # the offsets learnt something
+    evaluated = subprocess.run(
+        [sys.executable, "test_net.py", "--dataset", str(same_size_data), "--load_dir", str(tmp_path / "two")],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert evaluated.returncode == 0, evaluated.stderr[-3000:]
+    assert "Mean AP = " in evaluated.stdout

@@ -38,7 +38,7 @@ def three_images():
     )
 
 
-@pytest.mark.parametrize("mode", ["pool", "align", "crop"])
+@pytest.mark.parametrize("mode", ["pool", "align", "crop", "deform"])
 def test_training_step_three_sizes_one_without_boxes(mode):
     torch.manual_seed(0)
     model, _ = build_model(small_cfg(POOLING_MODE=mode), "tiny", num_classes=8)
@@ -176,9 +176,10 @@ def test_class_agnostic_regression_uses_one_box_per_roi():
     assert max(len(labels) for labels in per_box.values()) > 1
 
 
-def test_mixed_precision_keeps_box_maths_and_losses_in_float32():
+@pytest.mark.parametrize("mode", ["align", "deform"])
+def test_mixed_precision_keeps_box_maths_and_losses_in_float32(mode):
     torch.manual_seed(0)
-    model, _ = build_model(small_cfg(), "tiny", num_classes=8)
+    model, _ = build_model(small_cfg(POOLING_MODE=mode), "tiny", num_classes=8)
     model.train()
     batch = three_images()
     with torch.autocast("cpu", dtype=torch.bfloat16):
@@ -209,3 +210,25 @@ def test_cpu_inference_runs_the_backbone_channels_last_with_the_same_detections(
     assert layouts == [False, True, False]  # training keeps NCHW (faster backward on CPU)
     for a, b in zip(nhwc, nchw):
         assert torch.allclose(a["scores"], b["scores"], atol=1e-5) and torch.allclose(a["boxes"], b["boxes"], atol=1e-3)
+
+
+@pytest.mark.parametrize("net", ["vgg16", "res50", "mobilenet_v2", "tiny"])
+def test_deform_pooling_works_with_every_backbone(net):
+    """A training step reaches the offset layer (learning at 0.01x), and detection runs."""
+    from frcnn.engine.optim import build_optimizer
+
+    torch.manual_seed(0)
+    cfg = small_cfg(POOLING_MODE="deform", TRAIN={"SCALES": [96], "BATCH_SIZE": 16})
+    model, _ = build_model(cfg, net, num_classes=8, use_default_weights=False)
+    offset_fc = model.roi_heads.pooler.deform.offset_fc
+    optimizer = build_optimizer(model, cfg, "sgd", 0.1)
+    mults = {id(p): g["lr_mult"] for g in optimizer.param_groups for p in g["params"]}
+    assert mults[id(offset_fc.weight)] == 0.01 and mults[id(offset_fc.bias)] == 0.01 * 2  # DOUBLE_BIAS
+    model.train()
+    batch = collate([sample(96, 128, [[10, 10, 60, 80], [40, 20, 100, 90]], [3, 5], 0)])
+    sum(model(batch.images, batch.image_sizes, batch.image_scales, batch.targets).values()).backward()
+    assert offset_fc.weight.grad.abs().sum() > 0
+    model.eval()
+    with torch.no_grad():
+        (det,) = model(batch.images, batch.image_sizes, batch.image_scales)
+    assert det["boxes"].shape[1] == 4 and model.roi_heads.pooler.deform.last_offsets is not None

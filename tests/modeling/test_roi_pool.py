@@ -69,11 +69,11 @@ def test_crop_matches_grid_sample_reference():
     assert torch.allclose(ours, grid_sample_crop(features, rois, 7, 1 / 16), atol=1e-4)
 
 
-@pytest.mark.parametrize("mode", ["pool", "align", "crop"])
+@pytest.mark.parametrize("mode", ["pool", "align", "crop", "deform"])
 def test_gradients_reach_features(mode):
     features = torch.randn(2, 4, 10, 10, requires_grad=True)
     rois = torch.tensor([[0.0, 10.0, 10.0, 90.0, 70.0], [1.0, 0.0, 0.0, 150.0, 150.0]])
-    out = RoIPooler(mode, 7, spatial_scale=1 / 16)(features, rois)
+    out = RoIPooler(mode, 7, spatial_scale=1 / 16, in_channels=4)(features, rois)
     assert out.shape == (2, 4, 7, 7)
     out.sum().backward()
     assert features.grad[0].abs().sum() > 0 and features.grad[1].abs().sum() > 0
@@ -82,6 +82,22 @@ def test_gradients_reach_features(mode):
 def test_unknown_mode_is_an_error():
     with pytest.raises(ValueError, match="POOLING_MODE"):
         RoIPooler("warp", 7, 1 / 16)
+    with pytest.raises(ValueError, match="deform needs the feature channels"):
+        RoIPooler("deform", 7, 1 / 16)
+
+
+@pytest.mark.parametrize("ratio", [1, 2])
+def test_deform_starts_as_align_with_the_same_samples(ratio):
+    """Zero-initialised offsets: deform pools exactly what align (aligned=False) pools, so a model
+    switched to deform starts where align starts; the sample count follows ROI_ALIGN_SAMPLING_RATIO."""
+    g = torch.Generator().manual_seed(ratio)
+    features = torch.randn(2, 3, 12, 16, generator=g, dtype=torch.float64)
+    rois = torch.tensor([[0, 4.0, 8.0, 120.0, 90.0], [1, 30.0, 20.0, 200.0, 170.0]], dtype=torch.float64)
+    deform = RoIPooler("deform", 7, 1 / 16, sampling_ratio=ratio, in_channels=3).double()
+    align = RoIPooler("align", 7, 1 / 16, sampling_ratio=ratio)
+    assert deform.deform.sampling_ratio == ratio
+    assert torch.allclose(deform(features, rois), align(features, rois), atol=1e-12)
+    assert RoIPooler("deform", 7, 1 / 16, sampling_ratio=0, in_channels=3).deform.sampling_ratio == 2
 
 
 @pytest.mark.parametrize("ratio", [0, 1, 2])

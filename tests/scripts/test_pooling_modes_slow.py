@@ -14,7 +14,7 @@ ROOT = Path(__file__).resolve().parents[2]
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("mode", ["pool", "align", "crop"])
+@pytest.mark.parametrize("mode", ["pool", "align", "crop", "deform"])
 def test_pooling_mode_reaches_080_map(mode, tmp_path):
     common = ["--dataset", "shapes", "--net", "tiny", "--data_dir", str(ROOT / "data")]
     train = subprocess.run(

@@ -9,6 +9,8 @@ import cv2
 import numpy as np
 import pytest
 
+from frcnn.engine.inference import load_detector
+
 ROOT = Path(__file__).resolve().parents[2]
 SMALL = [
     "--set",
@@ -264,3 +266,23 @@ def test_user_errors_are_one_line_not_tracebacks(tmp_path):
     assert missing.stderr.startswith("error: ") and "Traceback" not in missing.stderr
     bad_set = run("trainval_net.py", "--set", "TRAIN.NOPE", "1", "--data_dir", str(tmp_path))
     assert bad_set.returncode == 2 and "unknown config key TRAIN.NOPE" in bad_set.stderr
+
+
+def test_the_originals_test_and_demo_flags_are_applied_or_refused(trained, tmp_path):
+    """--ls takes the large-scale test sizes, --cag on a class-specific checkpoint is refused with
+    the reason, and demo.py takes --vis, --mGPUs, --parallel_type and --webcam_num -1 (the images)."""
+    from frcnn.cli import checkpoint_settings
+
+    data_dir, models, checkpoint = trained
+    args = load_script("test_net.py").parse_args(["--ls", "--cag", "--set", "TEST.NMS", "0.4", "--parallel_type", "1"])
+    files, pairs = checkpoint_settings(args, ROOT / "cfgs")
+    assert files == [str(ROOT / "cfgs" / "large_scale.yml")] and pairs == ["CLASS_AGNOSTIC", "True", "TEST.NMS", "0.4"]
+    assert load_detector(checkpoint, cfg_files=files).cfg.TEST.SCALES == [800]
+    refused = run("test_net.py", "--load_name", str(checkpoint), "--data_dir", data_dir, "--cag")
+    assert refused.returncode == 2 and "CLASS_AGNOSTIC: False (checkpoint) vs True" in refused.stderr
+    image = cv2.imread(str(next((Path(data_dir) / "shapes" / "JPEGImages").glob("test_*.jpg"))))
+    cv2.imwrite(str(tmp_path / "a.jpg"), image)
+    flags = ["--vis", "--mGPUs", "--parallel_type", "0", "--webcam_num", "-1", "--image_dir", str(tmp_path)]
+    demo = run("demo.py", "--load_name", str(checkpoint), *flags)
+    assert demo.returncode == 0, demo.stderr
+    assert (tmp_path / "a_det.jpg").is_file() and "--parallel_type is not needed" in demo.stdout

@@ -45,7 +45,7 @@ class EvalOptions:
     vis: bool = False
     cuda: bool = False
     net: str | None = None
-    cfg_file: str | None = None
+    cfg_files: list[str] = field(default_factory=list)  # applied to the checkpoint's config, then set_cfgs
     set_cfgs: list[str] = field(default_factory=list)
 
 
@@ -54,7 +54,7 @@ def evaluate_checkpoint(path: Path, opts: EvalOptions) -> Evaluation | None:
     (rank 0; the other processes return None)."""
     world = distributed.init(opts.cuda)
     device = f"cuda:{world.local_rank}" if opts.cuda else "cpu"
-    detector = load_detector(path, device, opts.set_cfgs, opts.cfg_file, opts.net)
+    detector = load_detector(path, device, opts.set_cfgs, opts.cfg_files, opts.net)
     dataset = dataset_spec(opts.dataset, opts.data_dir, detector.cfg.VG_VERSION).test()
     if detector.classes != dataset.classes:
         raise ValueError(class_mismatch(path, detector.classes[1:], dataset.name, dataset.classes[1:]))

@@ -38,12 +38,12 @@ def load_detector(
     path: str | Path,
     device: str | torch.device = "cpu",
     overrides: Sequence[str] = (),
-    cfg_file: str | None = None,
+    cfg_files: Sequence[str | Path] = (),
     net: str | None = None,
 ) -> Detector:
     """Rebuild the model a checkpoint was trained as (net, classes, config) and load its weights.
 
-    `cfg_file` (--cfg) and then `overrides` (--set pairs) apply on top of the stored config, e.g.
+    `cfg_files` (--ls's file, --cfg) and then `overrides` (--set pairs) apply on top of the stored config, e.g.
     to test at another scale: --set TEST.SCALES [800]; changing the model itself is an error.
     `net`, when given (--net), must be the checkpoint's.
     """
@@ -53,7 +53,7 @@ def load_detector(
         if key not in state:
             raise CheckpointError(f"{path}: no '{key}' entry; it was not written by this project's trainval_net.py")
     cfg = from_plain(state["config"])
-    if cfg_file:
+    for cfg_file in cfg_files:
         merge_file(cfg, cfg_file)
     merge_pairs(cfg, overrides)
     classes = tuple(state["classes"])

@@ -22,29 +22,28 @@ log = logging.getLogger(__name__)
 
 
 def build_optimizer(model: nn.Module, cfg: EasyDict, kind: str, lr: float) -> torch.optim.Optimizer:
-    """SGD (kind 'sgd') or Adam ('adam') over the trainable parameters, in three groups:
-    weights, normalisation scales and biases. Each group's `lr_mult` scales the scheduled LR."""
-    weights, norms, biases = [], [], []
+    """SGD (kind 'sgd') or Adam ('adam') over the trainable parameters, in groups: weights,
+    normalisation scales and biases, each split by the `lr_mult` attribute of the module a
+    parameter belongs to (deformable pooling's offset layer learns at 0.01x). Each group's
+    `lr_mult` scales the scheduled LR."""
+    module_mult = {id(p): float(m.lr_mult) for m in model.modules() if hasattr(m, "lr_mult") for p in m.parameters()}
+    t = cfg.TRAIN
+    kinds = {
+        "weights": (t.WEIGHT_DECAY, 1.0),
+        "norms": (0.0, 1.0),
+        "biases": (t.WEIGHT_DECAY if t.BIAS_DECAY else 0.0, 2.0 if t.DOUBLE_BIAS else 1.0),
+    }
+    grouped: dict[tuple[str, float], list[nn.Parameter]] = {}
     for name, p in model.named_parameters():
         if not p.requires_grad:
             continue
-        if name.rsplit(".", 1)[-1] == "bias":
-            biases.append(p)
-        elif p.dim() == 1:
-            norms.append(p)
-        else:
-            weights.append(p)
-    t = cfg.TRAIN
+        kind_of = "biases" if name.rsplit(".", 1)[-1] == "bias" else "norms" if p.dim() == 1 else "weights"
+        grouped.setdefault((kind_of, module_mult.get(id(p), 1.0)), []).append(p)
+    order = list(kinds)
     groups = [
-        {"params": weights, "weight_decay": t.WEIGHT_DECAY, "lr_mult": 1.0},
-        {"params": norms, "weight_decay": 0.0, "lr_mult": 1.0},
-        {
-            "params": biases,
-            "weight_decay": t.WEIGHT_DECAY if t.BIAS_DECAY else 0.0,
-            "lr_mult": 2.0 if t.DOUBLE_BIAS else 1.0,
-        },
+        {"params": params, "weight_decay": kinds[k][0], "lr_mult": kinds[k][1] * mult}
+        for (k, mult), params in sorted(grouped.items(), key=lambda item: (item[0][1] != 1.0, order.index(item[0][0])))
     ]
-    groups = [g for g in groups if g["params"]]
     for g in groups:
         g["lr"] = lr * g["lr_mult"]
     # The fused kernels update each tensor in one pass: no temporary copy of the gradient for weight

@@ -217,6 +217,7 @@ class DeformRoIPool(nn.Module):
         self.offset_fc: nn.Module = (
             last if not hidden_size else nn.Sequential(nn.Linear(inputs, hidden_size), nn.ReLU(inplace=True), last)
         )
+        self.offset_fc.lr_mult = self.offset_lr_mult  # engine/optim.py build_optimizer reads it
         self.last_offsets: Tensor | None = None
 
     def forward(self, features: Tensor, rois: Tensor) -> Tensor:

@@ -161,6 +161,7 @@ def build_model(
             1.0 / cfg.FEAT_STRIDE,
             cfg.ROI_ALIGN_SAMPLING_RATIO,
             cfg.ROI_ALIGN_ALIGNED,
+            backbone.out_channels,
         ),
         parts.head,
         BoxPredictor(parts.head_dim, num_classes, cfg.CLASS_AGNOSTIC),
