@@ -31,7 +31,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--start_epoch", type=int, default=1, help="first epoch (without --r)")
     p.add_argument("--o", dest="optimizer", default="sgd", choices=("sgd", "adam"), help="optimiser")
     p.add_argument("--session", "--s", dest="session", type=int, default=1, help="session (names checkpoints)")
-    add_bool_flag(p, "--r", dest="resume", help="resume from a checkpoint: --r, --r true or --r false")
+    add_bool_flag(p, "--r", "--resume", dest="resume", help="resume from a checkpoint: --r, --r true or --r false")
     p.add_argument("--checksession", type=int, default=None, help="session to resume (default: --session)")
     p.add_argument("--checkepoch", type=int, default=1, help="epoch to resume (with --checkpoint)")
     p.add_argument(

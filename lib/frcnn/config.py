@@ -40,6 +40,9 @@ def default_config() -> EasyDict:
         # (less peak memory, same result; engine/optim.py StepInBackward). Off by itself where
         # clipping, float16 loss scaling or several processes need every gradient first.
         STEP_IN_BACKWARD=True,
+        # Learning-rate schedule: "step" (x --lr_decay_gamma every --lr_decay_step epochs) or
+        # "cosine" (from the base LR down to 0 over the run's iterations).
+        LR_SCHEDULE="step",
         # Linear warm-up over this many iterations from WARMUP_FACTOR x LR; 0 disables it.
         WARMUP_ITERS=0,
         WARMUP_FACTOR=0.1,

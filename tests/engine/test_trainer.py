@@ -1,3 +1,5 @@
+import json
+import math
 from pathlib import Path
 
 import pytest
@@ -81,6 +83,28 @@ def test_learning_rate_decays_every_step_epochs():
     assert [s.lr(e, 10_000) for e in (1, 5, 6, 10, 11)] == pytest.approx([0.01, 0.01, 0.001, 0.001, 0.0001])
     warm = StepSchedule(base_lr=0.01, decay_step=5, gamma=0.1, warmup_iters=10, warmup_factor=0.1)
     assert warm.lr(1, 0) == pytest.approx(0.001) and warm.lr(1, 5) == pytest.approx(0.0055) and warm.lr(1, 10) == 0.01
+
+
+def test_cosine_schedule_goes_from_base_to_zero_over_the_run(small_shapes_root, tmp_path):
+    from frcnn.engine.optim import StepSchedule
+
+    s = StepSchedule(0.02, 5, 0.1, kind="cosine", total_iters=100)
+    assert [s.lr(1, i) for i in (0, 25, 50, 75, 100, 120)] == pytest.approx([0.02, 0.01707107, 0.01, 0.00292893, 0, 0])
+    warm = StepSchedule(0.02, 5, 0.1, warmup_iters=10, warmup_factor=0.1, kind="cosine", total_iters=100)
+    assert warm.lr(1, 0) == pytest.approx(0.002) and warm.lr(1, 10) == pytest.approx(
+        0.02 * 0.5 * (1 + math.cos(0.1 * math.pi))
+    )
+    with pytest.raises(ValueError, match="LR_SCHEDULE must be step or cosine"):
+        StepSchedule(0.02, 5, 0.1, kind="linear")
+    cosine = build_config(
+        "tiny", CFGS, dataset_spec("shapes").profile, set_cfgs=[*SMALL, "TRAIN.LR_SCHEDULE", "cosine"]
+    )
+    last = train(options(small_shapes_root.parent, tmp_path, disp_interval=1, lr_decay_step=1), cosine)
+    lrs = [json.loads(line)["lr"] for line in (last.parent / "metrics.jsonl").read_text().splitlines()]
+    # 2 epochs of 12 steps; the LR of step i (iteration i - 1), no warm-up in cfgs/tiny.yml beyond 100
+    expected = [0.01 * 0.5 * (1 + math.cos(math.pi * i / 24)) * (0.1 + 0.9 * i / 100) for i in range(24)]
+    assert lrs == pytest.approx(expected)
+    assert load_checkpoint(last)["schedule"]["total_iters"] == 24
 
 
 def test_biases_get_double_lr_and_no_decay(cfg):

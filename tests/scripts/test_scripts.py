@@ -286,3 +286,39 @@ def test_the_originals_test_and_demo_flags_are_applied_or_refused(trained, tmp_p
     demo = run("demo.py", "--load_name", str(checkpoint), *flags)
     assert demo.returncode == 0, demo.stderr
     assert (tmp_path / "a_det.jpg").is_file() and "--parallel_type is not needed" in demo.stdout
+
+
+def script_flags(script: str) -> list[str]:
+    """Every option string of a script's parser."""
+    import argparse
+
+    captured = {}
+
+    def grab(self, argv=None, namespace=None):
+        captured["parser"] = self
+        raise SystemExit(0)
+
+    original = argparse.ArgumentParser.parse_args
+    argparse.ArgumentParser.parse_args = grab
+    try:
+        with pytest.raises(SystemExit):
+            load_script(script).parse_args([])
+    finally:
+        argparse.ArgumentParser.parse_args = original
+    return [o for a in captured["parser"]._actions for o in a.option_strings if o not in ("-h", "--help")]
+
+
+@pytest.mark.parametrize("script", ["trainval_net.py", "test_net.py", "demo.py"])
+def test_every_flag_reaches_the_script_under_torchrun(script):
+    """torchrun's own parser takes abbreviations of its options: the original's --r and --s are
+    ambiguous there, so they have long spellings (--resume, --session) that pass through."""
+    from torch.distributed.run import get_args_parser
+
+    flags = script_flags(script)
+    short_only = {"--r": "--resume", "--s": "--session"}
+    for flag in flags:
+        if flag in short_only:
+            assert short_only[flag] in flags
+            continue
+        args = get_args_parser().parse_args(["--nproc_per_node", "2", script, flag, "1"])
+        assert args.training_script == script and args.training_script_args == [flag, "1"], flag

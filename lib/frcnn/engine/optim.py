@@ -10,6 +10,7 @@ late, when epoch % (decay_step + 1) == 0).
 from __future__ import annotations
 
 import logging
+import math
 import weakref
 from dataclasses import asdict, dataclass
 from functools import partial
@@ -137,13 +138,17 @@ def step_in_backward_if_usable(
 
 @dataclass
 class StepSchedule:
-    """LR at (epoch, iteration): base x gamma^((epoch - 1) // decay_step), times a linear warm-up
-    from warmup_factor to 1 over the first warmup_iters iterations of the run.
+    """LR at (epoch, iteration), times a linear warm-up from warmup_factor to 1 over the first
+    warmup_iters iterations of the run:
+    - "step": base x gamma^((epoch - 1) // decay_step);
+    - "cosine": base x (1 + cos(pi x iteration / total_iters)) / 2, from base to 0 at the end.
 
     base_lr: the starting learning rate (--lr).
-    decay_step: epochs between decays (--lr_decay_step).
-    gamma: decay factor (--lr_decay_gamma).
+    decay_step: epochs between decays (--lr_decay_step; step only).
+    gamma: decay factor (--lr_decay_gamma; step only).
     warmup_iters, warmup_factor: TRAIN.WARMUP_ITERS, TRAIN.WARMUP_FACTOR.
+    kind: "step" or "cosine" (TRAIN.LR_SCHEDULE).
+    total_iters: the run's iterations, epochs x steps per epoch (cosine only).
     """
 
     base_lr: float
@@ -151,9 +156,19 @@ class StepSchedule:
     gamma: float
     warmup_iters: int = 0
     warmup_factor: float = 0.1
+    kind: str = "step"
+    total_iters: int = 0
+
+    def __post_init__(self) -> None:
+        if self.kind not in ("step", "cosine"):
+            raise ValueError(f"TRAIN.LR_SCHEDULE must be step or cosine; got {self.kind!r}")
 
     def lr(self, epoch: int, iteration: int) -> float:
-        lr = self.base_lr * self.gamma ** ((epoch - 1) // max(self.decay_step, 1))
+        if self.kind == "cosine":
+            progress = min(iteration / max(self.total_iters, 1), 1.0)
+            lr = self.base_lr * 0.5 * (1.0 + math.cos(math.pi * progress))
+        else:
+            lr = self.base_lr * self.gamma ** ((epoch - 1) // max(self.decay_step, 1))
         if iteration < self.warmup_iters:
             alpha = iteration / self.warmup_iters
             lr *= self.warmup_factor * (1 - alpha) + alpha

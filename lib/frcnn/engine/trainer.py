@@ -201,9 +201,6 @@ def build_trainer(opts: TrainOptions, cfg: EasyDict) -> Trainer:
     t.model = model.to(t.device)
     lr = default_lr(opts, cfg)
     t.optimizer = build_optimizer(model, cfg, opts.optimizer, lr)
-    t.schedule = StepSchedule(
-        lr, opts.lr_decay_step, opts.lr_decay_gamma, cfg.TRAIN.WARMUP_ITERS, cfg.TRAIN.WARMUP_FACTOR
-    )
     t.precision = Precision.for_device(t.device, opts.amp)
     if opts.amp:
         log.info("mixed precision: %s", t.precision.describe())
@@ -219,6 +216,16 @@ def build_trainer(opts: TrainOptions, cfg: EasyDict) -> Trainer:
         world.world_size,
     )
     t.dataset = RoidbDataset(t.roidb, cfg.TRAIN.SCALES, cfg.TRAIN.MAX_SIZE)
+    total = (opts.epochs - opts.start_epoch + 1) * len(t.sampler)
+    t.schedule = StepSchedule(
+        lr,
+        opts.lr_decay_step,
+        opts.lr_decay_gamma,
+        cfg.TRAIN.WARMUP_ITERS,
+        cfg.TRAIN.WARMUP_FACTOR,
+        cfg.TRAIN.LR_SCHEDULE,
+        total,
+    )
     if opts.resume:
         resume(t, len(t.sampler))
     t.model = distribute(model, world, t.device, opts.compile)
