@@ -11,7 +11,7 @@ from functools import partial
 from pathlib import Path
 
 from frcnn.cli import add_bool_flag, add_model_flags, config_from_args, run_main
-from frcnn.engine.distributed import launch_per_gpu
+from frcnn.engine.distributed import LostProcessError, launch_per_gpu
 from frcnn.engine.trainer import NonFiniteLossError, TrainOptions, train
 
 CFGS_DIR = Path(__file__).resolve().parent / "cfgs"
@@ -71,4 +71,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    run_main(main, user_errors=(NonFiniteLossError,))
+    run_main(main, user_errors=(NonFiniteLossError, LostProcessError))

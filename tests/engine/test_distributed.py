@@ -1,5 +1,6 @@
 """Two gloo processes train exactly like one process with the same global batch."""
 
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -162,3 +163,65 @@ def test_deformable_pooling_under_ddp_matches_one_process_and_its_checkpoint_eva
     )
     assert evaluated.returncode == 0, evaluated.stderr[-3000:]
     assert "Mean AP = " in evaluated.stdout
+
+
+def children(pid: int) -> list[int]:
+    return [int(c) for c in Path(f"/proc/{pid}/task/{pid}/children").read_text().split()]
+
+
+def rank_of(pid: int) -> int:
+    environ = Path(f"/proc/{pid}/environ").read_bytes().split(b"\0")
+    return int(next(e for e in environ if e.startswith(b"RANK=")).split(b"=")[1])
+
+
+@pytest.mark.skipif(not Path("/proc/self/task").is_dir(), reason="Linux /proc needed to find the rank processes")
+def test_a_killed_rank_stops_the_others_and_the_run_resumes(same_size_data, tmp_path):
+    """kill -9 of rank 1 under torchrun: rank 0 stops within 60 s, the message names rank 1, the
+    newest checkpoint loads and --resume finishes the run."""
+    import signal
+    import time
+
+    args = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2", "trainval_net.py"]
+    args += ["--dataset", str(same_size_data), "--net", "tiny", "--bs", "2", "--epochs", "6", "--o", "sgd"]
+    args += ["--lr", "0.01", "--save_dir", str(tmp_path), "--checkpoint_interval", "1", *SMALL]
+    proc = subprocess.Popen(args, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    folder = tmp_path / "tiny" / "d"
+    deadline = time.time() + 300
+    while not list(folder.glob("faster_rcnn_1_*.pth")) and time.time() < deadline:
+        time.sleep(0.05)
+    victim = next(pid for pid in children(proc.pid) if rank_of(pid) == 1)
+    assert proc.poll() is None
+    os.kill(victim, signal.SIGKILL)
+    killed_at = time.time()
+    _, stderr = proc.communicate(timeout=120)
+    assert time.time() - killed_at < 60 and proc.returncode != 0
+    assert "rank      : 1" in stderr and "SIGKILL" in stderr
+    assert not (folder / "faster_rcnn_1_6_4.pth").exists()  # it was interrupted
+    newest = sorted(folder.glob("faster_rcnn_1_*.pth"), key=lambda p: p.stat().st_mtime)[-1]
+    assert load_checkpoint(newest)["model"]
+    resumed = subprocess.run([*args, "--resume"], cwd=ROOT, capture_output=True, text=True, timeout=600)
+    assert resumed.returncode == 0, resumed.stderr[-3000:]
+    assert "resumed from" in resumed.stdout and (folder / "faster_rcnn_1_6_4.pth").is_file()
+
+
+def _rank_one_dies() -> None:
+    from frcnn.engine import distributed
+
+    world = distributed.init(False)
+    if world.rank == 1:
+        os.kill(os.getpid(), 9)
+    torch.distributed.barrier()  # rank 0 would wait here for ever
+
+
+def test_mgpus_launcher_stops_the_others_when_one_dies():
+    """--mGPUs's launcher (one process per GPU; here two gloo processes on the CPU)."""
+    import time
+
+    from frcnn.engine.distributed import LostProcessError, launch_local
+
+    started = time.time()
+    with pytest.raises(
+        LostProcessError, match=r"rank 1 of 2 died \(signal SIGKILL\); the other processes were stopped"
+    ):
+        launch_local(_rank_one_dies, 2)
+    assert time.time() - started < 60

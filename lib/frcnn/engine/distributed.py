@@ -62,10 +62,27 @@ def launch_per_gpu(main: Callable[[], Any]) -> None:
     if count == 1 or world_from_env().distributed:
         main()
         return
+    launch_local(main, count)
+
+
+class LostProcessError(RuntimeError):
+    """One of the processes of a run died; the others were stopped."""
+
+
+def launch_local(main: Callable[[], Any], count: int) -> None:
+    """Run `main` in `count` processes of this machine (ranks 0..count-1). If one dies, the others
+    are stopped at once and LostProcessError names it."""
     with socket.socket() as s:  # a free port for the rendezvous
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
-    torch.multiprocessing.spawn(_per_gpu_process, args=(main, count, port), nprocs=count, join=True)
+    try:
+        torch.multiprocessing.spawn(_per_gpu_process, args=(main, count, port), nprocs=count, join=True)
+    except torch.multiprocessing.ProcessExitedException as e:
+        how = f"signal {e.signal_name}" if e.signal_name else f"exit code {e.exit_code}"
+        raise LostProcessError(
+            f"rank {e.error_index} of {count} died ({how}); the other processes were stopped. "
+            "The newest checkpoint is intact: resume with --r"
+        ) from None
 
 
 def _per_gpu_process(local_rank: int, main: Callable[[], Any], count: int, port: int) -> None:
