@@ -50,6 +50,9 @@ def default_config() -> EasyDict:
         SCALES=[600],
         MAX_SIZE=1000,
         USE_FLIPPED=True,
+        # Augmentation with torchvision.transforms.v2, applied in order (data/augment.py): any of
+        # photometric, zoom_out, iou_crop, hflip. Empty: the original's flip-only training.
+        AUGMENT=[],
         # Objects marked difficult are left out of training (they still count as "ignore" at test).
         USE_DIFFICULT=False,
         # Aspect-ratio grouping: images are sorted by log(w/h) + uniform(-J, J) noise each epoch.

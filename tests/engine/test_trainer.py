@@ -71,6 +71,21 @@ def test_resume_continues_where_it_stopped(small_shapes_root, cfg, tmp_path):
     assert end["iteration"] == 24 and end["schedule"]["base_lr"] == 0.01
 
 
+def test_augmented_training_resumes_to_the_same_parameters(small_shapes_root, tmp_path):
+    """The augmentation draws from each image's seed: a run resumed mid-epoch ends where a
+    straight run ends."""
+    augmented = [*SMALL, "TRAIN.AUGMENT", "['photometric', 'zoom_out', 'iou_crop', 'hflip']"]
+    cfg = build_config("tiny", CFGS, dataset_spec("shapes").profile, set_cfgs=augmented)
+    data_dir = small_shapes_root.parent
+    straight = train(options(data_dir, tmp_path / "a"), cfg)
+    first = train(options(data_dir, tmp_path / "b", epochs=1, checkpoint_interval=7), cfg)
+    (first.parent / first.name).unlink()  # resume from step 7 of epoch 1
+    resumed = train(options(data_dir, tmp_path / "b", resume=True), cfg)
+    a, b = load_checkpoint(straight)["model"], load_checkpoint(resumed)["model"]
+    for key in a:
+        assert torch.allclose(a[key], b[key], atol=1e-5), key
+
+
 def test_resume_without_checkpoint_is_a_clear_error(small_shapes_root, cfg, tmp_path):
     with pytest.raises(FileNotFoundError, match="no checkpoint of session 1"):
         train(options(small_shapes_root.parent, tmp_path / "none", resume=True), cfg)

@@ -16,6 +16,7 @@ import torch
 from torch.utils.data import DataLoader, Dataset
 
 from ..structures.batch import Batch, Sample
+from .augment import Augment
 from .datasets.base import ImageRecord
 from .sampler import GroupedBatchSampler, SampleKey
 
@@ -59,12 +60,16 @@ class RoidbDataset(Dataset):
         roidb: the ImageRecords.
         scales: target shorter sides (TRAIN.SCALES or TEST.SCALES).
         max_size: cap on the longer side.
+        augment: training-time augmentation (augment.py), drawn from each key's seed; None for none.
     """
 
-    def __init__(self, roidb: Sequence[ImageRecord], scales: Sequence[int], max_size: int) -> None:
+    def __init__(
+        self, roidb: Sequence[ImageRecord], scales: Sequence[int], max_size: int, augment: Augment | None = None
+    ) -> None:
         self.roidb = roidb
         self.scales = list(scales)
         self.max_size = max_size
+        self.augment = augment
 
     def __len__(self) -> int:
         return len(self.roidb)
@@ -83,11 +88,14 @@ class RoidbDataset(Dataset):
             key = key._replace(weight=0.0)
         if record.flipped:
             image = image[:, ::-1]
+        boxes, labels = record.boxes, record.labels
+        if self.augment:
+            image, boxes, labels = self.augment(image, boxes, labels, key.seed)
         image, scale = resize(image, self.scales[key.scale], self.max_size)
         return Sample(
             image=torch.from_numpy(np.ascontiguousarray(image)).permute(2, 0, 1),
-            boxes=torch.from_numpy(record.boxes * scale).float(),
-            labels=torch.from_numpy(record.labels).long(),
+            boxes=torch.from_numpy(boxes * scale).float(),
+            labels=torch.from_numpy(labels).long(),
             scale=scale,
             index=key.index,
             weight=key.weight,

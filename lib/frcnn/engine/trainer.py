@@ -20,6 +20,7 @@ from easydict import EasyDict
 from torch.nn.parallel import DistributedDataParallel
 
 from ..config import to_plain
+from ..data.augment import Augment
 from ..data.datasets.factory import dataset_spec
 from ..data.loader import RoidbDataset, make_loader
 from ..data.roidb import build_roidb, joined_records
@@ -215,7 +216,10 @@ def build_trainer(opts: TrainOptions, cfg: EasyDict) -> Trainer:
         world.rank,
         world.world_size,
     )
-    t.dataset = RoidbDataset(t.roidb, cfg.TRAIN.SCALES, cfg.TRAIN.MAX_SIZE)
+    augment = Augment(cfg.TRAIN.AUGMENT)
+    if augment:
+        log.info("augmentation: %s (torchvision.transforms.v2)", ", ".join(augment.names))
+    t.dataset = RoidbDataset(t.roidb, cfg.TRAIN.SCALES, cfg.TRAIN.MAX_SIZE, augment)
     total = (opts.epochs - opts.start_epoch + 1) * len(t.sampler)
     t.schedule = StepSchedule(
         lr,
