@@ -50,6 +50,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     add_bool_flag(
         p, "--amp", help="mixed precision: bfloat16 autocast where supported, else float16 with gradient scaling"
     )
+    p.add_argument("--accum", type=int, default=1, help="split each batch into K parts run one by one (less memory)")
     p.add_argument("--eval_interval", type=int, default=0, help="evaluate every N epochs, keep the best (0: never)")
     add_bool_flag(p, "--use_tfb", help="also write TensorBoard event files (tensorboard --logdir <save_dir>/...)")
     add_bool_flag(p, "--compile", help="torch.compile the model (see README for where it pays off)")

@@ -86,6 +86,21 @@ def test_augmented_training_resumes_to_the_same_parameters(small_shapes_root, tm
         assert torch.allclose(a[key], b[key], atol=1e-5), key
 
 
+def test_accumulating_over_parts_of_the_batch_equals_the_whole_batch(small_shapes_root, tmp_path, caplog):
+    """--accum 2 and 3 (parts of 2 and 1-2 images) end where one pass over each batch of 4 ends
+    (GroupNorm: statistics per image, so splitting the batch changes nothing)."""
+    settings = [*SMALL, "TINY.NORM", "group"]
+    cfg = build_config("tiny", CFGS, dataset_spec("shapes").profile, set_cfgs=settings)
+    data_dir = small_shapes_root.parent
+    whole = load_checkpoint(train(options(data_dir, tmp_path / "a", epochs=1), cfg))
+    for accum in (2, 3):
+        with caplog.at_level("INFO", logger="frcnn"):
+            parts = load_checkpoint(train(options(data_dir, tmp_path / f"p{accum}", epochs=1, accum=accum), cfg))
+        for key in whole["model"]:
+            assert torch.allclose(whole["model"][key], parts["model"][key], atol=2e-5), (accum, key)
+    assert any("--accum adds several backward passes" in r.getMessage() for r in caplog.records)
+
+
 def test_resume_without_checkpoint_is_a_clear_error(small_shapes_root, cfg, tmp_path):
     with pytest.raises(FileNotFoundError, match="no checkpoint of session 1"):
         train(options(small_shapes_root.parent, tmp_path / "none", resume=True), cfg)

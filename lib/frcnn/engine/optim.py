@@ -106,8 +106,12 @@ class StepInBackward:
         p.grad = None
 
     @staticmethod
-    def unusable_because(clip_grad_norm: float, scaling_gradients: bool, distributed: bool) -> str | None:
+    def unusable_because(
+        clip_grad_norm: float, scaling_gradients: bool, distributed: bool, accumulating: bool = False
+    ) -> str | None:
         """None if updates can run in backward, else why not."""
+        if accumulating:
+            return "--accum adds several backward passes' gradients before each update"
         if clip_grad_norm > 0:
             return "gradient clipping (TRAIN.CLIP_GRAD_NORM) needs every gradient first"
         if scaling_gradients:
@@ -124,12 +128,16 @@ def _step_in_backward(owner: weakref.ref, slot: int, p: torch.Tensor) -> None:
 
 
 def step_in_backward_if_usable(
-    optimizer: torch.optim.Optimizer, cfg: EasyDict, scaling_gradients: bool, distributed: bool
+    optimizer: torch.optim.Optimizer,
+    cfg: EasyDict,
+    scaling_gradients: bool,
+    distributed: bool,
+    accumulating: bool = False,
 ) -> StepInBackward | None:
     """StepInBackward(optimizer) where TRAIN.STEP_IN_BACKWARD asks for it and the run allows it."""
     if not cfg.TRAIN.STEP_IN_BACKWARD:
         return None
-    why_not = StepInBackward.unusable_because(cfg.TRAIN.CLIP_GRAD_NORM, scaling_gradients, distributed)
+    why_not = StepInBackward.unusable_because(cfg.TRAIN.CLIP_GRAD_NORM, scaling_gradients, distributed, accumulating)
     if why_not:
         log.info("parameters are updated after backward, not during it: %s", why_not)
         return None

@@ -11,6 +11,7 @@ DistributedDataParallel averages the gradients, and only rank 0 logs and writes 
 
 from __future__ import annotations
 
+import contextlib
 import logging
 from dataclasses import dataclass
 from pathlib import Path
@@ -72,6 +73,7 @@ class TrainOptions:
     disp_interval: int = 100
     checkpoint_interval: int = 0
     eval_interval: int = 0
+    accum: int = 1
     use_tfb: bool = False
     pretrained: str | None = None
     device: str = "cpu"
@@ -135,14 +137,23 @@ class Trainer:
         return self.last_saved
 
     def run_step(self, batch: Batch) -> dict[str, torch.Tensor]:
-        """One optimiser step on `batch` (on the device); returns the loss terms."""
-        with self.precision.autocast():
-            losses = self.model(batch.images, batch.image_sizes, batch.image_scales, batch.targets)
-        # The model averages over this process's images; the scale makes the average over
-        # processes the mean over the global batch, whatever each process's share.
-        loss = sum(losses.values()) * batch.loss_scale
+        """One optimiser step on `batch` (on the device), its gradient summed over --accum parts
+        of the batch taken one after another; returns the loss terms (means over the batch)."""
         self.optimizer.zero_grad(set_to_none=True)
-        self.precision.backward(loss)
+        parts = batch.split(self.opts.accum)
+        losses: dict[str, torch.Tensor] = {}
+        for i, part in enumerate(parts):
+            # gradients are averaged across processes once, in the last part's backward
+            syncing = i == len(parts) - 1 or not isinstance(self.model, DistributedDataParallel)
+            with contextlib.nullcontext() if syncing else self.model.no_sync():
+                with self.precision.autocast():
+                    part_losses = self.model(part.images, part.image_sizes, part.image_scales, part.targets)
+                share = len(part.indices) / len(batch.indices)
+                # The model averages over this part's images; `share` makes the parts add up to the
+                # batch mean, and loss_scale the average over processes the global batch's mean.
+                self.precision.backward(sum(part_losses.values()) * share * batch.loss_scale)
+            for name, value in part_losses.items():
+                losses[name] = losses.get(name, 0.0) + value.detach() * share
         if self.cfg.TRAIN.CLIP_GRAD_NORM > 0:
             self.precision.unscale(self.optimizer)
             torch.nn.utils.clip_grad_norm_(self.model.parameters(), self.cfg.TRAIN.CLIP_GRAD_NORM)
@@ -234,7 +245,8 @@ def build_trainer(opts: TrainOptions, cfg: EasyDict) -> Trainer:
         resume(t, len(t.sampler))
     t.model = distribute(model, world, t.device, opts.compile)
     # kept as long as the trainer: the hooks hold it weakly
-    t.in_backward = step_in_backward_if_usable(t.optimizer, cfg, t.precision.scaler is not None, world.distributed)
+    scaling, accumulating = t.precision.scaler is not None, opts.accum > 1
+    t.in_backward = step_in_backward_if_usable(t.optimizer, cfg, scaling, world.distributed, accumulating)
     if t.in_backward is not None:
         log.info("%d large parameters are updated during backward (TRAIN.STEP_IN_BACKWARD)", len(t.in_backward))
     run_dir = checkpoint_dir(opts.save_dir, opts.net, opts.dataset)

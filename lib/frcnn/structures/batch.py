@@ -77,6 +77,25 @@ class Batch:
             self.padded_fraction,
         )
 
+    def split(self, parts: int) -> list[Batch]:
+        """The batch as `parts` consecutive batches of its images (fewer when it has fewer
+        images), each keeping the padded size; loss_scale and padded_fraction stay the whole
+        batch's."""
+        n = len(self.indices)
+        bounds = [round(k * n / parts) for k in range(min(parts, n) + 1)] if parts > 1 else [0, n]
+        return [
+            Batch(
+                self.images[a:b],
+                self.image_sizes[a:b],
+                self.image_scales[a:b],
+                self.targets[a:b],
+                self.indices[a:b],
+                self.loss_scale,
+                self.padded_fraction,
+            )
+            for a, b in zip(bounds, bounds[1:])
+        ]
+
     def pin_memory(self) -> Batch:
         self.images = self.images.pin_memory()
         return self
