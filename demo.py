@@ -19,6 +19,7 @@ from frcnn.cli import (
     add_checkpoint_flags,
     add_model_flags,
     add_parallel_type_flag,
+    check_cuda,
     checkpoint_settings,
     note_parallel_type,
     resolve_checkpoint,
@@ -49,6 +50,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 
 def main() -> None:
     args = parse_args()
+    check_cuda(args)
     note_parallel_type(args)
     path = resolve_checkpoint(args)
     cfg_files, set_cfgs = checkpoint_settings(args, CFGS_DIR)

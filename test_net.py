@@ -19,6 +19,7 @@ from frcnn.cli import (
     add_checkpoint_flags,
     add_model_flags,
     add_parallel_type_flag,
+    check_cuda,
     checkpoint_settings,
     config_from_args,
     note_parallel_type,
@@ -50,6 +51,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 
 def main() -> None:
     args = parse_args()
+    check_cuda(args)
     note_parallel_type(args)
     cfg_files, set_cfgs = checkpoint_settings(args, CFGS_DIR)
     names = {f.name for f in fields(EvalOptions)} - {"cfg_files", "set_cfgs"}

@@ -10,7 +10,7 @@ from dataclasses import fields
 from functools import partial
 from pathlib import Path
 
-from frcnn.cli import add_bool_flag, add_model_flags, config_from_args, run_main
+from frcnn.cli import add_bool_flag, add_model_flags, check_cuda, config_from_args, run_main
 from frcnn.engine.distributed import LostProcessError, launch_per_gpu
 from frcnn.engine.trainer import NonFiniteLossError, TrainOptions, train
 
@@ -60,6 +60,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 
 def main() -> None:
     args = parse_args()
+    check_cuda(args)
     cfg = config_from_args(args, CFGS_DIR)
     device = "cuda" if args.cuda or args.mGPUs else "cpu"
     opts = TrainOptions(

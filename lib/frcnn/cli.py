@@ -9,6 +9,7 @@ import sys
 from pathlib import Path
 from typing import Callable
 
+import torch
 from easydict import EasyDict
 
 from .config import build_config, large_scale_file
@@ -91,6 +92,13 @@ def config_from_args(args: argparse.Namespace, cfgs_dir: Path) -> EasyDict:
     """The run's configuration from add_model_flags' flags (config.build_config's merge order)."""
     profile = dataset_spec(args.dataset, args.data_dir).profile
     return build_config(args.net or "tiny", cfgs_dir, profile, args.cfg_file, args.set_cfgs, args.ls, args.cag)
+
+
+def check_cuda(args: argparse.Namespace) -> None:
+    """--cuda on a machine where PyTorch sees no CUDA GPU: one clear line, not a traceback.
+    (trainval_net.py's --mGPUs says the same through distributed.launch_per_gpu.)"""
+    if args.cuda and not torch.cuda.is_available():
+        raise ValueError("--cuda: PyTorch sees no CUDA GPU on this machine; drop --cuda to run on the CPU")
 
 
 def checkpoint_settings(args: argparse.Namespace, cfgs_dir: Path) -> tuple[list[str], list[str]]:

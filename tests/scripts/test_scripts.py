@@ -8,6 +8,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 import pytest
+import torch
 
 from frcnn.engine.inference import load_detector
 
@@ -322,3 +323,17 @@ def test_every_flag_reaches_the_script_under_torchrun(script):
             continue
         args = get_args_parser().parse_args(["--nproc_per_node", "2", script, flag, "1"])
         assert args.training_script == script and args.training_script_args == [flag, "1"], flag
+
+
+def test_cuda_without_a_gpu_is_one_line(tmp_path):
+    if torch.cuda.is_available():
+        pytest.skip("a GPU is visible")
+    for script in ("trainval_net.py", "test_net.py", "demo.py"):
+        result = run(script, "--cuda", "--data_dir", str(tmp_path))
+        assert result.returncode == 2 and "Traceback" not in result.stderr, script
+        assert (
+            result.stderr.strip()
+            == "error: --cuda: PyTorch sees no CUDA GPU on this machine; drop --cuda to run on the CPU"
+        )
+    mgpus = run("trainval_net.py", "--mGPUs", "--data_dir", str(tmp_path))
+    assert mgpus.returncode == 2 and "--mGPUs needs CUDA GPUs" in mgpus.stderr
