@@ -38,9 +38,11 @@ def add_bool_flag(parser: argparse.ArgumentParser, *names: str, help: str, dest:
 def add_model_flags(parser: argparse.ArgumentParser, loading: bool = False) -> None:
     """--dataset, --net and the config flags; `loading` for scripts that load a checkpoint, where
     --net names the checkpoint folder and, when given, must match the checkpoint."""
-    parser.add_argument(
-        "--dataset", default="shapes", help="dataset name or dataset YAML (names the checkpoint folder)"
-    )
+    if loading:
+        help_text = "dataset name or YAML (default: the checkpoint's; names the checkpoint folder)"
+        parser.add_argument("--dataset", default=None, help=help_text)
+    else:
+        parser.add_argument("--dataset", default="shapes", help="dataset name or YAML (names the checkpoint folder)")
     if loading:
         parser.add_argument(
             "--net", default=None, choices=NETS, help="backbone (default: the checkpoint's; folder models/tiny/...)"
@@ -73,23 +75,47 @@ def add_checkpoint_flags(parser: argparse.ArgumentParser) -> None:
 
 
 def resolve_checkpoint(args: argparse.Namespace) -> Path:
+    """The checkpoint the flags name. Without --dataset (as the original's demo command line has
+    none), every dataset folder under <load_dir>/<net>/ is searched, and one match is taken."""
     if args.load_name:
         return Path(args.load_name)
     net = args.net or "tiny"
+    if args.dataset is not None:
+        return _checkpoint_in(args, net, args.dataset)
+    found = {}
+    for folder in sorted(p for p in (Path(args.load_dir) / net).glob("*") if p.is_dir()):
+        try:
+            found[folder.name] = _checkpoint_in(args, net, folder.name)
+        except CheckpointError:
+            pass
+    if len(found) != 1:
+        where = f"{len(found)} dataset folders ({', '.join(found)})" if found else "no dataset folder"
+        raise CheckpointError(
+            f"{where} under {Path(args.load_dir) / net} hold(s) the checkpoint named by --checksession/--checkepoch/"
+            "--checkpoint; name one with --dataset, or pass --load_name"
+        )
+    name, path = next(iter(found.items()))
+    log.info("found %s (the dataset folder %s; --dataset picks another)", path, name)
+    return path
+
+
+def _checkpoint_in(args: argparse.Namespace, net: str, dataset: str) -> Path:
     if args.checkepoch is None:
-        path = latest_checkpoint(args.load_dir, net, args.dataset, args.checksession)
+        path = latest_checkpoint(args.load_dir, net, dataset, args.checksession)
         if path is None:
-            folder = Path(args.load_dir) / net / Path(args.dataset).stem
+            folder = Path(args.load_dir) / net / Path(dataset).stem
             raise CheckpointError(
                 f"no checkpoint of session {args.checksession} under {folder}; "
                 "train one with trainval_net.py or pass --load_name"
             )
         return path
-    return find_checkpoint(args.load_dir, net, args.dataset, args.checksession, args.checkepoch, args.checkpoint)
+    return find_checkpoint(args.load_dir, net, dataset, args.checksession, args.checkepoch, args.checkpoint)
 
 
 def config_from_args(args: argparse.Namespace, cfgs_dir: Path) -> EasyDict:
     """The run's configuration from add_model_flags' flags (config.build_config's merge order)."""
+    if args.dataset is None:
+        raise ValueError("--dataset is needed here (the dataset name or YAML file)")
     profile = dataset_spec(args.dataset, args.data_dir).profile
     return build_config(args.net or "tiny", cfgs_dir, profile, args.cfg_file, args.set_cfgs, args.ls, args.cag)
 

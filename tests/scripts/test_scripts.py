@@ -337,3 +337,18 @@ def test_cuda_without_a_gpu_is_one_line(tmp_path):
         )
     mgpus = run("trainval_net.py", "--mGPUs", "--data_dir", str(tmp_path))
     assert mgpus.returncode == 2 and "--mGPUs needs CUDA GPUs" in mgpus.stderr
+
+
+def test_without_dataset_the_checkpoint_is_found_and_says_what_it_was_trained_on(trained, tmp_path):
+    """The original's demo command line names no --dataset: the one dataset folder holding the
+    named checkpoint is taken, and test_net.py evaluates on the dataset the checkpoint names."""
+    data_dir, models, _ = trained
+    flags = ["--net", "tiny", "--load_dir", str(models), "--checksession", "1", "--checkepoch", "1"]
+    evaluated = run("test_net.py", *flags, "--checkpoint", "12", "--data_dir", data_dir, "--output_dir", str(tmp_path))
+    assert evaluated.returncode == 0, evaluated.stderr
+    assert "found " in evaluated.stdout and "Mean AP = " in evaluated.stdout
+    assert (tmp_path / "tiny" / "shapes" / "faster_rcnn_1_1_12" / "ap.json").is_file()
+    missing = run(
+        "demo.py", "--net", "tiny", "--load_dir", str(models), "--checksession", "3", "--image_dir", str(tmp_path)
+    )
+    assert missing.returncode == 2 and "no dataset folder under" in missing.stderr

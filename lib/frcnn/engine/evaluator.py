@@ -35,7 +35,7 @@ log = logging.getLogger("frcnn.test")
 class EvalOptions:
     """test_net.py's flags (see its --help)."""
 
-    dataset: str = "shapes"
+    dataset: str | None = None  # None: the one the checkpoint was trained on
     data_dir: str = "data"
     output_dir: str = "output"
     metric: str | None = None
@@ -55,10 +55,13 @@ def evaluate_checkpoint(path: Path, opts: EvalOptions) -> Evaluation | None:
     world = distributed.init(opts.cuda)
     device = f"cuda:{world.local_rank}" if opts.cuda else "cpu"
     detector = load_detector(path, device, opts.set_cfgs, opts.cfg_files, opts.net)
-    dataset = dataset_spec(opts.dataset, opts.data_dir, detector.cfg.VG_VERSION).test()
+    name = opts.dataset or detector.dataset
+    if name is None:
+        raise ValueError(f"{path} does not say which dataset it was trained on; name it with --dataset")
+    dataset = dataset_spec(name, opts.data_dir, detector.cfg.VG_VERSION).test()
     if detector.classes != dataset.classes:
         raise ValueError(class_mismatch(path, detector.classes[1:], dataset.name, dataset.classes[1:]))
-    out_dir = Path(opts.output_dir) / detector.net / Path(opts.dataset).stem / path.stem
+    out_dir = Path(opts.output_dir) / detector.net / Path(name).stem / path.stem
     report = _check(dataset, opts, out_dir, world.is_main)
     processes = f", {world.world_size} processes" if world.distributed else ""
     log.info("evaluating %s on %s (%d images%s)", path, dataset.name, len(report.kept), processes)

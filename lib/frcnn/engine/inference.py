@@ -30,8 +30,9 @@ class Detector:
     cfg: EasyDict
     classes: tuple[str, ...]
     net: str
-    checkpoint: Path
+    checkpoint: Path | None
     device: torch.device
+    dataset: str | None = None  # the --dataset it was trained with, when the checkpoint says
 
 
 def load_detector(
@@ -69,7 +70,7 @@ def load_detector(
         )
     device = torch.device(device)
     model.to(device).eval()
-    return Detector(model, cfg, classes, state["net"], path, device)
+    return Detector(model, cfg, classes, state["net"], path, device, state.get("dataset"))
 
 
 @torch.no_grad()
