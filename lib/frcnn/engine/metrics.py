@@ -84,7 +84,7 @@ class MetricsLog(Hook):
             self.tensorboard.close()
 
     def plot(self) -> None:
-        """curves.png: loss terms (left) and the evaluation metric (right) against the iteration."""
+        """curves.png: loss terms (and, once there are evaluations, the metric) against the iteration."""
         import matplotlib
 
         matplotlib.use("Agg")
@@ -93,7 +93,8 @@ class MetricsLog(Hook):
         records = self.records()
         train = [r for r in records if r["kind"] == "train"]
         evals = [r for r in records if r["kind"] == "eval"]
-        fig, (left, right) = plt.subplots(1, 2, figsize=(11, 4))
+        fig, axes = plt.subplots(1, 2 if evals else 1, figsize=(11 if evals else 6, 4), squeeze=False)
+        left = axes[0, 0]
         for term in LOSS_TERMS:
             points = [(r["iteration"], r[term]) for r in train if term in r]
             if points:
@@ -103,14 +104,11 @@ class MetricsLog(Hook):
             left.set_yscale("log")
             left.legend(fontsize=8)
         left.grid(alpha=0.3)
-        if evals:
-            name = evals[-1]["metric"]
+        if evals:  # the metric beside the losses
+            right, name = axes[0, 1], evals[-1]["metric"]
             right.plot([r["iteration"] for r in evals], [r["value"] for r in evals], "o-")
-            right.set(title=f"evaluation ({name}) on {evals[-1]['split']}", ylabel=name)
-        else:
-            right.set(title="evaluation (--eval_interval N to evaluate during training)")
-        right.set(xlabel="iteration")
-        right.grid(alpha=0.3)
+            right.set(title=f"evaluation ({name}) on {evals[-1]['split']}", ylabel=name, xlabel="iteration")
+            right.grid(alpha=0.3)
         fig.tight_layout()
         fig.savefig(self.curves, dpi=90)
         plt.close(fig)
