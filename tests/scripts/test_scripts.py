@@ -144,6 +144,8 @@ def trained(small_shapes_root, tmp_path_factory):
     )
     assert train.returncode == 0, train.stderr
     assert "padding" in train.stdout and "img/s" in train.stdout and "random initialisation" in train.stdout
+    # not a terminal: plain log lines every --disp_interval steps instead of a redrawn bar
+    assert "epoch 1 step 4/12: rpn_cls=" in train.stdout and "\r" not in train.stderr
     checkpoint = models / "tiny" / "shapes" / "faster_rcnn_1_1_12.pth"
     assert checkpoint.is_file()
     return data_dir, models, checkpoint

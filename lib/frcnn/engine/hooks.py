@@ -92,20 +92,21 @@ class LossWatch(Hook):
 
 
 class ProgressLog(Hook):
-    """The epoch's progress bar (loss terms, lr, images/s; on a terminal it redraws, in a log
-    file a line every 30 s), a metrics record every disp_interval steps, and the epoch's log line."""
+    """Progress of the epoch: on a terminal a progress bar (loss terms, lr, images/s), elsewhere
+    (a log file) a plain log line every disp_interval steps; a metrics record every
+    disp_interval steps; and the epoch's log line."""
 
     def before_epoch(self, t: Trainer) -> None:
         self.images, self.padded, self.shown = 0, 0.0, {}
         self.started = time.perf_counter()
+        self.plain = not sys.stderr.isatty()
         self.bar = tqdm(
             total=t.steps_per_epoch,
             initial=t.start_step,
             desc=f"epoch {t.epoch}/{t.opts.epochs}",
             file=sys.stderr,
             dynamic_ncols=True,
-            mininterval=1.0 if sys.stderr.isatty() else 30.0,
-            disable=not t.world.is_main,
+            disable=self.plain or not t.world.is_main,
         )
 
     def rate(self, t: Trainer) -> float:
@@ -118,6 +119,9 @@ class ProgressLog(Hook):
             self.shown = t.read_losses() or self.shown
             terms = " ".join(f"{k}={v:.3f}" for k, v in self.shown.items())
             self.bar.set_postfix_str(f"{terms} lr={t.lr:.2g} {self.rate(t):.1f} img/s")
+            if self.plain:
+                where = f"epoch {t.epoch} step {t.step}/{t.steps_per_epoch}"
+                log.info("%s: %s lr=%.2g %.1f img/s", where, terms, t.lr, self.rate(t))
             t.metrics.write("train", t, {**self.shown, "lr": t.lr, "images_per_s": self.rate(t)})
         self.bar.update(1)
 
