@@ -14,6 +14,11 @@ from frcnn.data.datasets.shapes import ShapesDataset, ensure_generated, render
 from frcnn.structures import BoxMode
 
 SMALL_SHAPES = {"trainval": 24, "test": 8}
+ROOT = Path(__file__).resolve().parents[1]
+CFGS = ROOT / "cfgs"
+# --set pairs of a tiny net at 128 px: the trainings of the tests take seconds
+SMALL_NET = ["TINY.CHANNELS", "[8,16,16,32]", "TINY.HEAD_DIM", "32", "RPN_CHANNELS", "32"]
+SMALL_NET += ["TRAIN.SCALES", "[128]", "TEST.SCALES", "[128]"]
 
 
 @pytest.fixture(scope="session")

@@ -27,7 +27,43 @@ from easydict import EasyDict
 def default_config() -> EasyDict:
     """A fresh copy of the defaults (Ren et al. / py-faster-rcnn values, see shared REFERENCE)."""
     cfg = EasyDict()
-    cfg.TRAIN = EasyDict(
+    cfg.TRAIN = _train_defaults()
+    cfg.TEST = _test_defaults()
+    cfg.RESNET = EasyDict(FIXED_BLOCKS=1)
+    cfg.VGG = EasyDict(FIXED_LAYERS=10)  # conv1_1 .. conv2_2 (10 modules of torchvision's vgg16.features)
+    cfg.MOBILENET = EasyDict(FIXED_LAYERS=4)  # stem and the stride-4 blocks
+    # The small net trained from scratch (`--net tiny`): widths of its stem and three stages, the
+    # width of its two fully connected head layers, and its normalisation (group or batch).
+    cfg.TINY = EasyDict(CHANNELS=[32, 64, 128, 192], HEAD_DIM=512, NORM="batch")
+    # Anchors over the stride-16 feature map: sizes FEAT_STRIDE x ANCHOR_SCALES, ratios h/w.
+    cfg.FEAT_STRIDE = 16
+    cfg.ANCHOR_SCALES = [8, 16, 32]
+    cfg.ANCHOR_RATIOS = [0.5, 1, 2]
+    cfg.RPN_CHANNELS = 512
+    # RoI feature extraction: pool | align | crop | deform (deformable RoI pooling, whose offset
+    # layer learns at 0.01x the learning rate), output POOLING_SIZE x POOLING_SIZE.
+    cfg.POOLING_MODE = "align"
+    cfg.POOLING_SIZE = 7
+    # RoIAlign samples per bin (0: adaptive, ceil(bin size), as the original; deform: 0 means 2)
+    # and half-pixel offset (align only).
+    cfg.ROI_ALIGN_SAMPLING_RATIO = 0
+    cfg.ROI_ALIGN_ALIGNED = False
+    # Class-agnostic box regression (--cag): one set of 4 deltas for all classes.
+    cfg.CLASS_AGNOSTIC = False
+    # Backbone in channels-last memory layout: faster for the tiny net on CPU, slower for VGG16
+    # training on CPU (README), so off by default and on in cfgs/tiny.yml.
+    cfg.CHANNELS_LAST = False
+    # Pretrained weight format: auto (from the file name), torchvision or caffe.
+    cfg.PRETRAINED_FORMAT = "auto"
+    # Vocabulary version of --dataset vg (data/genome/<version>/objects_vocab.txt).
+    cfg.VG_VERSION = "1600-400-20"
+    cfg.RNG_SEED = 3
+    return cfg
+
+
+def _train_defaults() -> EasyDict:
+    """TRAIN: the optimiser, schedule, input, augmentation and sampling of training."""
+    return EasyDict(
         # Optimiser: SGD, momentum 0.9, weight decay 5e-4 except on biases, doubled bias LR.
         LEARNING_RATE=0.001,
         MOMENTUM=0.9,
@@ -76,7 +112,11 @@ def default_config() -> EasyDict:
         RPN_POST_NMS_TOP_N=2000,
         RPN_MIN_SIZE=8,
     )
-    cfg.TEST = EasyDict(
+
+
+def _test_defaults() -> EasyDict:
+    """TEST: the input, proposals and post-processing of inference."""
+    return EasyDict(
         SCALES=[600],
         MAX_SIZE=1000,
         NMS=0.3,
@@ -92,36 +132,6 @@ def default_config() -> EasyDict:
         # VGG16's backward 2.3x slower.
         CHANNELS_LAST_CPU=True,
     )
-    cfg.RESNET = EasyDict(FIXED_BLOCKS=1)
-    cfg.VGG = EasyDict(FIXED_LAYERS=10)  # conv1_1 .. conv2_2 (10 modules of torchvision's vgg16.features)
-    cfg.MOBILENET = EasyDict(FIXED_LAYERS=4)  # stem and the stride-4 blocks
-    # The small net trained from scratch (`--net tiny`): widths of its stem and three stages, the
-    # width of its two fully connected head layers, and its normalisation (group or batch).
-    cfg.TINY = EasyDict(CHANNELS=[32, 64, 128, 192], HEAD_DIM=512, NORM="batch")
-    # Anchors over the stride-16 feature map: sizes FEAT_STRIDE x ANCHOR_SCALES, ratios h/w.
-    cfg.FEAT_STRIDE = 16
-    cfg.ANCHOR_SCALES = [8, 16, 32]
-    cfg.ANCHOR_RATIOS = [0.5, 1, 2]
-    cfg.RPN_CHANNELS = 512
-    # RoI feature extraction: pool | align | crop | deform (deformable RoI pooling, whose offset
-    # layer learns at 0.01x the learning rate), output POOLING_SIZE x POOLING_SIZE.
-    cfg.POOLING_MODE = "align"
-    cfg.POOLING_SIZE = 7
-    # RoIAlign samples per bin (0: adaptive, ceil(bin size), as the original; deform: 0 means 2)
-    # and half-pixel offset (align only).
-    cfg.ROI_ALIGN_SAMPLING_RATIO = 0
-    cfg.ROI_ALIGN_ALIGNED = False
-    # Class-agnostic box regression (--cag): one set of 4 deltas for all classes.
-    cfg.CLASS_AGNOSTIC = False
-    # Backbone in channels-last memory layout: faster for the tiny net on CPU, slower for VGG16
-    # training on CPU (README), so off by default and on in cfgs/tiny.yml.
-    cfg.CHANNELS_LAST = False
-    # Pretrained weight format: auto (from the file name), torchvision or caffe.
-    cfg.PRETRAINED_FORMAT = "auto"
-    # Vocabulary version of --dataset vg (data/genome/<version>/objects_vocab.txt).
-    cfg.VG_VERSION = "1600-400-20"
-    cfg.RNG_SEED = 3
-    return cfg
 
 
 def _check_and_convert(key: str, value: Any, default: Any) -> Any:

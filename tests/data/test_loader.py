@@ -71,3 +71,21 @@ def test_training_roidb_drops_difficult_keeps_empty(small_shapes):
     assert len(roidb) == len(train)
     assert not any(r.difficult.any() for r in roidb)
     assert sum(r.difficult.sum() for r in train.records) > 0
+
+
+def test_a_batch_splits_into_parts_that_cover_it_once():
+    """--accum's parts: consecutive, never empty, every image once, the padded size kept."""
+    samples = [
+        Sample(
+            torch.full((3, 4 + i, 6), i, dtype=torch.uint8), torch.zeros(0, 4), torch.zeros(0, dtype=torch.long), 1.0, i
+        )
+        for i in range(4)
+    ]
+    batch = collate(samples)
+    for images, parts, sizes in ((4, 1, [4]), (4, 2, [2, 2]), (4, 3, [1, 2, 1]), (2, 3, [1, 1]), (1, 4, [1])):
+        whole = collate(samples[:images])
+        split = whole.split(parts)
+        assert [len(p.indices) for p in split] == sizes
+        assert [i for p in split for i in p.indices] == whole.indices
+        assert all(p.images.shape[1:] == whole.images.shape[1:] and p.loss_scale == whole.loss_scale for p in split)
+    assert torch.equal(torch.cat([p.images for p in batch.split(3)]), batch.images)

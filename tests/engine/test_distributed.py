@@ -8,29 +8,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from conftest import ROOT, SMALL_NET
 
 from frcnn.engine.checkpoint import load_checkpoint
 
-ROOT = Path(__file__).resolve().parents[2]
-SMALL = [
-    "--set",
-    "TINY.CHANNELS",
-    "[8,16,16,32]",
-    "TINY.HEAD_DIM",
-    "32",
-    "RPN_CHANNELS",
-    "32",
-    "TRAIN.SCALES",
-    "[128]",
-    "TEST.SCALES",
-    "[128]",
-    "TINY.NORM",
-    "group",
-    "TRAIN.USE_FLIPPED",
-    "False",
-    "TRAIN.WARMUP_ITERS",
-    "0",
-]
+SMALL = ["--set", *SMALL_NET, "TINY.NORM", "group", "TRAIN.USE_FLIPPED", "False", "TRAIN.WARMUP_ITERS", "0"]
 
 
 @pytest.fixture(scope="module")

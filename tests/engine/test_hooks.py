@@ -5,6 +5,7 @@ import json
 from pathlib import Path
 
 import pytest
+from conftest import CFGS, SMALL_NET
 
 from frcnn.config import build_config
 from frcnn.data.datasets.factory import dataset_spec
@@ -13,9 +14,7 @@ from frcnn.engine.evaluator import evaluation_split
 from frcnn.engine.inference import load_detector
 from frcnn.engine.trainer import TrainOptions, train
 
-CFGS = Path(__file__).resolve().parents[2] / "cfgs"
-SMALL = ["TINY.CHANNELS", "[8,16,16,32]", "TINY.HEAD_DIM", "32", "RPN_CHANNELS", "32"]
-SMALL += ["TRAIN.SCALES", "[128]", "TEST.SCALES", "[128]"]
+SMALL = SMALL_NET
 TERMS = ("rpn_cls", "rpn_box", "rcnn_cls", "rcnn_box", "loss")
 
 

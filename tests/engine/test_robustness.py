@@ -10,6 +10,7 @@ from pathlib import Path
 
 import pytest
 import torch
+from conftest import CFGS, ROOT, SMALL_NET
 
 from frcnn.config import build_config
 from frcnn.data.datasets.factory import dataset_spec
@@ -18,20 +19,7 @@ from frcnn.engine.checkpoint import CheckpointError, load_checkpoint
 from frcnn.engine.inference import load_detector
 from frcnn.engine.trainer import NonFiniteLossError, TrainOptions, train
 
-ROOT = Path(__file__).resolve().parents[2]
-CFGS = ROOT / "cfgs"
-SMALL = [
-    "TINY.CHANNELS",
-    "[8,16,16,32]",
-    "TINY.HEAD_DIM",
-    "32",
-    "RPN_CHANNELS",
-    "32",
-    "TRAIN.SCALES",
-    "[128]",
-    "TEST.SCALES",
-    "[128]",
-]
+SMALL = SMALL_NET
 
 
 def small_cfg(dataset: str, data_dir: Path, *extra: str):
@@ -131,45 +119,11 @@ def test_resume_into_another_model_lists_the_differences(small_shapes_root, tmp_
     ]  # test-time settings may change
 
 
-def test_killed_run_resumes_to_the_same_parameters(small_shapes_root, tmp_path):
-    """Kill a training process soon after one of its early checkpoints, long before its last; --r
-    continues from its newest checkpoint and ends where an uninterrupted run ends."""
-    data_dir = str(small_shapes_root.parent)
-    args = [
-        sys.executable,
-        "trainval_net.py",
-        "--dataset",
-        "shapes",
-        "--net",
-        "tiny",
-        "--bs",
-        "4",
-        "--epochs",
-        "2",
-        "--o",
-        "adam",
-        "--lr",
-        "0.001",
-        "--data_dir",
-        data_dir,
-        "--checkpoint_interval",
-        "3",
-        "--disp_interval",
-        "3",
-        "--set",
-        *SMALL,
-    ]
-    straight = subprocess.run(
-        [*args, "--save_dir", str(tmp_path / "a")], cwd=ROOT, capture_output=True, text=True, timeout=600
-    )
-    assert straight.returncode == 0, straight.stderr[-2000:]
-    folder = tmp_path / "b" / "tiny" / "shapes"
-    final = folder / "faster_rcnn_1_2_12.pth"  # 48 images (24 + flips) / 4 = 12 steps an epoch, 2 epochs
-    proc = subprocess.Popen(
-        [*args, "--save_dir", str(tmp_path / "b")], cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
-    )
-    # Checkpoints every 3 steps: kill just after step 3, 6 or 9 of epoch 1, with 15 or more of the 24 steps
-    # to go (on a fast machine a step takes tens of milliseconds: a longer wait could miss the run).
+def kill_after_an_early_checkpoint(args: list[str], folder: Path) -> None:
+    """Start a training, kill it just after its checkpoint of step 3, 6 or 9 of epoch 1, with 15 or
+    more of the 24 steps to go (on a fast machine a step takes tens of milliseconds: a longer wait
+    could miss the run), and check that it was running when killed."""
+    proc = subprocess.Popen(args, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     rng = random.Random(os.getpid())
     target = folder / f"faster_rcnn_1_1_{rng.choice([3, 6, 9])}.pth"
     try:
@@ -185,6 +139,21 @@ def test_killed_run_resumes_to_the_same_parameters(small_shapes_root, tmp_path):
         if proc.poll() is None:
             proc.kill()
             proc.wait()
+
+
+def test_killed_run_resumes_to_the_same_parameters(small_shapes_root, tmp_path):
+    """Kill a training process soon after one of its early checkpoints, long before its last; --r
+    continues from its newest checkpoint and ends where an uninterrupted run ends."""
+    args = [sys.executable, "trainval_net.py", "--dataset", "shapes", "--net", "tiny", "--bs", "4", "--epochs", "2"]
+    args += ["--o", "adam", "--lr", "0.001", "--data_dir", str(small_shapes_root.parent)]
+    args += ["--checkpoint_interval", "3", "--disp_interval", "3", "--set", *SMALL]
+    straight = subprocess.run(
+        [*args, "--save_dir", str(tmp_path / "a")], cwd=ROOT, capture_output=True, text=True, timeout=600
+    )
+    assert straight.returncode == 0, straight.stderr[-2000:]
+    folder = tmp_path / "b" / "tiny" / "shapes"
+    final = folder / "faster_rcnn_1_2_12.pth"  # 48 images (24 + flips) / 4 = 12 steps an epoch, 2 epochs
+    kill_after_an_early_checkpoint([*args, "--save_dir", str(tmp_path / "b")], folder)
     assert not final.exists(), "the killed run reached its last checkpoint: nothing was interrupted"
     saved = list(folder.glob("faster_rcnn_*.pth"))
     assert saved
@@ -197,6 +166,6 @@ def test_killed_run_resumes_to_the_same_parameters(small_shapes_root, tmp_path):
     newest = max(saved, key=lambda path: [int(part) for part in path.stem.split("_")[-2:]])  # (epoch, step)
     assert newest.name in resumed_line[0], resumed_line[0]
     a = load_checkpoint(tmp_path / "a" / "tiny" / "shapes" / "faster_rcnn_1_2_12.pth")["model"]
-    b = load_checkpoint(folder / "faster_rcnn_1_2_12.pth")["model"]
+    b = load_checkpoint(final)["model"]
     for key in a:
         assert torch.allclose(a[key].float(), b[key].float(), atol=1e-5), key

@@ -4,25 +4,14 @@ from pathlib import Path
 
 import pytest
 import torch
+from conftest import CFGS, SMALL_NET
 
 from frcnn.config import build_config
 from frcnn.data.datasets.factory import dataset_spec
 from frcnn.engine.checkpoint import load_checkpoint
 from frcnn.engine.trainer import TrainOptions, train
 
-CFGS = Path(__file__).resolve().parents[2] / "cfgs"
-SMALL = [
-    "TINY.CHANNELS",
-    "[8,16,16,32]",
-    "TINY.HEAD_DIM",
-    "32",
-    "RPN_CHANNELS",
-    "32",
-    "TRAIN.SCALES",
-    "[128]",
-    "TEST.SCALES",
-    "[128]",
-]
+SMALL = SMALL_NET
 
 
 def options(data_dir: Path, save_dir: Path, **kw) -> TrainOptions:

@@ -112,13 +112,13 @@ def agnostic_and_replicated_models(**overrides):
     return agnostic, specific
 
 
-def test_class_agnostic_regression_uses_one_box_per_roi():
-    agnostic, specific = agnostic_and_replicated_models(TEST={"SCORE_THRESH": 0.0})
+def test_class_agnostic_training_uses_one_box_per_roi():
+    agnostic, specific = agnostic_and_replicated_models()
     heads = agnostic.roi_heads
     assert heads.predictor.bbox_pred.out_features == 4
     batch = three_images()
 
-    # Training: the box loss is smooth L1 (beta 1) of the RoI's single 4 deltas against its target,
+    # The box loss is smooth L1 (beta 1) of the RoI's single 4 deltas against its target,
     # over foreground RoIs, with the sampling weights (computed here from what reaches _losses).
     seen = {}
     real_losses = heads._losses
@@ -145,7 +145,12 @@ def test_class_agnostic_regression_uses_one_box_per_roi():
     for key in losses:
         assert replicated[key].item() == pytest.approx(losses[key].item(), rel=1e-5), key
 
-    # Detection: every class's box for a RoI is the same one decoded box.
+
+def test_class_agnostic_detection_uses_one_box_per_roi():
+    """Every class's box for a RoI is the same one decoded box."""
+    agnostic, specific = agnostic_and_replicated_models(TEST={"SCORE_THRESH": 0.0})
+    heads = agnostic.roi_heads
+    batch = three_images()
     decoded = []
     real_decode = heads.box_coder.decode
 

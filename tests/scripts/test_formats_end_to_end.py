@@ -4,6 +4,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from conftest import CFGS, SMALL_NET
 
 from frcnn.config import build_config
 from frcnn.data.datasets.factory import dataset_spec
@@ -12,23 +13,7 @@ from frcnn.engine.inference import detect_records, load_detector
 from frcnn.engine.trainer import TrainOptions, train
 from frcnn.evaluation.evaluate import evaluate
 
-CFGS = Path(__file__).resolve().parents[2] / "cfgs"
-SMALL = [
-    "TINY.CHANNELS",
-    "[8,16,16,32]",
-    "TINY.HEAD_DIM",
-    "32",
-    "RPN_CHANNELS",
-    "32",
-    "TRAIN.SCALES",
-    "[128]",
-    "TEST.SCALES",
-    "[128]",
-    "TRAIN.MAX_SIZE",
-    "256",
-    "TEST.MAX_SIZE",
-    "256",
-]
+SMALL = [*SMALL_NET, "TRAIN.MAX_SIZE", "256", "TEST.MAX_SIZE", "256"]
 WNIDS = {name: f"n{1000000 + i:08d}" for i, name in enumerate(SHAPES_CLASSES)}
 
 

@@ -9,23 +9,11 @@ import cv2
 import numpy as np
 import pytest
 import torch
+from conftest import ROOT, SMALL_NET
 
 from frcnn.engine.inference import load_detector
 
-ROOT = Path(__file__).resolve().parents[2]
-SMALL = [
-    "--set",
-    "TINY.CHANNELS",
-    "[8,16,16,32]",
-    "TINY.HEAD_DIM",
-    "32",
-    "RPN_CHANNELS",
-    "32",
-    "TRAIN.SCALES",
-    "[128]",
-    "TEST.SCALES",
-    "[128]",
-]
+SMALL = ["--set", *SMALL_NET]
 
 
 def run(script: str, *args: str) -> subprocess.CompletedProcess:

@@ -99,16 +99,18 @@ def evaluation_split(dataset: str, data_dir: str | Path, vg_version: str) -> tup
 
 
 def evaluate_detector(
-    detector: Detector, dataset: DetectionDataset, world: distributed.World, data_dir: str | Path, batch_size: int = 1
+    detector: Detector,
+    dataset: DetectionDataset,
+    records: Sequence[ImageRecord],
+    world: distributed.World,
+    batch_size: int = 1,
 ) -> Evaluation | None:
-    """The dataset's own metric of `detector` on `dataset` (the images that pass the data check),
-    detected across the processes; rank 0 gets the Evaluation, the others None."""
-    records, issues = dataset.records, dataset.issues
-    report = check_dataset(dataset.name, records, issues, dataset.num_classes, data_dir, None, main=world.is_main)
-    detections = detect_sharded(detector, report.kept, world, batch_size)
+    """The dataset's own metric of `detector` on `records` (those of `dataset` that passed the data
+    check), detected across the processes; rank 0 gets the Evaluation, the others None."""
+    detections = detect_sharded(detector, records, world, batch_size)
     if detections is None:
         return None
-    return evaluate(dataset, detections, dataset.metric, report.kept)
+    return evaluate(dataset, detections, dataset.metric, records)
 
 
 def _check(dataset: DetectionDataset, opts: EvalOptions, out_dir: Path, main: bool = True) -> DataReport:

@@ -16,6 +16,7 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
+from ..data.validate import check_dataset
 from . import distributed
 
 if TYPE_CHECKING:
@@ -54,17 +55,17 @@ class LossWatch(Hook):
 
     def __init__(self) -> None:
         self.names: list[str] = []
-        self.steps: list[tuple[int, list[str]]] = []
+        self.steps: list[tuple[int, list[int]]] = []  # (step, roidb indices of its batch)
         self.values: list[torch.Tensor] = []
 
     def before_train(self, t: Trainer) -> None:
         t.read_losses = self.read
+        self.roidb = t.roidb
 
     def after_step(self, t: Trainer) -> None:
-        images = [f"{t.roidb[i].id}" + (" (flipped)" if t.roidb[i].flipped else "") for i in t.batch.indices]
         self.names = list(t.losses)
         self.values.append(torch.stack([v.detach().float() for v in t.losses.values()]))
-        self.steps.append((t.step, images))
+        self.steps.append((t.step, t.batch.indices))
 
     def read(self) -> dict[str, float]:
         """Mean of each term since the last read, and their sum as "loss" ({} if no step since).
@@ -75,8 +76,10 @@ class LossWatch(Hook):
             values = torch.stack(self.values).cpu().numpy()
             bad = ~np.isfinite(values).all(axis=1)
             if bad.any():
-                step, images = self.steps[int(np.argmax(bad))]
-                terms = ", ".join(f"{n}={v:.4g}" for n, v in zip(self.names, values[int(np.argmax(bad))]))
+                first = int(np.argmax(bad))
+                step, indices = self.steps[first]
+                images = [f"{self.roidb[i].id}" + (" (flipped)" if self.roidb[i].flipped else "") for i in indices]
+                terms = ", ".join(f"{n}={v:.4g}" for n, v in zip(self.names, values[first]))
                 error = (
                     f"non-finite loss at step {step}: {terms}; images of the batch: {', '.join(images)}. "
                     "No checkpoint was written after the last good one; try a lower --lr, or check these images."
@@ -173,6 +176,10 @@ class PeriodicEvaluation(Hook):
         from .evaluator import evaluation_split
 
         self.dataset, is_val = evaluation_split(t.opts.dataset, t.opts.data_dir, t.cfg.VG_VERSION)
+        d = self.dataset  # checked once; every evaluation detects on the images that passed
+        self.records = check_dataset(
+            d.name, d.records, d.issues, d.num_classes, t.opts.data_dir, None, main=t.world.is_main
+        ).kept
         if not is_val:
             log.warning(
                 "evaluating on the test split %s during training: choosing the best checkpoint by it is "
@@ -192,7 +199,7 @@ class PeriodicEvaluation(Hook):
         model = unwrap(t.model)
         model.eval()
         detector = Detector(model, t.cfg, t.classes, t.opts.net, None, t.device)
-        evaluation = evaluate_detector(detector, self.dataset, t.world, t.opts.data_dir, t.opts.batch_size)
+        evaluation = evaluate_detector(detector, self.dataset, self.records, t.world, t.opts.batch_size)
         model.train()
         if evaluation is None:  # not rank 0
             return
@@ -203,7 +210,7 @@ class PeriodicEvaluation(Hook):
             evaluation.metric,
             value,
             self.dataset.name,
-            len(self.dataset.records),
+            len(self.records),
             seconds,
         )
         record = {"value": value, "seconds": seconds, "metric": evaluation.metric, "split": self.dataset.name}

@@ -141,7 +141,7 @@ class Trainer:
         of the batch taken one after another; returns the loss terms (means over the batch)."""
         self.optimizer.zero_grad(set_to_none=True)
         parts = batch.split(self.opts.accum)
-        losses: dict[str, torch.Tensor] = {}
+        shares: list[tuple[dict[str, torch.Tensor], float]] = []
         for i, part in enumerate(parts):
             # gradients are averaged across processes once, in the last part's backward
             syncing = i == len(parts) - 1 or not isinstance(self.model, DistributedDataParallel)
@@ -152,14 +152,15 @@ class Trainer:
                 # The model averages over this part's images; `share` makes the parts add up to the
                 # batch mean, and loss_scale the average over processes the global batch's mean.
                 self.precision.backward(sum(part_losses.values()) * share * batch.loss_scale)
-            for name, value in part_losses.items():
-                losses[name] = losses.get(name, 0.0) + value.detach() * share
+            shares.append((part_losses, share))
         if self.cfg.TRAIN.CLIP_GRAD_NORM > 0:
             self.precision.unscale(self.optimizer)
             torch.nn.utils.clip_grad_norm_(self.model.parameters(), self.cfg.TRAIN.CLIP_GRAD_NORM)
         self.precision.step(self.optimizer)
         self.iteration += 1
-        return losses
+        if len(shares) == 1:
+            return shares[0][0]
+        return {name: sum(p[name].detach() * share for p, share in shares) for name in shares[0][0]}
 
     def call(self, moment: str) -> None:
         for hook in self.hooks:

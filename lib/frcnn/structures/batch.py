@@ -82,7 +82,8 @@ class Batch:
         images), each keeping the padded size; loss_scale and padded_fraction stay the whole
         batch's."""
         n = len(self.indices)
-        bounds = [round(k * n / parts) for k in range(min(parts, n) + 1)] if parts > 1 else [0, n]
+        count = max(1, min(parts, n))
+        bounds = [round(k * n / count) for k in range(count + 1)]
         return [
             Batch(
                 self.images[a:b],
