@@ -54,7 +54,8 @@ def main() -> None:
     note_parallel_type(args)
     path = resolve_checkpoint(args)
     cfg_files, set_cfgs = checkpoint_settings(args, CFGS_DIR)
-    detector = load_detector(path, "cuda" if args.cuda else "cpu", set_cfgs, cfg_files, args.net)
+    device = "cuda" if args.cuda else "cpu"
+    detector = load_detector(path, device, set_cfgs, cfg_files, args.net, args.dataset, args.data_dir)
     log.info("loaded %s (%s, %d classes)", path, detector.net, len(detector.classes) - 1)
     if args.webcam is not None and str(args.webcam) != "-1":  # the original's -1: the image folder
         run_stream(detector, str(args.webcam), args.thresh, args.video_out, args.max_frames)

@@ -58,7 +58,8 @@ MAY_IMPORT = {
     "data": {"structures", "utils"},
     "modeling": {"structures", "utils"},
     "evaluation": {"data", "structures", "utils"},
-    "engine": {"config", "data", "modeling", "evaluation", "structures", "utils", "engine"},
+    "convert": {"config", "data", "modeling", "structures", "utils"},
+    "engine": {"config", "convert", "data", "modeling", "evaluation", "structures", "utils", "engine"},
 }
 
 

@@ -23,6 +23,9 @@ from typing import Any
 import yaml
 from easydict import EasyDict
 
+# The cfgs/ folder of a source checkout (pip install -e .), where each net's settings live.
+DEFAULT_CFGS_DIR = Path(__file__).resolve().parents[2] / "cfgs"
+
 
 def default_config() -> EasyDict:
     """A fresh copy of the defaults (Ren et al. / py-faster-rcnn values, see shared REFERENCE)."""

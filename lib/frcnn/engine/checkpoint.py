@@ -119,8 +119,11 @@ def save_checkpoint(path: str | Path, state: dict[str, Any]) -> Path:
     return path
 
 
-def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") -> dict[str, Any]:
-    """Read a checkpoint with weights_only=True; raise CheckpointError with the reason otherwise."""
+def load_checkpoint(
+    path: str | Path, map_location: str | torch.device = "cpu", require_model: bool = True
+) -> dict[str, Any]:
+    """Read a checkpoint with weights_only=True; raise CheckpointError with the reason otherwise.
+    require_model=False accepts any dict (files of other projects, see frcnn.convert)."""
     path = Path(path)
     if not path.is_file():
         raise CheckpointError(f"checkpoint not found: {path}")
@@ -128,6 +131,6 @@ def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") 
         state = safe_torch_load(path, map_location)
     except (UnsafeFileError, UnreadableFileError) as e:
         raise CheckpointError(str(e)) from None
-    if not isinstance(state, dict) or "model" not in state:
+    if not isinstance(state, dict) or (require_model and "model" not in state):
         raise CheckpointError(f"{path}: not a checkpoint of this project (no 'model' entry)")
     return state

@@ -54,7 +54,7 @@ def evaluate_checkpoint(path: Path, opts: EvalOptions) -> Evaluation | None:
     (rank 0; the other processes return None)."""
     world = distributed.init(opts.cuda)
     device = f"cuda:{world.local_rank}" if opts.cuda else "cpu"
-    detector = load_detector(path, device, opts.set_cfgs, opts.cfg_files, opts.net)
+    detector = load_detector(path, device, opts.set_cfgs, opts.cfg_files, opts.net, opts.dataset, opts.data_dir)
     name = opts.dataset or detector.dataset
     if name is None:
         raise ValueError(f"{path} does not say which dataset it was trained on; name it with --dataset")

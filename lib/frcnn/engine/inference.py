@@ -13,6 +13,7 @@ from easydict import EasyDict
 from tqdm import tqdm
 
 from ..config import from_plain, merge_file, merge_pairs, to_plain
+from ..convert import LoadContext, as_checkpoint
 from ..data.datasets.base import ImageRecord
 from ..data.loader import RoidbDataset, collate, resize
 from ..modeling import FasterRCNN, build_model
@@ -41,18 +42,20 @@ def load_detector(
     overrides: Sequence[str] = (),
     cfg_files: Sequence[str | Path] = (),
     net: str | None = None,
+    dataset: str | None = None,
+    data_dir: str | Path = "data",
 ) -> Detector:
     """Rebuild the model a checkpoint was trained as (net, classes, config) and load its weights.
 
-    `cfg_files` (--ls's file, --cfg) and then `overrides` (--set pairs) apply on top of the stored config, e.g.
-    to test at another scale: --set TEST.SCALES [800]; changing the model itself is an error.
-    `net`, when given (--net), must be the checkpoint's.
+    `path` is any file convert.as_checkpoint reads: this project's checkpoint, the original's, or
+    a torchvision Faster R-CNN state_dict. `cfg_files` (--ls's file, --cfg) and then `overrides`
+    (--set pairs) apply on top of the stored config, e.g. to test at another scale:
+    --set TEST.SCALES [800]; changing the model itself is an error. `net`, when given (--net), must
+    be the checkpoint's; `dataset` (--dataset) names the classes of a file that holds none.
     """
     path = Path(path)
-    state = load_checkpoint(path)
-    for key in ("config", "classes", "net"):
-        if key not in state:
-            raise CheckpointError(f"{path}: no '{key}' entry; it was not written by this project's trainval_net.py")
+    context = LoadContext(net, dataset, data_dir, overrides=tuple(overrides))
+    state = as_checkpoint(load_checkpoint(path, require_model=False), path, context)
     cfg = from_plain(state["config"])
     for cfg_file in cfg_files:
         merge_file(cfg, cfg_file)
