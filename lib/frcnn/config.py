@@ -42,7 +42,14 @@ def default_config() -> EasyDict:
     cfg.FEAT_STRIDE = 16
     cfg.ANCHOR_SCALES = [8, 16, 32]
     cfg.ANCHOR_RATIOS = [0.5, 1, 2]
+    # Pyramid nets (FPN): anchor sides in pixels, one list per level (torchvision's anchors); when
+    # set, FEAT_STRIDE and ANCHOR_SCALES are unused.
+    cfg.ANCHOR_SIZES = []
     cfg.RPN_CHANNELS = 512
+    cfg.RPN_CONV_DEPTH = 1  # 3x3 convolutions of the RPN head (2 in torchvision's v2 detector)
+    cfg.RPN_SCORE_THRESH = 0.0  # lowest objectness probability of a proposal
+    # Box conventions, input resizing and the like (modeling/conventions.py): original | torchvision.
+    cfg.CONVENTION = "original"
     # RoI feature extraction: pool | align | crop | deform (deformable RoI pooling, whose offset
     # layer learns at 0.01x the learning rate), output POOLING_SIZE x POOLING_SIZE.
     cfg.POOLING_MODE = "align"
@@ -113,7 +120,7 @@ def _train_defaults() -> EasyDict:
         RPN_NMS_THRESH=0.7,
         RPN_PRE_NMS_TOP_N=12000,
         RPN_POST_NMS_TOP_N=2000,
-        RPN_MIN_SIZE=8,
+        RPN_MIN_SIZE=8.0,
     )
 
 
@@ -128,7 +135,7 @@ def _test_defaults() -> EasyDict:
         RPN_NMS_THRESH=0.7,
         RPN_PRE_NMS_TOP_N=6000,
         RPN_POST_NMS_TOP_N=300,
-        RPN_MIN_SIZE=16,
+        RPN_MIN_SIZE=16.0,
         # Inference on CPU feeds the backbone channels-last input (weights stay as they are):
         # oneDNN then skips a layout conversion per convolution. Measured 13-15% faster backbones
         # (vgg16, res50, mobilenet_v2) on a 2-core CPU. Training is unaffected: there NHWC made

@@ -35,3 +35,40 @@ def test_demo_draws_every_detection(tmp_path, monkeypatch):
         assert (
             np.abs(edge - colour).sum(axis=1).min() < np.abs(edge - 255).sum(axis=1).min()
         )  # nearer its class colour than white
+
+
+def test_demo_writes_the_drawn_detections_as_json(tmp_path, monkeypatch):
+    """<name>_det.json beside <name>_det.jpg: exactly the detections drawn (score >= --thresh), in
+    the image's own pixels, with class names."""
+    import json
+
+    cv2.imwrite(str(tmp_path / "street.jpg"), np.full((240, 320, 3), 255, np.uint8))
+    cv2.imwrite(str(tmp_path / "empty.png"), np.full((50, 60, 3), 255, np.uint8))
+    boxes = np.array([[10.25, 20.5, 100.0, 120.75], [150.126, 30.0, 300.0, 200.0], [5, 5, 40, 40], [60, 60, 90, 99]])
+    detections = {
+        "boxes": boxes.astype(np.float32),
+        "scores": np.array([0.61, 0.98766, 0.2, 0.5], np.float32),  # 0.2 is under the threshold; 0.5 is at it
+        "labels": np.array([2, 1, 3, 3]),
+    }
+    nothing = {"boxes": np.zeros((0, 4), np.float32), "scores": np.zeros(0, np.float32), "labels": np.zeros(0, int)}
+    monkeypatch.setattr(
+        demo, "detect_images", lambda detector, images: [detections if im.shape[0] == 240 else nothing for im in images]
+    )
+
+    class FakeDetector:
+        classes = ("__background__", "person", "car", "dog")
+
+    drawn = demo.run_folder(FakeDetector(), tmp_path, thresh=0.5, batch_size=2)
+    assert drawn == 3
+    entries = json.loads((tmp_path / "street_det.json").read_text())
+    assert len(entries) == drawn
+    assert [e["label"] for e in entries] == ["person", "car", "dog"]  # best first
+    assert [e["score"] for e in entries] == [0.9877, 0.61, 0.5]
+    assert entries[0]["box"] == [150.13, 30.0, 300.0, 200.0]
+    assert entries[1]["box"] == [10.25, 20.5, 100.0, 120.75]
+    assert entries[2]["box"] == [60.0, 60.0, 90.0, 99.0]
+    assert json.loads((tmp_path / "empty_det.json").read_text()) == []
+    assert (tmp_path / "empty_det.jpg").is_file() and (tmp_path / "street_det.jpg").is_file()
+    assert not list(tmp_path.glob(".*.tmp"))  # written through a temporary file, renamed into place
+    entries_again = demo.detections_json(detections, FakeDetector.classes, thresh=0.0)
+    assert len(entries_again) == 4 and entries_again[-1]["label"] == "dog" and entries_again[-1]["score"] == 0.2

@@ -31,7 +31,7 @@ def test_anchor_sizes_keep_area_and_ratio():
 def test_grid_order_is_y_x_anchor():
     gen = AnchorGenerator(stride=16, scales=(8, 16), ratios=(0.5, 1, 2))
     a = gen.num_anchors
-    anchors = gen(2, 3)
+    anchors = gen([(2, 3)], (0, 0))[0]
     assert anchors.shape == (2 * 3 * a, 4)
     base = gen.base_anchors
     for y in range(2):
@@ -44,7 +44,7 @@ def test_grid_order_is_y_x_anchor():
 def test_grid_anchor_at_a_hand_computed_cell_of_a_non_square_map():
     # 3 rows x 5 columns, stride 16, ratios (0.5, 1, 2) x scale 8: A = 3, M = 3 * 5 * 3 = 45.
     gen = AnchorGenerator(stride=16, scales=(8,), ratios=(0.5, 1, 2))
-    anchors = gen(3, 5)
+    anchors = gen([(3, 5)], (0, 0))[0]
     assert anchors.shape == (45, 4)
     # Ratio 1, scale 8: a 128 x 128 box centred on 7.5 -> (7.5 - 63.5, ..., 7.5 + 63.5) = (-56, -56, 71, 71).
     # Cell (y=2, x=4) shifts it by (16 * 4, 16 * 2) = (64, 32): (8, -24, 135, 103); index (2 * 5 + 4) * 3 + 1 = 43.
@@ -61,7 +61,7 @@ def test_base_anchor_of_another_stride_is_centred_on_its_cell():
     gen = AnchorGenerator(stride=8, scales=(2,), ratios=(1,))
     assert gen.num_anchors == 1
     # a 2 x 3 map: cell (y=1, x=2) is index 1 * 3 + 2 = 5, shifted by (16, 8)
-    assert gen(2, 3)[5].tolist() == [12.0, 4.0, 27.0, 19.0]
+    assert gen([(2, 3)], (0, 0))[0][5].tolist() == [12.0, 4.0, 27.0, 19.0]
 
 
 def test_base_anchor_sides_round_half_to_even():

@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from frcnn.config import default_config
-from frcnn.modeling.backbones import NETS, WeightFileError, build_backbone
+from frcnn.modeling.backbones import WeightFileError, build_backbone
 from frcnn.modeling.backbones.base import CAFFE_PIXELS, TORCHVISION_PIXELS
 
 
@@ -28,7 +28,7 @@ EXPECTED = {  # base channels C, head output D
 }
 
 
-@pytest.mark.parametrize("net", NETS)
+@pytest.mark.parametrize("net", sorted(EXPECTED))
 def test_every_backbone_is_stride_16_with_its_head(net, tmp_path):
     cfg = default_config()
     cfg.TINY.CHANNELS = [24, 48, 96, 160]
@@ -39,7 +39,7 @@ def test_every_backbone_is_stride_16_with_its_head(net, tmp_path):
     parts.backbone.eval()
     parts.head.eval()
     with torch.no_grad():
-        features = parts.backbone(torch.randn(1, 3, 64, 96))
+        (features,) = parts.backbone(torch.randn(1, 3, 64, 96))
         assert features.shape == (1, channels, 4, 6)
         assert parts.head(torch.randn(2, channels, 7, 7)).shape == (2, head_dim)
     assert parts.head_dim == head_dim
@@ -181,3 +181,58 @@ def test_a_new_backbone_is_one_spec_and_one_registration(monkeypatch, tmp_path):
     with torch.no_grad():
         (det,) = model(torch.zeros(1, 3, 96, 128, dtype=torch.uint8), torch.tensor([[96, 128]]))
     assert det["boxes"].shape[1] == 4
+
+
+def _stem_size(size: int) -> int:
+    """conv1 (7x7, stride 2, padding 3), then the Caffe max pool: ceil((s - 3) / 2) + 1, no padding."""
+    conv = (size + 2 * 3 - 7) // 2 + 1
+    return -(-(conv - 3) // 2) + 1
+
+
+@pytest.mark.parametrize("size", [(600, 1000), (83, 117)])
+def test_caffe_resnet_stem_pools_like_the_original(size):
+    """The original's Caffe ResNet: max pool kernel 3, stride 2, padding 0, ceil mode. Padding 1
+    gives 151 x 251 at 600 x 1000 instead of 150 x 250, and shifts every feature by a pixel."""
+    from frcnn.modeling.backbones.resnet import build_resnet
+
+    parts = build_resnet("res50", None, caffe_layout=True)
+    stem = parts.backbone.base[0]
+    pool = stem[3]
+    assert (pool.kernel_size, pool.stride, pool.padding, pool.ceil_mode) == (3, 2, 0, True)
+    h, w = size
+    with torch.no_grad():
+        image = torch.randn(1, 3, h, w)
+        before_pool = stem[:3](image)
+        out = stem(image)
+    assert before_pool.shape[-2:] == ((h - 1) // 2 + 1, (w - 1) // 2 + 1)
+    assert out.shape[-2:] == (_stem_size(h), _stem_size(w))
+    if size == (600, 1000):
+        assert out.shape[-2:] == (150, 250)
+    # Each output is the max of the 3x3 window starting at (2i, 2j): no padding row or column first.
+    assert torch.equal(out[0, :, 0, 0], before_pool[0, :, :3, :3].amax(dim=(1, 2)))
+    assert torch.equal(out[0, :, 5, 7], before_pool[0, :, 10:13, 14:17].amax(dim=(1, 2)))
+
+
+def test_torchvision_resnet_layout_is_unchanged():
+    from frcnn.modeling.backbones.resnet import build_resnet
+
+    parts = build_resnet("res50", None, caffe_layout=False)
+    pool = parts.backbone.base[0][3]
+    assert (pool.kernel_size, pool.stride, pool.padding, pool.ceil_mode) == (3, 2, 1, False)
+    stage = parts.backbone.base[2][0]
+    assert stage.conv1.stride == (1, 1) and stage.conv2.stride == (2, 2)
+    with torch.no_grad():
+        assert parts.backbone.base[0](torch.randn(1, 3, 600, 1000)).shape[-2:] == (150, 250)
+        assert parts.backbone.base[0](torch.randn(1, 3, 83, 117)).shape[-2:] == (21, 30)
+
+
+def test_pretrained_format_caffe_in_the_config_builds_the_caffe_layout_without_a_file(tmp_path):
+    """How a checkpoint converted from the original (PRETRAINED_FORMAT caffe, no weight file) is built."""
+    cfg = default_config()
+    cfg.PRETRAINED_FORMAT = "caffe"
+    parts, _, _ = build_backbone("res50", cfg, data_dir=tmp_path, use_default_weights=False)
+    stage = parts.backbone.base[2][0]
+    assert stage.conv1.stride == (2, 2) and stage.conv2.stride == (1, 1)
+    assert parts.backbone.base[0][3].padding == 0
+    parts, _, _ = build_backbone("res50", default_config(), data_dir=tmp_path, use_default_weights=False)
+    assert parts.backbone.base[2][0].conv2.stride == (2, 2)

@@ -16,7 +16,9 @@ def make_rpn(**targets) -> RegionProposalNetwork:
 
 def test_anchor_labels_hand_case():
     rpn = make_rpn()
-    anchors = rpn.anchor_generator(4, 4)  # cell (y, x) has anchor (16x - 8, 16y - 8, 16x + 23, 16y + 23)
+    anchors = rpn.anchor_generator([(4, 4)], (64, 64))[
+        0
+    ]  # cell (y, x) has anchor (16x - 8, 16y - 8, 16x + 23, 16y + 23)
     gt = torch.tensor([[[24.0, 24.0, 55.0, 55.0]]])  # exactly the anchor of cell (2, 2)
     labels, matched = rpn._anchor_labels(anchors, torch.tensor([[64, 64]]), gt, torch.tensor([[True]]))
     labels = labels.view(4, 4)
@@ -30,7 +32,7 @@ def test_anchor_labels_hand_case():
 
 def test_best_anchor_is_foreground_below_threshold():
     rpn = make_rpn()
-    anchors = rpn.anchor_generator(4, 4)
+    anchors = rpn.anchor_generator([(4, 4)], (64, 64))[0]
     gt = torch.tensor([[[26.0, 26.0, 45.0, 45.0]]])  # 20 x 20 inside the (2, 2) anchor: IoU 400 / 1024 < 0.7
     labels, _ = rpn._anchor_labels(anchors, torch.tensor([[64, 64]]), gt, torch.tensor([[True]]))
     assert labels.view(4, 4)[2, 2] == 1
@@ -38,7 +40,7 @@ def test_best_anchor_is_foreground_below_threshold():
 
 def test_image_without_boxes_is_all_background():
     rpn = make_rpn()
-    anchors = rpn.anchor_generator(4, 4)
+    anchors = rpn.anchor_generator([(4, 4)], (64, 64))[0]
     # as pad_targets gives it: one padded, invalid box
     labels, _ = rpn._anchor_labels(
         anchors, torch.tensor([[64, 64]]), torch.zeros(1, 1, 4), torch.zeros(1, 1, dtype=torch.bool)
@@ -73,7 +75,7 @@ def test_losses_hand_case_every_labelled_anchor_sampled():
     # In a 64 x 64 image only anchors 5 (8, 8, 39, 39), 6 (24, 8, 55, 39), 9 (8, 24, 39, 55) and
     # 10 (24, 24, 55, 55) lie inside. 256 per image, half foreground: every labelled anchor is sampled.
     rpn = make_rpn(batch_size_per_image=256)
-    anchors = rpn.anchor_generator(4, 4)
+    anchors = rpn.anchor_generator([(4, 4)], (64, 64))[0]
     sizes = torch.tensor([[64, 64], [64, 64]])
     # Image 0, gt (20, 24, 55, 55) (36 x 32, centre (38, 40)), IoU (intersection / union):
     #   a10 1024 / 1152 = 0.89 fg, a5 320 / 1856 = 0.17 bg, a6 512 / 1664 = 0.31 and a9 640 / 1536 = 0.42 ignored.
@@ -124,7 +126,7 @@ def test_box_loss_beta_follows_sigma():
     # sigma 1: beta 1, so |0.5| < beta falls in the quadratic part: 0.5 * 0.5^2 = 0.125.
     rpn = make_rpn(batch_size_per_image=256)
     rpn.sigma = 1.0
-    anchors = rpn.anchor_generator(4, 4)
+    anchors = rpn.anchor_generator([(4, 4)], (64, 64))[0]
     gt = torch.tensor([[[24.0, 24.0, 55.0, 55.0]]])  # exactly anchor 10: target 0; anchor 5 background
     deltas = torch.zeros(1, 16, 4)
     deltas[0, 10, 0] = 0.5

@@ -61,15 +61,23 @@ class RoidbDataset(Dataset):
         scales: target shorter sides (TRAIN.SCALES or TEST.SCALES).
         max_size: cap on the longer side.
         augment: training-time augmentation (augment.py), drawn from each key's seed; None for none.
+        resize: False hands images over at their own size (scale 1), for models that resize
+            their input themselves (torchvision's convention, modeling/conventions.py).
     """
 
     def __init__(
-        self, roidb: Sequence[ImageRecord], scales: Sequence[int], max_size: int, augment: Augment | None = None
+        self,
+        roidb: Sequence[ImageRecord],
+        scales: Sequence[int],
+        max_size: int,
+        augment: Augment | None = None,
+        resize: bool = True,
     ) -> None:
         self.roidb = roidb
         self.scales = list(scales)
         self.max_size = max_size
         self.augment = augment
+        self.resize = resize
 
     def __len__(self) -> int:
         return len(self.roidb)
@@ -91,7 +99,7 @@ class RoidbDataset(Dataset):
         boxes, labels = record.boxes, record.labels
         if self.augment:
             image, boxes, labels = self.augment(image, boxes, labels, key.seed)
-        image, scale = resize(image, self.scales[key.scale], self.max_size)
+        image, scale = resize(image, self.scales[key.scale], self.max_size) if self.resize else (image, 1.0)
         return Sample(
             image=torch.from_numpy(np.ascontiguousarray(image)).permute(2, 0, 1),
             boxes=torch.from_numpy(boxes * scale).float(),

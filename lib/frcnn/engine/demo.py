@@ -1,18 +1,25 @@
 """Running a detector over a folder of images, a camera or a video, drawing what it finds (demo.py).
 
+For a folder, each image gets `<name>_det.jpg` (detections drawn) and `<name>_det.json` (the same
+detections as data) beside it.
+
 Without a display, camera and video input are written to an annotated video instead of a window.
 """
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 import time
+from collections.abc import Sequence
 from pathlib import Path
 
 import cv2
+import numpy as np
 
 from ..data.loader import ImageReadError, read_image
+from ..utils.files import atomic_write
 from ..utils.vis import draw_detections
 from .inference import Detector, detect_images
 
@@ -47,9 +54,7 @@ def run_folder(detector: Detector, folder: Path, thresh: float, batch_size: int)
         outputs = detect_images(detector, images)
         elapsed = time.perf_counter() - tic
         for path, image, det in zip(chunk, images, outputs):
-            drawn, count = draw_detections(image, det["boxes"], det["scores"], det["labels"], detector.classes, thresh)
-            out = path.with_name(f"{path.stem}_det.jpg")
-            cv2.imwrite(str(out), drawn[:, :, ::-1])
+            out, count = save_detections(path, image, det, detector.classes, thresh)
             total += count
             log.info(
                 "%s: %d detections drawn (score >= %.2f), %.3f s -> %s",
@@ -60,6 +65,36 @@ def run_folder(detector: Detector, folder: Path, thresh: float, batch_size: int)
                 out,
             )
     return total
+
+
+def save_detections(
+    path: Path, image: np.ndarray, det: dict[str, np.ndarray], classes: Sequence[str], thresh: float
+) -> tuple[Path, int]:
+    """Write `<name>_det.jpg` (the image with detections scoring >= thresh drawn) and, beside it,
+    `<name>_det.json` listing the same detections, so that programs need not read boxes off a
+    picture. Returns the image's path and the number of detections drawn."""
+    drawn, count = draw_detections(image, det["boxes"], det["scores"], det["labels"], classes, thresh)
+    out = path.with_name(f"{path.stem}_det.jpg")
+    cv2.imwrite(str(out), drawn[:, :, ::-1])
+    with atomic_write(path.with_name(f"{path.stem}_det.json"), "w") as f:
+        json.dump(detections_json(det, classes, thresh), f, indent=1)
+    return out, count
+
+
+def detections_json(det: dict[str, np.ndarray], classes: Sequence[str], thresh: float) -> list[dict]:
+    """The detections scoring >= thresh (those draw_detections draws), best first, as
+    {"box": [x1, y1, x2, y2], "score": s, "label": name}: boxes in the image's own pixels
+    (BoxMode.XYXY) to 2 decimals, scores to 4."""
+    order = np.argsort(-np.asarray(det["scores"], dtype=np.float64), kind="stable")
+    return [
+        {
+            "box": [round(float(v), 2) for v in det["boxes"][i]],
+            "score": round(float(det["scores"][i]), 4),
+            "label": classes[int(det["labels"][i])],
+        }
+        for i in order
+        if det["scores"][i] >= thresh
+    ]
 
 
 def has_display() -> bool:

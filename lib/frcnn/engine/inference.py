@@ -17,6 +17,7 @@ from ..convert import LoadContext, as_checkpoint
 from ..data.datasets.base import ImageRecord
 from ..data.loader import RoidbDataset, collate, resize
 from ..modeling import FasterRCNN, build_model
+from ..modeling.conventions import get_convention
 from ..structures.batch import Sample
 from . import distributed
 from .checkpoint import CheckpointError, load_checkpoint, model_differences
@@ -66,6 +67,7 @@ def load_detector(
         raise CheckpointError(f"--set/--cfg would change the model {path} holds:\n  " + "\n  ".join(differences))
     model, _ = build_model(cfg, state["net"], len(classes), use_default_weights=False)
     missing, unexpected = model.load_state_dict(state["model"], strict=False)
+    missing = [k for k in missing if not k.endswith("num_batches_tracked")]  # not in every file's BatchNorm
     if missing or unexpected:
         raise CheckpointError(
             f"{path} does not fit the model it describes: "
@@ -76,6 +78,11 @@ def load_detector(
     return Detector(model, cfg, classes, state["net"], path, device, state.get("dataset"))
 
 
+def loader_resizes(detector: Detector) -> bool:
+    """Whether images are resized before the model (else the model resizes them, conventions.py)."""
+    return not get_convention(detector.cfg.CONVENTION).resize_in_model
+
+
 @torch.no_grad()
 def detect_images(detector: Detector, images: Sequence[np.ndarray]) -> list[dict[str, np.ndarray]]:
     """Detections for RGB uint8 images (h, w, 3), one dict of numpy arrays per image: boxes (D, 4)
@@ -83,7 +90,7 @@ def detect_images(detector: Detector, images: Sequence[np.ndarray]) -> list[dict
     cfg = detector.cfg.TEST
     samples = []
     for i, image in enumerate(images):
-        resized, scale = resize(image, cfg.SCALES[0], cfg.MAX_SIZE)
+        resized, scale = resize(image, cfg.SCALES[0], cfg.MAX_SIZE) if loader_resizes(detector) else (image, 1.0)
         samples.append(Sample.unlabelled(torch.from_numpy(np.ascontiguousarray(resized)).permute(2, 0, 1), scale, i))
     batch = collate(samples).to(detector.device)
     outputs = detector.model(batch.images, batch.image_sizes, batch.image_scales)
@@ -96,7 +103,7 @@ def detect_records(
 ) -> list[dict[str, np.ndarray]]:
     """Detections for every record of a dataset split, in record order."""
     cfg = detector.cfg.TEST
-    dataset = RoidbDataset(records, cfg.SCALES, cfg.MAX_SIZE)
+    dataset = RoidbDataset(records, cfg.SCALES, cfg.MAX_SIZE, resize=loader_resizes(detector))
     batches = [list(range(i, min(i + batch_size, len(records)))) for i in range(0, len(records), batch_size)]
     loader = torch.utils.data.DataLoader(dataset, batch_sampler=batches, num_workers=num_workers, collate_fn=collate)
     results: list[dict[str, np.ndarray]] = []

@@ -199,6 +199,15 @@ def train(opts: TrainOptions, cfg: EasyDict) -> Path | None:
         distributed.shutdown()
 
 
+def build_training_model(opts: TrainOptions, cfg: EasyDict, num_classes: int) -> FasterRCNN:
+    """The model to train, from its backbone's pretrained weights (--pretrained or the defaults)."""
+    model, source = build_model(cfg, opts.net, num_classes, opts.pretrained, opts.data_dir)
+    log.info("backbone %s", source)
+    # The checkpoint's config names the weights' pixel format, so that the model is rebuilt as trained.
+    cfg.PRETRAINED_FORMAT = "caffe" if model.channel_order == "BGR" else "torchvision"
+    return model
+
+
 def build_trainer(opts: TrainOptions, cfg: EasyDict) -> Trainer:
     """Data, model, optimiser, schedule, resume and hooks of the run `opts` and `cfg` describe."""
     use_cuda = opts.device.startswith("cuda")
@@ -209,9 +218,7 @@ def build_trainer(opts: TrainOptions, cfg: EasyDict) -> Trainer:
     seed = cfg.RNG_SEED if opts.seed is None else opts.seed
     torch.manual_seed(seed)
     t.roidb, t.classes = training_roidb(opts, cfg, world)
-    model, source = build_model(cfg, opts.net, len(t.classes), opts.pretrained, opts.data_dir)
-    log.info("backbone %s", source)
-    t.model = model.to(t.device)
+    model = t.model = build_training_model(opts, cfg, len(t.classes)).to(t.device)
     lr = default_lr(opts, cfg)
     t.optimizer = build_optimizer(model, cfg, opts.optimizer, lr)
     t.precision = Precision.for_device(t.device, opts.amp)

@@ -1,6 +1,10 @@
 """Anchor generation: the A base anchors of one feature-map cell, and their copies over the grid.
 
-Shapes: A anchors per cell, H x W feature map, M = H * W * A anchors in all, ordered (y, x, a),
+Two generators, one per convention (conventions.py): AnchorGenerator, the original's anchors on one
+stride-16 map; PyramidAnchorGenerator, torchvision's, one set of sizes per pyramid level. Both map
+(grid sizes of the L levels, padded batch size) to L tensors of anchors.
+
+Shapes: A anchors per cell, H x W feature map, M = H * W * A anchors of a level, ordered (y, x, a),
 matching the RPN head's outputs reshaped from (N, A, H, W) through (N, H, W, A).
 """
 
@@ -41,8 +45,18 @@ def generate_base_anchors(
     return anchors.float()
 
 
+def grid_anchors(base_anchors: Tensor, grid_h: int, grid_w: int, stride_h: float, stride_w: float) -> Tensor:
+    """(A, 4) cell anchors copied to every cell of an H x W grid: (H * W * A, 4), order (y, x, a)."""
+    device = base_anchors.device
+    shift_y = torch.arange(grid_h, device=device, dtype=torch.float32) * stride_h
+    shift_x = torch.arange(grid_w, device=device, dtype=torch.float32) * stride_w
+    yy, xx = torch.meshgrid(shift_y, shift_x, indexing="ij")
+    shifts = torch.stack((xx, yy, xx, yy), dim=-1).reshape(-1, 1, 4)
+    return (shifts + base_anchors[None]).reshape(-1, 4)
+
+
 class AnchorGenerator(nn.Module):
-    """Anchors over a feature map of stride `stride`, shared by all images of a batch.
+    """The original's anchors over one feature map of stride `stride`, shared by a batch's images.
 
     Args:
         stride: feature stride in input pixels (FEAT_STRIDE); also the base anchor size.
@@ -60,18 +74,58 @@ class AnchorGenerator(nn.Module):
     def num_anchors(self) -> int:
         return self.base_anchors.shape[0]
 
-    def forward(self, feat_h: int, feat_w: int) -> Tensor:
-        """(M, 4) anchors for an H x W feature map, M = H * W * A, order (y, x, a)."""
+    def forward(self, grid_sizes: Sequence[tuple[int, int]], image_size: tuple[int, int]) -> list[Tensor]:
+        """One (M, 4) tensor for the one H x W feature map, M = H * W * A, order (y, x, a)."""
+        if len(grid_sizes) != 1:
+            raise ValueError(f"the original's anchors are for one feature map; got {len(grid_sizes)} levels")
+        (feat_h, feat_w), stride = grid_sizes[0], self.stride
         key = (feat_h, feat_w, self.base_anchors.device, self.base_anchors.dtype)
         anchors = self._cache.get(key)
         if anchors is None:
-            device = self.base_anchors.device
-            shift_y = torch.arange(feat_h, device=device, dtype=torch.float32) * self.stride
-            shift_x = torch.arange(feat_w, device=device, dtype=torch.float32) * self.stride
-            yy, xx = torch.meshgrid(shift_y, shift_x, indexing="ij")
-            shifts = torch.stack((xx, yy, xx, yy), dim=-1).reshape(-1, 1, 4)
-            anchors = (shifts + self.base_anchors[None]).reshape(-1, 4)
+            anchors = grid_anchors(self.base_anchors, feat_h, feat_w, stride, stride)
             if len(self._cache) > 64:
                 self._cache.clear()
             self._cache[key] = anchors
-        return anchors
+        return [anchors]
+
+
+def centred_base_anchors(sizes: Sequence[float], ratios: Sequence[float]) -> Tensor:
+    """torchvision's cell anchors, (A, 4) with A = len(ratios) * len(sizes), ratio-major: a box of
+    side `size` reshaped to each ratio h / w keeping its area, centred on the cell's top-left
+    corner, corners rounded to whole pixels (half to even). E.g. size 32, ratio 0.5 -> (-23, -11, 23, 11)."""
+    sizes_t = torch.tensor(sizes, dtype=torch.float32)
+    h_ratios = torch.sqrt(torch.tensor(ratios, dtype=torch.float32))
+    widths = ((1 / h_ratios)[:, None] * sizes_t[None, :]).reshape(-1)
+    heights = (h_ratios[:, None] * sizes_t[None, :]).reshape(-1)
+    return (torch.stack((-widths, -heights, widths, heights), dim=1) / 2).round()
+
+
+class PyramidAnchorGenerator(nn.Module):
+    """torchvision's anchors: per level, its own sizes, on a grid whose step is the padded batch
+    size divided (integer division) by the level's grid size, as torchvision computes it.
+
+    Args:
+        sizes: per level, anchor sides in input pixels (ANCHOR_SIZES, e.g. [[32], [64], ...]).
+        ratios: aspect ratios h / w, the same at every level (ANCHOR_RATIOS).
+    """
+
+    def __init__(self, sizes: Sequence[Sequence[float]], ratios: Sequence[float]) -> None:
+        super().__init__()
+        counts = {len(level) for level in sizes}
+        if len(counts) != 1:
+            raise ValueError(f"ANCHOR_SIZES: every level needs the same number of sizes; got {list(sizes)}")
+        self.sizes = [list(level) for level in sizes]
+        for i, level in enumerate(self.sizes):
+            self.register_buffer(f"base_{i}", centred_base_anchors(level, ratios), persistent=False)
+
+    @property
+    def num_anchors(self) -> int:
+        return self.base_0.shape[0]
+
+    def forward(self, grid_sizes: Sequence[tuple[int, int]], image_size: tuple[int, int]) -> list[Tensor]:
+        if len(grid_sizes) != len(self.sizes):
+            raise ValueError(f"ANCHOR_SIZES has {len(self.sizes)} levels; the backbone gives {len(grid_sizes)}")
+        return [
+            grid_anchors(getattr(self, f"base_{i}"), h, w, image_size[0] // h, image_size[1] // w)
+            for i, (h, w) in enumerate(grid_sizes)
+        ]

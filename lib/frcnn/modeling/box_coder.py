@@ -1,6 +1,7 @@
 """Box coding: boxes as offsets (dx, dy, dw, dh) from reference boxes (anchors or RoIs).
 
-For a reference box with width w, height h and centre (cx, cy) (inclusive convention, box_ops):
+For a reference box with width w = x2 - x1 + offset, height h and centre (cx, cy) = (x1 + w/2, y1 + h/2)
+(offset 1: inclusive corners, 0: continuous ones; see box_ops):
     dx = (gx - cx) / w,  dy = (gy - cy) / h,  dw = log(gw / w),  dh = log(gh / h)
 and the stored targets are normalised: (d - means) / stds (the head uses stds (0.1, 0.1, 0.2, 0.2)).
 
@@ -30,6 +31,7 @@ class BoxCoder:
         means: subtracted from raw deltas when encoding (added back when decoding).
         stds: raw deltas are divided by these when encoding (multiplied back when decoding).
         scale_clamp: upper bound on dw, dh before exp() in decode.
+        offset: the box convention's width offset (box_ops): 1 inclusive, 0 continuous.
     """
 
     def __init__(
@@ -37,15 +39,16 @@ class BoxCoder:
         means: Sequence[float] = (0.0, 0.0, 0.0, 0.0),
         stds: Sequence[float] = (1.0, 1.0, 1.0, 1.0),
         scale_clamp: float = DEFAULT_SCALE_CLAMP,
+        offset: float = 1.0,
     ) -> None:
         self.means = tuple(float(m) for m in means)
         self.stds = tuple(float(s) for s in stds)
         self.scale_clamp = scale_clamp
+        self.offset = float(offset)
 
-    @staticmethod
-    def _centre_size(boxes: Tensor) -> tuple[Tensor, Tensor, Tensor, Tensor]:
-        widths = boxes[..., 2] - boxes[..., 0] + 1.0
-        heights = boxes[..., 3] - boxes[..., 1] + 1.0
+    def _centre_size(self, boxes: Tensor) -> tuple[Tensor, Tensor, Tensor, Tensor]:
+        widths = boxes[..., 2] - boxes[..., 0] + self.offset
+        heights = boxes[..., 3] - boxes[..., 1] + self.offset
         return boxes[..., 0] + 0.5 * widths, boxes[..., 1] + 0.5 * heights, widths, heights
 
     def encode(self, boxes: Tensor, references: Tensor) -> Tensor:
@@ -67,4 +70,6 @@ class BoxCoder:
         cy = deltas[..., 1] * rh + ry
         w = torch.exp(deltas[..., 2].clamp(max=self.scale_clamp)) * rw
         h = torch.exp(deltas[..., 3].clamp(max=self.scale_clamp)) * rh
-        return torch.stack((cx - 0.5 * w, cy - 0.5 * h, cx + 0.5 * w - 1.0, cy + 0.5 * h - 1.0), dim=-1)
+        half_w, half_h = 0.5 * w, 0.5 * h
+        far = (cx + half_w - self.offset, cy + half_h - self.offset)
+        return torch.stack((cx - half_w, cy - half_h, *far), dim=-1)

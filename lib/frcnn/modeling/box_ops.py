@@ -1,10 +1,9 @@
-"""Box geometry in the inclusive-pixel convention used throughout this package.
+"""Box geometry, for both box conventions a model may use (conventions.py).
 
-A box is (x1, y1, x2, y2) in 0-based pixel indices with both corners inside the box, so a box that
-covers exactly one pixel has width x2 - x1 + 1 = 1. This is the PASCAL VOC devkit's convention, the
-original project's, and the one torchvision's roi_pool rounds with (BoxMode.XYXY in structures/boxes.py).
-torchvision's other box ops treat (x2, y2) as exclusive; BoxMode.convert(boxes, BoxMode.XYXY,
-BoxMode.XYXY_EXCLUSIVE) (add 1 to x2 and y2) lets them be used unchanged.
+`offset` is what a width adds to x2 - x1. offset 1 (the default): a box is (x1, y1, x2, y2) in
+0-based pixel indices with both corners inside the box, so a box that covers exactly one pixel has
+width x2 - x1 + 1 = 1 (the PASCAL VOC devkit's convention, the original project's, BoxMode.XYXY).
+offset 0: continuous corners, width x2 - x1 (torchvision's, BoxMode.XYXY_EXCLUSIVE).
 
 Shapes: `...` is any number of leading batch dimensions; M and G count boxes.
 """
@@ -15,32 +14,30 @@ import torch
 from torch import Tensor
 from torchvision import ops
 
-from ..structures import BoxMode
 
-
-def box_area(boxes: Tensor) -> Tensor:
+def box_area(boxes: Tensor, offset: float = 1.0) -> Tensor:
     """(..., 4) -> (...) areas; degenerate boxes have area 0."""
-    wh = (boxes[..., 2:] - boxes[..., :2] + 1).clamp(min=0)
+    wh = (boxes[..., 2:] - boxes[..., :2] + offset).clamp(min=0)
     return wh[..., 0] * wh[..., 1]
 
 
-def box_iou(boxes_a: Tensor, boxes_b: Tensor) -> Tensor:
+def box_iou(boxes_a: Tensor, boxes_b: Tensor, offset: float = 1.0) -> Tensor:
     """IoU of every pair: (..., M, 4) x (..., G, 4) -> (..., M, G), batch dims broadcast."""
-    area_a = box_area(boxes_a)
-    area_b = box_area(boxes_b)
+    area_a = box_area(boxes_a, offset)
+    area_b = box_area(boxes_b, offset)
     top_left = torch.maximum(boxes_a[..., :, None, :2], boxes_b[..., None, :, :2])
     bottom_right = torch.minimum(boxes_a[..., :, None, 2:], boxes_b[..., None, :, 2:])
-    wh = (bottom_right - top_left + 1).clamp(min=0)
+    wh = (bottom_right - top_left + offset).clamp(min=0)
     inter = wh[..., 0] * wh[..., 1]
     union = area_a[..., :, None] + area_b[..., None, :] - inter
     return inter / union.clamp(min=1e-6)
 
 
-def clip_boxes(boxes: Tensor, image_sizes: Tensor) -> Tensor:
-    """Clip (N, M, 4) boxes to each image's (h, w) in `image_sizes` (N, 2)."""
+def clip_boxes(boxes: Tensor, image_sizes: Tensor, offset: float = 1.0) -> Tensor:
+    """Clip (N, M, 4) boxes to each image's (h, w) in `image_sizes` (N, 2): x to [0, w - offset]."""
     sizes = image_sizes.to(boxes.dtype)
-    x_max = (sizes[:, 1] - 1).view(-1, 1)
-    y_max = (sizes[:, 0] - 1).view(-1, 1)
+    x_max = (sizes[:, 1] - offset).view(-1, 1)
+    y_max = (sizes[:, 0] - offset).view(-1, 1)
     zero = boxes.new_zeros(())
     return torch.stack(
         (
@@ -53,18 +50,20 @@ def clip_boxes(boxes: Tensor, image_sizes: Tensor) -> Tensor:
     )
 
 
-def box_sizes(boxes: Tensor) -> Tensor:
+def box_sizes(boxes: Tensor, offset: float = 1.0) -> Tensor:
     """(..., 4) -> (..., 2) widths and heights."""
-    return boxes[..., 2:] - boxes[..., :2] + 1
+    return boxes[..., 2:] - boxes[..., :2] + offset
 
 
-def batched_nms(boxes: Tensor, scores: Tensor, groups: Tensor, iou_threshold: float) -> Tensor:
+def batched_nms(boxes: Tensor, scores: Tensor, groups: Tensor, iou_threshold: float, offset: float = 1.0) -> Tensor:
     """NMS within each group (image, or image x class): indices kept, by decreasing score.
 
-    boxes (M, 4) float32, scores (M,), groups (M,) int64. IoU uses the inclusive convention.
+    boxes (M, 4) float32, scores (M,), groups (M,) int64. (torchvision's NMS takes widths as x2 - x1.)
     """
-    exclusive = BoxMode.convert(boxes.float(), BoxMode.XYXY, BoxMode.XYXY_EXCLUSIVE)
-    return ops.batched_nms(exclusive, scores.float(), groups, iou_threshold)
+    boxes = boxes.float()
+    if offset:
+        boxes = torch.cat((boxes[:, :2], boxes[:, 2:] + offset), dim=1)
+    return ops.batched_nms(boxes, scores.float(), groups, iou_threshold)
 
 
 def rank_within_groups(groups: Tensor, num_groups: int) -> Tensor:

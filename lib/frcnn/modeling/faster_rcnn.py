@@ -1,4 +1,5 @@
-"""Faster R-CNN: backbone -> RPN -> RoI heads, with its input normalisation built in.
+"""Faster R-CNN: backbone -> RPN -> RoI heads, with its input normalisation (and, under
+torchvision's convention, its resizing) built in.
 
 The contract, for N images padded into one batch:
     images       (N, 3, H, W) RGB, uint8 or float in 0..255 (the padding's content is ignored)
@@ -17,17 +18,20 @@ import torch
 from easydict import EasyDict
 from torch import Tensor, nn
 
-from .anchors import AnchorGenerator
+from .anchors import AnchorGenerator, PyramidAnchorGenerator
 from .backbones import Backbone, PixelFormat, build_backbone
 from .box_coder import BoxCoder
+from .conventions import CONVENTIONS, Convention, get_convention
+from .pyramid_roi_pool import PyramidRoIPooler
 from .roi_heads import BoxPredictor, DetectionSettings, RoIHeads, RoISamplingSettings
 from .roi_pool import RoIPooler
 from .rpn import AnchorTargetSettings, ProposalSettings, RegionProposalNetwork, RPNHead
+from .transform import InputResize, ModelInput
 
 
 class FasterRCNN(nn.Module):
     """Args:
-    backbone: the Backbone giving the stride-16 feature map.
+    backbone: the Backbone giving L feature maps (L = 1, stride 16, for the original's nets).
     rpn: the RegionProposalNetwork.
     roi_heads: the RoIHeads.
     pixels: how the backbone wants its input normalised.
@@ -35,6 +39,9 @@ class FasterRCNN(nn.Module):
         CPUs with oneDNN and on tensor-core GPUs).
     channels_last_cpu_inference: feed the backbone channels-last input in inference on CPU,
         even when `channels_last` is off (see TEST.CHANNELS_LAST_CPU).
+    convention: the box convention inside the model (conventions.py); targets come in and
+        detections go out as BoxMode.XYXY whatever it is.
+    resize: resizes the input at inference (torchvision's convention), or None.
     """
 
     def __init__(
@@ -45,6 +52,8 @@ class FasterRCNN(nn.Module):
         pixels: PixelFormat,
         channels_last: bool = False,
         channels_last_cpu_inference: bool = False,
+        convention: Convention = CONVENTIONS["original"],
+        resize: InputResize | None = None,
     ) -> None:
         super().__init__()
         self.backbone = backbone.to(memory_format=torch.channels_last) if channels_last else backbone
@@ -52,6 +61,8 @@ class FasterRCNN(nn.Module):
         self.channels_last_cpu_inference = channels_last_cpu_inference
         self.rpn = rpn
         self.roi_heads = roi_heads
+        self.convention = convention
+        self.resize = resize
         self.channel_order = pixels.channel_order
         self.register_buffer("pixel_mean", torch.tensor(pixels.mean).view(1, 3, 1, 1))
         self.register_buffer("pixel_std", torch.tensor(pixels.std).view(1, 3, 1, 1))
@@ -65,9 +76,19 @@ class FasterRCNN(nn.Module):
         h, w = x.shape[-2:]
         rows = torch.arange(h, device=x.device)[None, :] < image_sizes[:, 0:1]
         cols = torch.arange(w, device=x.device)[None, :] < image_sizes[:, 1:2]
-        x = x * (rows[:, None, :, None] & cols[:, None, None, :])
+        return x * (rows[:, None, :, None] & cols[:, None, None, :])
+
+    def prepare(self, images: Tensor, image_sizes: Tensor, image_scales: Tensor) -> ModelInput:
+        """The backbone's input batch, and how its boxes map back to the original images."""
+        x = self.normalize(images, image_sizes)
+        if self.resize is not None:
+            prepared = self.resize(x, image_sizes, image_scales)
+        else:
+            prepared = ModelInput(x, image_sizes, image_scales, image_scales[:, None].expand(-1, 4))
         cpu_inference = self.channels_last_cpu_inference and not self.training and x.device.type == "cpu"
-        return x.contiguous(memory_format=torch.channels_last) if self.channels_last or cpu_inference else x
+        if self.channels_last or cpu_inference:
+            prepared = prepared._replace(images=prepared.images.contiguous(memory_format=torch.channels_last))
+        return prepared
 
     def forward(
         self,
@@ -79,22 +100,30 @@ class FasterRCNN(nn.Module):
         n = images.shape[0]
         image_sizes = image_sizes.to(images.device)
         image_scales = torch.ones(n, device=images.device) if image_scales is None else image_scales.to(images.device)
-        features = self.backbone(self.normalize(images, image_sizes))
+        batch = self.prepare(images, image_sizes, image_scales)
+        features = self.backbone(batch.images)
         gt_boxes = gt_labels = gt_valid = seeds = None
         if self.training:
             if targets is None:
                 raise ValueError("training mode needs targets: one {'boxes', 'labels'} dict per image")
             gt_boxes, gt_labels, gt_valid = pad_targets(targets, images.device)
+            gt_boxes = self.convention.to_model(gt_boxes)
             if all("seed" in t for t in targets):
                 seeds = [int(t["seed"]) for t in targets]
         proposals, proposal_valid, rpn_losses = self.rpn(
-            features, image_sizes, image_scales, gt_boxes, gt_valid, None if seeds is None else [2 * s for s in seeds]
+            features,
+            batch.image_sizes,
+            batch.image_scales,
+            gt_boxes,
+            gt_valid,
+            None if seeds is None else [2 * s for s in seeds],
+            input_size=tuple(batch.images.shape[-2:]),
         )
         head_losses, detections = self.roi_heads(
             features,
             proposals,
             proposal_valid,
-            image_sizes,
+            batch.image_sizes,
             gt_boxes,
             gt_labels,
             gt_valid,
@@ -102,8 +131,8 @@ class FasterRCNN(nn.Module):
         )
         if self.training:
             return {**rpn_losses, **head_losses}
-        for det, scale in zip(detections, image_scales):
-            det["boxes"] = det["boxes"] / scale
+        for det, divisor in zip(detections, batch.box_divisors):
+            det["boxes"] = self.convention.from_model(det["boxes"] / divisor)
         return detections
 
 
@@ -136,37 +165,14 @@ def build_model(
     Returns the model and a line saying where the backbone's weights came from.
     """
     parts, pixels, source = build_backbone(net, cfg, pretrained, data_dir, use_default_weights)
-    backbone = parts.backbone
-    anchors = AnchorGenerator(cfg.FEAT_STRIDE, cfg.ANCHOR_SCALES, cfg.ANCHOR_RATIOS)
-    rpn = RegionProposalNetwork(
-        RPNHead(backbone.out_channels, cfg.RPN_CHANNELS, anchors.num_anchors),
-        anchors,
-        train_proposals=ProposalSettings(
-            cfg.TRAIN.RPN_PRE_NMS_TOP_N, cfg.TRAIN.RPN_POST_NMS_TOP_N, cfg.TRAIN.RPN_NMS_THRESH, cfg.TRAIN.RPN_MIN_SIZE
-        ),
-        test_proposals=ProposalSettings(
-            cfg.TEST.RPN_PRE_NMS_TOP_N, cfg.TEST.RPN_POST_NMS_TOP_N, cfg.TEST.RPN_NMS_THRESH, cfg.TEST.RPN_MIN_SIZE
-        ),
-        targets=AnchorTargetSettings(
-            cfg.TRAIN.RPN_POSITIVE_OVERLAP,
-            cfg.TRAIN.RPN_NEGATIVE_OVERLAP,
-            cfg.TRAIN.RPN_BATCHSIZE,
-            cfg.TRAIN.RPN_FG_FRACTION,
-        ),
-    )
+    convention = get_convention(cfg.CONVENTION)
+    rpn = build_rpn(cfg, parts.backbone, convention)
     roi_heads = RoIHeads(
-        RoIPooler(
-            cfg.POOLING_MODE,
-            cfg.POOLING_SIZE,
-            1.0 / cfg.FEAT_STRIDE,
-            cfg.ROI_ALIGN_SAMPLING_RATIO,
-            cfg.ROI_ALIGN_ALIGNED,
-            backbone.out_channels,
-        ),
+        build_roi_pooler(cfg, parts.backbone, convention.box_offset),
         parts.head,
         BoxPredictor(parts.head_dim, num_classes, cfg.CLASS_AGNOSTIC),
         num_classes,
-        BoxCoder(cfg.TRAIN.BBOX_NORMALIZE_MEANS, cfg.TRAIN.BBOX_NORMALIZE_STDS),
+        BoxCoder(cfg.TRAIN.BBOX_NORMALIZE_MEANS, cfg.TRAIN.BBOX_NORMALIZE_STDS, offset=convention.box_offset),
         sampling=RoISamplingSettings(
             cfg.TRAIN.BATCH_SIZE,
             cfg.TRAIN.FG_FRACTION,
@@ -174,6 +180,68 @@ def build_model(
             cfg.TRAIN.BG_THRESH_HI,
             cfg.TRAIN.BG_THRESH_LO,
         ),
-        detection=DetectionSettings(cfg.TEST.SCORE_THRESH, cfg.TEST.NMS, cfg.TEST.MAX_PER_IMAGE),
+        detection=DetectionSettings(
+            cfg.TEST.SCORE_THRESH, cfg.TEST.NMS, cfg.TEST.MAX_PER_IMAGE, convention.detection_min_size
+        ),
     )
-    return FasterRCNN(backbone, rpn, roi_heads, pixels, cfg.CHANNELS_LAST, cfg.TEST.CHANNELS_LAST_CPU), source
+    resize = None
+    if convention.resize_in_model:
+        resize = InputResize(cfg.TEST.SCALES[0], cfg.TEST.MAX_SIZE, convention.size_divisible)
+    model = FasterRCNN(
+        parts.backbone, rpn, roi_heads, pixels, cfg.CHANNELS_LAST, cfg.TEST.CHANNELS_LAST_CPU, convention, resize
+    )
+    return model, source
+
+
+def build_anchor_generator(cfg: EasyDict, backbone: Backbone) -> nn.Module:
+    """torchvision's per-level anchors when ANCHOR_SIZES is set, else the original's."""
+    levels = len(backbone.strides)
+    if cfg.ANCHOR_SIZES:
+        if len(cfg.ANCHOR_SIZES) != levels:
+            raise ValueError(f"ANCHOR_SIZES has {len(cfg.ANCHOR_SIZES)} levels; the backbone has {levels}")
+        return PyramidAnchorGenerator(cfg.ANCHOR_SIZES, cfg.ANCHOR_RATIOS)
+    if levels != 1:
+        raise ValueError(f"a backbone of {levels} levels needs ANCHOR_SIZES (one list of sizes per level)")
+    return AnchorGenerator(cfg.FEAT_STRIDE, cfg.ANCHOR_SCALES, cfg.ANCHOR_RATIOS)
+
+
+def build_rpn(cfg: EasyDict, backbone: Backbone, convention: Convention) -> RegionProposalNetwork:
+    anchors = build_anchor_generator(cfg, backbone)
+
+    def proposals(c: EasyDict) -> ProposalSettings:
+        return ProposalSettings(
+            c.RPN_PRE_NMS_TOP_N, c.RPN_POST_NMS_TOP_N, c.RPN_NMS_THRESH, c.RPN_MIN_SIZE, cfg.RPN_SCORE_THRESH
+        )
+
+    return RegionProposalNetwork(
+        RPNHead(backbone.out_channels, cfg.RPN_CHANNELS, anchors.num_anchors, cfg.RPN_CONV_DEPTH),
+        anchors,
+        train_proposals=proposals(cfg.TRAIN),
+        test_proposals=proposals(cfg.TEST),
+        targets=AnchorTargetSettings(
+            cfg.TRAIN.RPN_POSITIVE_OVERLAP,
+            cfg.TRAIN.RPN_NEGATIVE_OVERLAP,
+            cfg.TRAIN.RPN_BATCHSIZE,
+            cfg.TRAIN.RPN_FG_FRACTION,
+        ),
+        box_coder=BoxCoder(offset=convention.box_offset),
+        anchors_in_padding=convention.anchors_in_padding,
+    )
+
+
+def build_roi_pooler(cfg: EasyDict, backbone: Backbone, offset: float) -> nn.Module:
+    """One RoIPooler for a single-level backbone; a PyramidRoIPooler over its pooled levels otherwise."""
+
+    def pooler(stride: float) -> RoIPooler:
+        mode, size, sampling, aligned = (
+            cfg.POOLING_MODE,
+            cfg.POOLING_SIZE,
+            cfg.ROI_ALIGN_SAMPLING_RATIO,
+            cfg.ROI_ALIGN_ALIGNED,
+        )
+        return RoIPooler(mode, size, 1.0 / stride, sampling, aligned, backbone.out_channels)
+
+    if backbone.pooled_levels == 1 and len(backbone.strides) == 1:
+        return pooler(cfg.FEAT_STRIDE)
+    strides = backbone.strides[: backbone.pooled_levels]
+    return PyramidRoIPooler([pooler(s) for s in strides], strides, offset)

@@ -16,7 +16,6 @@ from torch import Tensor, nn
 
 from . import box_ops
 from .box_coder import BoxCoder
-from .roi_pool import RoIPooler
 from .sampling import match, per_image_weights, sample_balanced
 
 
@@ -59,22 +58,25 @@ class RoISamplingSettings:
 
 @dataclass
 class DetectionSettings:
-    """Post-processing at test time: score threshold, per-class NMS, detections kept per image."""
+    """Post-processing at test time: score threshold, per-class NMS, detections kept per image,
+    and the smallest width and height a detection may have (torchvision drops those under 0.01)."""
 
     score_thresh: float = 0.05
     nms_thresh: float = 0.3
     max_per_image: int = 100
+    min_size: float = 0.0
 
 
 class RoIHeads(nn.Module):
     """Fast R-CNN head over RPN proposals.
 
     Args:
-        pooler: RoIPooler giving (R, C, P, P) features.
+        pooler: RoIPooler (one feature map) or PyramidRoIPooler giving (R, C, P, P) features.
         box_head: maps pooled features to (R, D) (fc6/fc7 for VGG, layer4 + mean for ResNet).
         predictor: BoxPredictor.
         num_classes: K, background included.
-        box_coder: codes deltas relative to RoIs, with the original's target normalisation.
+        box_coder: codes deltas relative to RoIs, with the original's target normalisation; its
+            offset is the model's box convention.
         sampling: RoISamplingSettings.
         detection: DetectionSettings.
         sigma: smooth L1 sigma of the box loss (1 in the original).
@@ -82,7 +84,7 @@ class RoIHeads(nn.Module):
 
     def __init__(
         self,
-        pooler: RoIPooler,
+        pooler: nn.Module,
         box_head: nn.Module,
         predictor: BoxPredictor,
         num_classes: int,
@@ -103,7 +105,7 @@ class RoIHeads(nn.Module):
 
     def forward(
         self,
-        features: Tensor,
+        features: Sequence[Tensor],
         proposals: Tensor,
         proposal_valid: Tensor,
         image_sizes: Tensor,
@@ -147,7 +149,7 @@ class RoIHeads(nn.Module):
         s = self.sampling
         candidates = torch.cat((proposals, gt_boxes.to(proposals.dtype)), dim=1)  # ground truth joins the proposals
         candidate_valid = torch.cat((proposal_valid, gt_valid), dim=1)
-        best, _ = match(candidates, gt_boxes, gt_valid)
+        best, _ = match(candidates, gt_boxes, gt_valid, self.box_coder.offset)
         has_gt = gt_valid.any(dim=1, keepdim=True)
         labels = torch.full_like(best.iou, -1.0)
         is_bg = ((best.iou >= s.bg_iou_lo) & (best.iou < s.bg_iou_hi)) | ~has_gt
@@ -192,12 +194,16 @@ class RoIHeads(nn.Module):
         deltas = deltas.float().view(deltas.shape[0], -1, 4).expand(-1, k, -1)
         image_idx = rois[:, 0].long()
         boxes = self.box_coder.decode(deltas, rois[:, None, 1:])  # (R, K, 4)
-        boxes = box_ops.clip_boxes(boxes, image_sizes[image_idx])
+        offset = self.box_coder.offset
+        boxes = box_ops.clip_boxes(boxes, image_sizes[image_idx], offset)
         # Every (RoI, foreground class) pair above the threshold is a candidate detection.
-        roi_i, cls_i = (scores[:, 1:] > d.score_thresh).nonzero(as_tuple=True)
+        candidate = scores[:, 1:] > d.score_thresh
+        if d.min_size > 0:
+            candidate &= (box_ops.box_sizes(boxes[:, 1:], offset) >= d.min_size).all(dim=-1)
+        roi_i, cls_i = candidate.nonzero(as_tuple=True)
         cls_i = cls_i + 1
         cand_boxes, cand_scores, cand_images = boxes[roi_i, cls_i], scores[roi_i, cls_i], image_idx[roi_i]
-        keep = box_ops.batched_nms(cand_boxes, cand_scores, cand_images * k + cls_i, d.nms_thresh)
+        keep = box_ops.batched_nms(cand_boxes, cand_scores, cand_images * k + cls_i, d.nms_thresh, offset)
         keep = keep[box_ops.top_per_group(cand_images[keep], cand_scores[keep], num_images, d.max_per_image)]
         per_image = torch.bincount(cand_images[keep], minlength=num_images).tolist()
         return [

@@ -18,6 +18,8 @@ in input-image pixels (inclusive convention), P = output size.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
@@ -66,7 +68,10 @@ class RoIPooler(nn.Module):
             samples = sampling_ratio or DEFORM_DEFAULT_SAMPLING
             self.deform = DeformRoIPool(in_channels, output_size, spatial_scale, samples)
 
-    def forward(self, features: Tensor, rois: Tensor) -> Tensor:
+    def forward(self, features: Tensor | Sequence[Tensor], rois: Tensor) -> Tensor:
+        """features: the map, or a list of levels whose first is read (a single-level model's)."""
+        if not isinstance(features, Tensor):
+            features = features[0]
         rois = rois.to(features.dtype)
         if self.mode == "pool":
             return ops.roi_pool(features, rois, self.output_size, self.spatial_scale)

@@ -1,8 +1,13 @@
 """Region proposal network: the head (convolutions) and the proposal logic around it.
 
-Shapes: N images, C feature channels, H x W feature map, A anchors per cell, M = H * W * A anchors,
+Shapes: N images, C feature channels, L feature levels (1 for the original's nets, a pyramid for
+FPN nets), H x W a level's feature map, A anchors per cell, M = sum over levels of H * W * A anchors,
 G ground-truth boxes per image (padded), P proposals per image (padded, with a valid mask).
 Image sizes are (h, w) of each image's unpadded area in the (padded) input batch.
+
+Proposals are chosen as torchvision chooses them, which for one level is the original's rule: the
+pre_nms_top_n best anchors of each level, decoded and clipped, small ones dropped, NMS within each
+level, then the post_nms_top_n best of the image.
 """
 
 from __future__ import annotations
@@ -21,26 +26,33 @@ from .sampling import match, per_image_weights, sample_balanced
 
 
 class RPNHead(nn.Module):
-    """3x3 conv + ReLU, then 1x1 convs giving one objectness logit and 4 box deltas per anchor.
+    """3x3 conv + ReLU (conv_depth of them), then 1x1 convs giving one objectness logit and 4 box
+    deltas per anchor; the same weights serve every level.
 
     Args:
         in_channels: C of the backbone feature map.
-        mid_channels: width of the 3x3 conv (RPN_CHANNELS, 512 in the original).
+        mid_channels: width of the 3x3 convs (RPN_CHANNELS, 512 in the original).
         num_anchors: A.
+        conv_depth: number of 3x3 convs (RPN_CONV_DEPTH; 2 in torchvision's v2 detector).
     """
 
-    def __init__(self, in_channels: int, mid_channels: int, num_anchors: int) -> None:
+    def __init__(self, in_channels: int, mid_channels: int, num_anchors: int, conv_depth: int = 1) -> None:
         super().__init__()
         self.conv = nn.Conv2d(in_channels, mid_channels, 3, padding=1)
+        self.extra_convs = nn.ModuleList(
+            nn.Conv2d(mid_channels, mid_channels, 3, padding=1) for _ in range(conv_depth - 1)
+        )
         self.objectness = nn.Conv2d(mid_channels, num_anchors, 1)
         self.deltas = nn.Conv2d(mid_channels, 4 * num_anchors, 1)
-        for layer in (self.conv, self.objectness, self.deltas):
+        for layer in (self.conv, *self.extra_convs, self.objectness, self.deltas):
             nn.init.normal_(layer.weight, std=0.01)
             nn.init.zeros_(layer.bias)
 
     def forward(self, features: Tensor) -> tuple[Tensor, Tensor]:
-        """(N, C, H, W) -> logits (N, M) and deltas (N, M, 4), anchors ordered (y, x, a)."""
+        """(N, C, H, W) -> logits (N, H*W*A) and deltas (N, H*W*A, 4), anchors ordered (y, x, a)."""
         hidden = F.relu(self.conv(features))
+        for conv in self.extra_convs:
+            hidden = F.relu(conv(hidden))
         n = features.shape[0]
         logits = self.objectness(hidden).permute(0, 2, 3, 1).reshape(n, -1)
         deltas = self.deltas(hidden).permute(0, 2, 3, 1).reshape(n, -1, 4)
@@ -55,12 +67,14 @@ class ProposalSettings:
     post_nms_top_n: proposals kept per image after NMS.
     nms_thresh: IoU threshold of the NMS between proposals.
     min_size: smallest proposal side, in original-image pixels (scaled by each image's scale).
+    score_thresh: lowest objectness probability of a proposal (RPN_SCORE_THRESH).
     """
 
     pre_nms_top_n: int
     post_nms_top_n: int
     nms_thresh: float
     min_size: float
+    score_thresh: float = 0.0
 
 
 @dataclass
@@ -87,8 +101,10 @@ class RegionProposalNetwork(nn.Module):
         anchor_generator: anchors for the feature map (its stride maps cells to pixels).
         train_proposals, test_proposals: ProposalSettings for training and inference.
         targets: AnchorTargetSettings for the losses.
-        box_coder: codes box deltas relative to anchors (no normalisation in the original).
+        box_coder: codes box deltas relative to anchors (no normalisation in the original); its
+            offset is the model's box convention.
         sigma: smooth L1 sigma of the box loss (3 in the original).
+        anchors_in_padding: anchors centred in a batch's padding may become proposals (torchvision).
     """
 
     def __init__(
@@ -100,6 +116,7 @@ class RegionProposalNetwork(nn.Module):
         targets: AnchorTargetSettings | None = None,
         box_coder: BoxCoder | None = None,
         sigma: float = 3.0,
+        anchors_in_padding: bool = False,
     ) -> None:
         super().__init__()
         self.head = head
@@ -109,32 +126,43 @@ class RegionProposalNetwork(nn.Module):
         self.targets = targets or AnchorTargetSettings()
         self.box_coder = box_coder or BoxCoder()
         self.sigma = sigma
+        self.anchors_in_padding = anchors_in_padding
 
     def forward(
         self,
-        features: Tensor,
+        features: Sequence[Tensor],
         image_sizes: Tensor,
         image_scales: Tensor,
         gt_boxes: Tensor | None = None,
         gt_valid: Tensor | None = None,
         seeds: Sequence[int] | None = None,
+        input_size: tuple[int, int] | None = None,
     ) -> tuple[Tensor, Tensor, dict[str, Tensor]]:
-        """features (N, C, H, W); image_sizes (N, 2) as (h, w); image_scales (N,);
+        """features: L maps (N, C, H, W); image_sizes (N, 2) as (h, w); image_scales (N,);
         gt_boxes (N, G, 4) and gt_valid (N, G) when training; seeds: per image, for the anchor
-        sampling (see sampling.sample_balanced).
+        sampling (see sampling.sample_balanced); input_size: the padded batch's (H, W) (the
+        pyramid's anchor grid is laid out from it; default: the first level's size x its stride).
 
         Returns proposals (N, P, 4) in input pixels, their valid mask (N, P), and the loss dict
         ({"rpn_cls", "rpn_box"} when training, empty otherwise).
         """
-        logits, deltas = self.head(features)
-        anchors = self.anchor_generator(features.shape[-2], features.shape[-1])
-        # Anchors centred in an image's padding see only padding; they never become proposals.
-        centres = (anchors[:, :2] + anchors[:, 2:]) / 2
-        in_image = (centres[None, :, 0] < image_sizes[:, 1:2]) & (centres[None, :, 1] < image_sizes[:, 0:1])
+        if isinstance(features, Tensor):
+            features = [features]
+        outputs = [self.head(level) for level in features]
+        logits = torch.cat([out[0] for out in outputs], dim=1)
+        deltas = torch.cat([out[1] for out in outputs], dim=1)
+        grids = [tuple(level.shape[-2:]) for level in features]
+        if input_size is None:
+            stride = getattr(self.anchor_generator, "stride", 1)
+            input_size = (grids[0][0] * stride, grids[0][1] * stride)
+        per_level = self.anchor_generator(grids, input_size)
+        anchors = torch.cat(per_level)
+        counts = [a.shape[0] for a in per_level]
+        in_image = self._proposal_candidates(anchors, image_sizes)
         settings = self.train_proposals if self.training else self.test_proposals
         with torch.no_grad():
             proposals, valid = self._proposals(
-                logits.detach(), deltas.detach(), anchors, in_image, image_sizes, image_scales, settings
+                logits.detach(), deltas.detach(), anchors, in_image, image_sizes, image_scales, settings, counts
             )
         losses: dict[str, Tensor] = {}
         if self.training:
@@ -142,6 +170,15 @@ class RegionProposalNetwork(nn.Module):
                 raise ValueError("the RPN needs ground truth in training mode")
             losses = self._losses(logits, deltas, anchors, image_sizes, gt_boxes, gt_valid, seeds)
         return proposals, valid, losses
+
+    def _proposal_candidates(self, anchors: Tensor, image_sizes: Tensor) -> Tensor:
+        """(N, M): anchors that may become proposals. The original's convention leaves out those
+        centred in an image's padding (they see only padding)."""
+        n = image_sizes.shape[0]
+        if self.anchors_in_padding:
+            return torch.ones((n, anchors.shape[0]), dtype=torch.bool, device=anchors.device)
+        centres = (anchors[:, :2] + anchors[:, 2:]) / 2
+        return (centres[None, :, 0] < image_sizes[:, 1:2]) & (centres[None, :, 1] < image_sizes[:, 0:1])
 
     def _proposals(
         self,
@@ -152,19 +189,31 @@ class RegionProposalNetwork(nn.Module):
         image_sizes: Tensor,
         image_scales: Tensor,
         settings: ProposalSettings,
+        level_counts: Sequence[int] | None = None,
     ) -> tuple[Tensor, Tensor]:
+        """level_counts: anchors of each level, in order (default: one level)."""
         n, m = logits.shape
+        counts = list(level_counts or [m])
+        levels = torch.repeat_interleave(
+            torch.arange(len(counts), device=logits.device), torch.tensor(counts, device=logits.device)
+        )
         scores = logits.float().masked_fill(~in_image, float("-inf"))
-        k = min(settings.pre_nms_top_n, m)
-        top_scores, top_idx = scores.topk(k, dim=1)
+        top_scores, top_idx = _top_per_level(scores, counts, settings.pre_nms_top_n)
+        k = top_idx.shape[1]
+        offset = self.box_coder.offset
         boxes = self.box_coder.decode(torch.gather(deltas, 1, top_idx[..., None].expand(-1, -1, 4)), anchors[top_idx])
-        boxes = box_ops.clip_boxes(boxes, image_sizes)
-        sizes = box_ops.box_sizes(boxes)
+        boxes = box_ops.clip_boxes(boxes, image_sizes, offset)
+        sizes = box_ops.box_sizes(boxes, offset)
         min_size = (settings.min_size * image_scales).view(-1, 1)
         keep = (sizes[..., 0] >= min_size) & (sizes[..., 1] >= min_size) & torch.isfinite(top_scores)
+        if settings.score_thresh > 0:
+            keep &= torch.sigmoid(top_scores) >= settings.score_thresh
         image_idx = torch.arange(n, device=logits.device)[:, None].expand(n, k)
+        groups = image_idx * len(counts) + levels[top_idx]
+        # NMS ranks by logit (the probability's order, without the ties rounding puts in it, whose
+        # order would depend on the rest of the batch).
         flat_boxes, flat_scores, flat_images = boxes[keep], top_scores[keep], image_idx[keep]
-        kept = box_ops.batched_nms(flat_boxes, flat_scores, flat_images, settings.nms_thresh)
+        kept = box_ops.batched_nms(flat_boxes, flat_scores, groups[keep], settings.nms_thresh, offset)
         kept = kept[torch.argsort(flat_images[kept], stable=True)]
         rank = box_ops.rank_within_groups(flat_images[kept], n)
         kept, rank = kept[rank < settings.post_nms_top_n], rank[rank < settings.post_nms_top_n]
@@ -205,13 +254,15 @@ class RegionProposalNetwork(nn.Module):
         Only anchors lying wholly inside their image take part (the original's allowed border 0).
         Each ground truth's best anchors are foreground even below positive_iou.
         """
+        # Inclusive corners are pixel indices (x2 < w); continuous ones may reach the edge (x2 <= w).
+        below = torch.lt if self.box_coder.offset else torch.le
         inside = (
             (anchors[None, :, 0] >= 0)
             & (anchors[None, :, 1] >= 0)
-            & (anchors[None, :, 2] < image_sizes[:, 1:2])
-            & (anchors[None, :, 3] < image_sizes[:, 0:1])
+            & below(anchors[None, :, 2], image_sizes[:, 1:2])
+            & below(anchors[None, :, 3], image_sizes[:, 0:1])
         )
-        best, iou = match(anchors, gt_boxes, gt_valid)
+        best, iou = match(anchors, gt_boxes, gt_valid, self.box_coder.offset)
         labels = torch.full_like(best.iou, -1.0)
         labels[best.iou < self.targets.negative_iou] = 0
         # Ties count: every inside anchor that reaches a ground truth's best IoU is foreground.
@@ -222,3 +273,16 @@ class RegionProposalNetwork(nn.Module):
         labels[best.iou >= self.targets.positive_iou] = 1
         labels[~inside] = -1
         return labels, torch.gather(gt_boxes, 1, best.gt_index[..., None].expand(-1, -1, 4))
+
+
+def _top_per_level(scores: Tensor, counts: Sequence[int], top_n: int) -> tuple[Tensor, Tensor]:
+    """The top_n best scores (N, k) of each level of (N, M) scores whose levels hold `counts`
+    consecutive anchors, and their indices into M; k = sum over levels of min(top_n, count)."""
+    found, start = [], 0
+    for count in counts:
+        if count:
+            _, idx = scores[:, start : start + count].topk(min(top_n, count), dim=1)
+            found.append(idx + start)
+        start += count
+    top_idx = torch.cat(found, dim=1) if found else scores.new_zeros((scores.shape[0], 0), dtype=torch.long)
+    return torch.gather(scores, 1, top_idx), top_idx

@@ -23,12 +23,13 @@ class Match(NamedTuple):
     gt_index: Tensor
 
 
-def match(candidates: Tensor, gt_boxes: Tensor, gt_valid: Tensor) -> tuple[Match, Tensor]:
+def match(candidates: Tensor, gt_boxes: Tensor, gt_valid: Tensor, offset: float = 1.0) -> tuple[Match, Tensor]:
     """Match (N, M, 4) or (M, 4) candidates to (N, G, 4) ground truth with (N, G) valid mask.
 
     Returns the Match and the full IoU matrix (N, M, G) with -1 at padded ground truth.
+    offset: the box convention's width offset (box_ops).
     """
-    iou = box_iou(candidates, gt_boxes)
+    iou = box_iou(candidates, gt_boxes, offset)
     if iou.dim() == 2:
         iou = iou.unsqueeze(0)
     iou = iou.expand(gt_boxes.shape[0], -1, -1).masked_fill(~gt_valid[:, None, :], -1.0)

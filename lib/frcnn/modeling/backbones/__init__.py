@@ -12,13 +12,28 @@ import torch
 from easydict import EasyDict
 
 from .base import CAFFE_PIXELS, TORCHVISION_PIXELS, Backbone, BackboneParts, BackboneSpec, PixelFormat
+from .fpn import MOBILENET_V3_FPN, RES50_FPN, RES50_FPN_V2, RES101_FPN
 from .mobilenet import MOBILENET_V2
 from .resnet import RES50, RES101, RES152
 from .tiny import TINY
 from .vgg import VGG16
 from .weights import WeightFileError, check_fit, find_weights, read_state_dict, weight_format
 
-BACKBONES: dict[str, BackboneSpec] = {spec.name: spec for spec in (VGG16, RES50, RES101, RES152, MOBILENET_V2, TINY)}
+BACKBONES: dict[str, BackboneSpec] = {
+    spec.name: spec
+    for spec in (
+        VGG16,
+        RES50,
+        RES101,
+        RES152,
+        MOBILENET_V2,
+        TINY,
+        RES50_FPN,
+        RES50_FPN_V2,
+        RES101_FPN,
+        MOBILENET_V3_FPN,
+    )
+}
 NETS = tuple(BACKBONES)
 
 __all__ = ["BACKBONES", "NETS", "Backbone", "BackboneParts", "BackboneSpec", "PixelFormat", "WeightFileError"]
@@ -51,7 +66,9 @@ def build_backbone(
     path = Path(pretrained) if pretrained is not None else None
     if path is None and use_default_weights:
         path = find_weights(spec, data_dir)
-    fmt = "torchvision"  # the pixel format of nets trained from scratch, too
+    # Without a file, the configured format (a checkpoint's config records the one it was trained
+    # with); nets trained from scratch take torchvision's.
+    fmt = "caffe" if spec.reference is not None and cfg.PRETRAINED_FORMAT == "caffe" else "torchvision"
     if spec.reference is None:  # a weight file holds the Backbone itself
         parts = spec.build(cfg, None, fmt)
         if path is not None:

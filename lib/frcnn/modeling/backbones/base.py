@@ -1,4 +1,4 @@
-"""What every backbone provides: a stride-16 base, a per-RoI head, and its input format.
+"""What every backbone provides: a base giving feature maps, a per-RoI head, and its input format.
 
 Shapes: N images, C base channels, R RoIs, P pooled size, D head output size.
 """
@@ -32,22 +32,32 @@ CAFFE_PIXELS = PixelFormat("BGR", (102.9801, 115.9465, 122.7717), (1.0, 1.0, 1.0
 
 
 class Backbone(nn.Module):
-    """The convolutional base, (N, 3, H, W) -> (N, C, H/16, W/16).
+    """The convolutional base, (N, 3, H, W) -> a list of L feature maps (N, C, H/s, W/s), one per
+    stride s in `strides`: L = 1 (stride 16) for the original's nets, a pyramid for FPN nets.
+
+    Attributes every backbone has: out_channels (C, the same at every level), strides (one per
+    level), pooled_levels (the first this many levels are where RoIs are pooled from; the rest
+    serve the RPN only).
 
     Args:
-        base: the trunk up to stride `stride`.
+        base: the trunk: a module giving one feature map, or a dict of them in level order.
         out_channels: C.
-        stride: the base's total stride (16 for every backbone here).
+        strides: each level's total stride ((16,) for every single-level backbone here).
+        pooled_levels: how many leading levels RoIs are pooled from.
     """
 
-    def __init__(self, base: nn.Module, out_channels: int, stride: int = 16) -> None:
+    def __init__(
+        self, base: nn.Module, out_channels: int, strides: tuple[int, ...] = (16,), pooled_levels: int = 1
+    ) -> None:
         super().__init__()
         self.base = base
         self.out_channels = out_channels
-        self.stride = stride
+        self.strides = tuple(strides)
+        self.pooled_levels = pooled_levels
 
-    def forward(self, images: Tensor) -> Tensor:
-        return self.base(images)
+    def forward(self, images: Tensor) -> list[Tensor]:
+        features = self.base(images)
+        return list(features.values()) if isinstance(features, dict) else [features]
 
 
 @dataclass

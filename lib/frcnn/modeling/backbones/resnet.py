@@ -4,6 +4,7 @@ first RESNET.FIXED_BLOCKS stages are frozen too, as in the original."""
 
 from __future__ import annotations
 
+from easydict import EasyDict
 from torch import nn
 from torchvision.models import resnet50, resnet101, resnet152
 from torchvision.ops import FrozenBatchNorm2d
@@ -20,12 +21,14 @@ def build_resnet(
     name: res50, res101 or res152.
     state_dict: torchvision-layout weights already checked against the model, or None.
     fixed_blocks: 0 freezes conv1 only; 1 also layer1; 2 also layer2; 3 also layer3.
-    caffe_layout: Caffe ResNets stride in each stage's first 1x1 conv (not the 3x3) and round
-        the stem's max pool up; set for the original's resnet101_caffe.pth.
+    caffe_layout: Caffe ResNets stride in each stage's first 1x1 conv (not the 3x3), and their
+        stem's max pool has no padding and rounds up (kernel 3, stride 2, padding 0, ceil mode):
+        torchvision's padding 1 would shift every feature by a pixel (and give 151 rows, not 150,
+        for 600). Set for the original's resnet101_caffe.pth and its detectors.
     """
     net = RESNETS[name](weights=None, norm_layer=FrozenBatchNorm2d)
     if caffe_layout:
-        net.maxpool.ceil_mode = True
+        net.maxpool = nn.MaxPool2d(kernel_size=3, stride=2, padding=0, ceil_mode=True)
         for stage in (net.layer2, net.layer3, net.layer4):
             stage[0].conv1.stride, stage[0].conv2.stride = (2, 2), (1, 1)
     if state_dict is not None:
@@ -39,10 +42,17 @@ def build_resnet(
     return BackboneParts(Backbone(base, out_channels=1024), head, head_dim=2048)
 
 
+def _caffe(cfg: EasyDict, fmt: str) -> bool:
+    """The Caffe layout for Caffe weights, and also when the config says PRETRAINED_FORMAT caffe
+    without a weight file: a checkpoint converted from the original (convert/original.py) is built
+    that way, then its weights are loaded over it."""
+    return fmt == "caffe" or cfg.get("PRETRAINED_FORMAT") == "caffe"
+
+
 def _resnet_spec(name: str, torchvision_files: tuple[str, ...], caffe_file: str) -> BackboneSpec:
     return BackboneSpec(
         name,
-        lambda cfg, state_dict, fmt: build_resnet(name, state_dict, cfg.RESNET.FIXED_BLOCKS, fmt == "caffe"),
+        lambda cfg, state_dict, fmt: build_resnet(name, state_dict, cfg.RESNET.FIXED_BLOCKS, _caffe(cfg, fmt)),
         reference=lambda: RESNETS[name](weights=None, norm_layer=FrozenBatchNorm2d),
         torchvision_files=torchvision_files,
         caffe_file=caffe_file,

@@ -1,0 +1,111 @@
+"""Feature pyramid backbones, built exactly as torchvision builds its Faster R-CNN models:
+torchvision's BackboneWithFPN (an IntermediateLayerGetter body and a FeaturePyramidNetwork with a
+max-pooled extra level) and its box heads, so that torchvision's detector weights load key for key
+(convert/torchvision_detectors.py) and give the same numbers.
+
+- res50_fpn / res101_fpn: fasterrcnn_resnet50_fpn's design (v1): C2..C5 -> P2..P5 (strides 4..32)
+  plus P6 (stride 64, RPN only); RoIs pooled from P2..P5; two fc layers (fc6, fc7) of 1024.
+- res50_fpn_v2: fasterrcnn_resnet50_fpn_v2: BatchNorm in the pyramid's convolutions, a box head of
+  four 3x3 convolutions with BatchNorm and one fc of 1024 (its RPN head has two convolutions:
+  RPN_CONV_DEPTH 2 in cfgs/res50_fpn_v2.yml).
+- mobilenet_v3_fpn: fasterrcnn_mobilenet_v3_large_fpn (and its 320 px variant, the same weights'
+  layout): the last two stages (both stride 32) -> two maps plus a pooled one; every RoI is pooled
+  from the first (both pooled levels have stride 32, so the level rule picks the first).
+
+The ResNet body's BatchNorm is frozen (torchvision freezes it too when it starts from ImageNet
+weights); its first RESNET.FIXED_BLOCKS stages are frozen as for the C4 nets (torchvision's
+default, 3 trainable layers, is FIXED_BLOCKS 1).
+"""
+
+from __future__ import annotations
+
+from easydict import EasyDict
+from torch import nn
+from torchvision.models import mobilenet_v3_large, resnet50, resnet101
+from torchvision.models.detection.backbone_utils import BackboneWithFPN
+from torchvision.models.detection.faster_rcnn import FastRCNNConvFCHead, TwoMLPHead
+from torchvision.ops import FrozenBatchNorm2d
+
+from .base import Backbone, BackboneParts, BackboneSpec, freeze
+
+FPN_CHANNELS = 256
+HEAD_DIM = 1024
+RESNET_BUILDERS = {"res50_fpn": resnet50, "res50_fpn_v2": resnet50, "res101_fpn": resnet101}
+# torchvision trains the last 3 of MobileNetV3's 6 stages when it starts from ImageNet weights.
+MOBILENET_V3_TRAINABLE_STAGES = 3
+
+
+def _box_head(pool_size: int, v2: bool) -> nn.Module:
+    if v2:
+        return FastRCNNConvFCHead(
+            (FPN_CHANNELS, pool_size, pool_size), [256, 256, 256, 256], [HEAD_DIM], norm_layer=nn.BatchNorm2d
+        )
+    return TwoMLPHead(FPN_CHANNELS * pool_size**2, HEAD_DIM)
+
+
+def build_resnet_fpn(name: str, cfg: EasyDict, state_dict: dict | None) -> BackboneParts:
+    """Args:
+    name: res50_fpn, res50_fpn_v2 or res101_fpn.
+    cfg: RESNET.FIXED_BLOCKS (frozen stages after conv1) and POOLING_SIZE.
+    state_dict: torchvision-layout ImageNet weights already checked against the model, or None.
+    """
+    net = RESNET_BUILDERS[name](weights=None, norm_layer=FrozenBatchNorm2d)
+    if state_dict is not None:
+        net.load_state_dict(state_dict, strict=False)
+    for stage in [net.conv1] + [getattr(net, f"layer{i}") for i in range(1, cfg.RESNET.FIXED_BLOCKS + 1)]:
+        freeze(stage)
+    v2 = name == "res50_fpn_v2"
+    pyramid = BackboneWithFPN(
+        net,
+        {f"layer{k}": str(k - 1) for k in (1, 2, 3, 4)},
+        [256, 512, 1024, 2048],
+        FPN_CHANNELS,
+        norm_layer=nn.BatchNorm2d if v2 else None,
+    )
+    backbone = Backbone(pyramid, FPN_CHANNELS, strides=(4, 8, 16, 32, 64), pooled_levels=4)
+    return BackboneParts(backbone, _box_head(cfg.POOLING_SIZE, v2), HEAD_DIM)
+
+
+def build_mobilenet_v3_fpn(cfg: EasyDict, state_dict: dict | None) -> BackboneParts:
+    """Args:
+    cfg: POOLING_SIZE.
+    state_dict: torchvision-layout ImageNet weights already checked against the model, or None.
+    """
+    net = mobilenet_v3_large(weights=None, norm_layer=FrozenBatchNorm2d)
+    if state_dict is not None:
+        net.load_state_dict(state_dict, strict=False)
+    features = net.features
+    stages = [0] + [i for i, block in enumerate(features) if getattr(block, "_is_cn", False)] + [len(features) - 1]
+    for block in features[: stages[len(stages) - MOBILENET_V3_TRAINABLE_STAGES]]:
+        freeze(block)
+    returned = [stages[-2], stages[-1]]
+    pyramid = BackboneWithFPN(
+        features,
+        {str(index): str(level) for level, index in enumerate(returned)},
+        [features[i].out_channels for i in returned],
+        FPN_CHANNELS,
+    )
+    backbone = Backbone(pyramid, FPN_CHANNELS, strides=(32, 32, 64), pooled_levels=2)
+    return BackboneParts(backbone, _box_head(cfg.POOLING_SIZE, v2=False), HEAD_DIM)
+
+
+def _resnet_fpn_spec(name: str, torchvision_files: tuple[str, ...]) -> BackboneSpec:
+    return BackboneSpec(
+        name,
+        lambda cfg, state_dict, fmt: build_resnet_fpn(name, cfg, state_dict),
+        reference=lambda: RESNET_BUILDERS[name](weights=None, norm_layer=FrozenBatchNorm2d),
+        torchvision_files=torchvision_files,
+        unused_prefixes=("fc.",),
+    )
+
+
+RES50_FPN = _resnet_fpn_spec("res50_fpn", ("resnet50-0676ba61.pth", "resnet50-11ad3fa6.pth"))
+RES50_FPN_V2 = _resnet_fpn_spec("res50_fpn_v2", ("resnet50-0676ba61.pth", "resnet50-11ad3fa6.pth"))
+RES101_FPN = _resnet_fpn_spec("res101_fpn", ("resnet101-63fe2227.pth",))
+MOBILENET_V3_FPN = BackboneSpec(
+    "mobilenet_v3_fpn",
+    lambda cfg, state_dict, fmt: build_mobilenet_v3_fpn(cfg, state_dict),
+    reference=lambda: mobilenet_v3_large(weights=None, norm_layer=FrozenBatchNorm2d),
+    torchvision_files=("mobilenet_v3_large-8738ca79.pth", "mobilenet_v3_large-5c1a4163.pth"),
+    unused_prefixes=("classifier.",),
+)
