@@ -42,7 +42,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument(
         "--checkpoint_interval", type=int, default=0, help="also save every this many steps (0: at epoch ends only)"
     )
-    p.add_argument("--pretrained", default=None, help="backbone weight file (torchvision or the original's Caffe .pth)")
+    p.add_argument("--pretrained", default=None, help="backbone weights, or a whole detector to fine-tune (README)")
     p.add_argument("--seed", type=int, default=None, help="random seed (default: RNG_SEED)")
     add_bool_flag(
         p, "--mGPUs", help="one process per visible GPU (DistributedDataParallel); under torchrun no flag is needed"

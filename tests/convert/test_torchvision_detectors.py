@@ -198,3 +198,32 @@ def test_a_file_of_another_kind_is_refused_with_what_it_holds(tmp_path):
     torch.save({"conv.weight": torch.zeros(1)}, tmp_path / "other.pth")
     with pytest.raises(ValueError, match="not a detector file this project reads"):
         load_detector(tmp_path / "other.pth")
+
+
+def test_a_coco_detector_is_evaluated_on_coco_data_by_category_id(tmp_path):
+    """The 91 labels of a torchvision COCO detector are category ids: on COCO-format data they
+    are matched to its categories by id (here 1, 3, 18 for person, car, dog), not by position."""
+    import json
+
+    from conftest import shapes_samples, write_coco
+
+    from frcnn.engine.evaluator import EvalOptions, evaluate_checkpoint
+
+    samples = [
+        (img, [("dog" if i % 2 else "car", box, d) for _, box, d in objs])
+        for i, (img, objs) in enumerate(shapes_samples(4))
+    ]
+    write_coco(tmp_path / "ann.json", tmp_path / "images", samples, {"person": 1, "car": 3, "dog": 18})
+    yaml_file = tmp_path / "coco.yaml"
+    yaml_file.write_text(
+        "format: coco\ntrain: {images: images, annotations: ann.json}\ntest: {images: images, annotations: ann.json}\n"
+    )
+    torch.manual_seed(0)
+    model = detection.fasterrcnn_mobilenet_v3_large_320_fpn(weights=None, weights_backbone=None, num_classes=91)
+    model.roi_heads.box_predictor.cls_score.bias.data[[18, 90]] = 8.0  # it says "dog" or "toothbrush"
+    torch.save(model.state_dict(), tmp_path / "fasterrcnn_mobilenet_v3_large_320_fpn-907ea3f9.pth")
+    options = EvalOptions(dataset=str(yaml_file), output_dir=str(tmp_path / "out"), data_dir=str(tmp_path))
+    evaluation = evaluate_checkpoint(tmp_path / "fasterrcnn_mobilenet_v3_large_320_fpn-907ea3f9.pth", options)
+    assert evaluation is not None and evaluation.class_names == ("person", "car", "dog")
+    results = json.loads(next((tmp_path / "out").rglob("detections.json")).read_text())
+    assert results and {r["category_id"] for r in results} == {18}  # toothbrush is not in the data

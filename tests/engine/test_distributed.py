@@ -36,7 +36,7 @@ def same_size_data(tmp_path_factory, build):
 
 
 def train(
-    dataset: Path, save_dir: Path, processes: int, *extra: str, settings: tuple = ()
+    dataset: Path, save_dir: Path, processes: int, *extra: str, settings: tuple = (), net: str = "tiny"
 ) -> subprocess.CompletedProcess:
     launcher = (
         [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc_per_node={processes}"]
@@ -48,7 +48,7 @@ def train(
         "--dataset",
         str(dataset),
         "--net",
-        "tiny",
+        net,
         "--bs",
         "4",
         "--o",
@@ -145,6 +145,16 @@ def test_deformable_pooling_under_ddp_matches_one_process_and_its_checkpoint_eva
     )
     assert evaluated.returncode == 0, evaluated.stderr[-3000:]
     assert "Mean AP = " in evaluated.stdout
+
+
+def test_a_pyramid_net_under_ddp_matches_one_process_and_trains_with_amp(same_size_data, tmp_path):
+    net = "mobilenet_v3_fpn"
+    train(same_size_data, tmp_path / "one", 1, "--epochs", "1", net=net)
+    train(same_size_data, tmp_path / "two", 2, "--epochs", "1", net=net)
+    one = parameters(tmp_path / "one" / net / "d" / "faster_rcnn_1_1_2.pth")
+    assert_same(one, parameters(tmp_path / "two" / net / "d" / "faster_rcnn_1_1_2.pth"))
+    amp = train(same_size_data, tmp_path / "amp", 1, "--epochs", "1", "--amp", net=net)
+    assert "mixed precision" in amp.stdout and "saved " in amp.stdout
 
 
 def children(pid: int) -> list[int]:

@@ -85,7 +85,7 @@ MODEL_KEYS = (
 )
 
 
-def _lookup(cfg: dict, dotted: str):
+def config_value(cfg: dict, dotted: str):
     for part in dotted.split("."):
         cfg = cfg.get(part, {}) if isinstance(cfg, dict) else {}
     return cfg if cfg != {} else None
@@ -106,7 +106,7 @@ def model_differences(state: dict[str, Any], net: str, classes: tuple[str, ...],
             differences.append(f"class names: {', '.join(changed[:5])}")
     stored_cfg = state.get("config", {})
     for key in MODEL_KEYS:
-        before, after = _lookup(stored_cfg, key), _lookup(cfg, key)
+        before, after = config_value(stored_cfg, key), config_value(cfg, key)
         if before is not None and before != after:
             differences.append(f"{key}: {before} (checkpoint) vs {after}")
     return differences

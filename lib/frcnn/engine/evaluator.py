@@ -22,7 +22,13 @@ from ..data.datasets.factory import dataset_spec
 from ..data.loader import read_image
 from ..data.validate import DataReport, check_dataset
 from ..evaluation.detections_io import from_results, load_results, save_results, to_results
-from ..evaluation.evaluate import Evaluation, category_maps, evaluate
+from ..evaluation.evaluate import (
+    Evaluation,
+    category_maps,
+    evaluate,
+    labelled_by_category_id,
+    relabel_by_category_id,
+)
 from ..evaluation.report import save_report
 from ..utils.vis import draw_detections
 from . import distributed
@@ -59,7 +65,8 @@ def evaluate_checkpoint(path: Path, opts: EvalOptions) -> Evaluation | None:
     if name is None:
         raise ValueError(f"{path} does not say which dataset it was trained on; name it with --dataset")
     dataset = dataset_spec(name, opts.data_dir, detector.cfg.VG_VERSION).test()
-    if detector.classes != dataset.classes:
+    by_category_id = labelled_by_category_id(detector.classes, dataset)
+    if detector.classes != dataset.classes and not by_category_id:
         raise ValueError(class_mismatch(path, detector.classes[1:], dataset.name, dataset.classes[1:]))
     out_dir = Path(opts.output_dir) / detector.net / Path(name).stem / path.stem
     report = _check(dataset, opts, out_dir, world.is_main)
@@ -69,6 +76,8 @@ def evaluate_checkpoint(path: Path, opts: EvalOptions) -> Evaluation | None:
     distributed.shutdown()
     if detections is None:  # not rank 0: rank 0 evaluates
         return None
+    if by_category_id:
+        detections = relabel_by_category_id(detections, dataset)
     category_of, _ = category_maps(dataset)
     save_results(out_dir / "detections.json", to_results(report.kept, detections, category_of))
     if opts.vis:

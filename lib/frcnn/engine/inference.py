@@ -36,6 +36,26 @@ class Detector:
     device: torch.device
     dataset: str | None = None  # the --dataset it was trained with, when the checkpoint says
 
+    @classmethod
+    def from_file(
+        cls,
+        path: str | Path,
+        device: str | torch.device = "cpu",
+        overrides: Sequence[str] = (),
+        net: str | None = None,
+        dataset: str | None = None,
+    ) -> Detector:
+        """Any file --load_name accepts (load_detector): this project's checkpoint, a torchvision
+        Faster R-CNN state_dict, the original's checkpoint (give net and dataset)."""
+        return load_detector(path, device, overrides, net=net, dataset=dataset)
+
+    def __call__(self, images, threshold: float = 0.0, batch_size: int = 1):
+        """Detections of one image (path, RGB uint8 array or PIL image) or of a list of them;
+        see api.detect and api.Detections."""
+        from .api import detect
+
+        return detect(self, images, threshold, batch_size)
+
 
 def load_detector(
     path: str | Path,

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -21,6 +22,7 @@ from easydict import EasyDict
 from torch.nn.parallel import DistributedDataParallel
 
 from ..config import to_plain
+from ..convert import LoadContext
 from ..data.augment import Augment
 from ..data.datasets.factory import dataset_spec
 from ..data.loader import RoidbDataset, make_loader
@@ -29,7 +31,7 @@ from ..data.sampler import GroupedBatchSampler
 from ..data.validate import check_dataset
 from ..modeling import FasterRCNN, build_model
 from ..structures.batch import Batch
-from . import distributed
+from . import distributed, finetune
 from .amp import Precision
 from .checkpoint import (
     CheckpointError,
@@ -199,9 +201,19 @@ def train(opts: TrainOptions, cfg: EasyDict) -> Path | None:
         distributed.shutdown()
 
 
-def build_training_model(opts: TrainOptions, cfg: EasyDict, num_classes: int) -> FasterRCNN:
-    """The model to train, from its backbone's pretrained weights (--pretrained or the defaults)."""
-    model, source = build_model(cfg, opts.net, num_classes, opts.pretrained, opts.data_dir)
+def build_training_model(opts: TrainOptions, cfg: EasyDict, classes: Sequence[str]) -> FasterRCNN:
+    """The model to train: from a whole detector when --pretrained holds one (finetune.py), else
+    from its backbone's pretrained weights (--pretrained or the defaults)."""
+    context = LoadContext(opts.net, None, opts.data_dir)
+    detector = finetune.read_detector_file(opts.pretrained, context) if opts.pretrained else None
+    if detector is not None:
+        for change in finetune.adopt_architecture(cfg, detector, opts.net, opts.pretrained):
+            log.info("the detector's architecture: %s", change)
+        model, _ = build_model(cfg, opts.net, len(classes), use_default_weights=False)
+        kept = finetune.init_from_detector(model, detector, classes)
+        log.info("%s", finetune.describe(opts.pretrained, detector, kept, classes))
+        return model
+    model, source = build_model(cfg, opts.net, len(classes), opts.pretrained, opts.data_dir)
     log.info("backbone %s", source)
     # The checkpoint's config names the weights' pixel format, so that the model is rebuilt as trained.
     cfg.PRETRAINED_FORMAT = "caffe" if model.channel_order == "BGR" else "torchvision"
@@ -218,7 +230,7 @@ def build_trainer(opts: TrainOptions, cfg: EasyDict) -> Trainer:
     seed = cfg.RNG_SEED if opts.seed is None else opts.seed
     torch.manual_seed(seed)
     t.roidb, t.classes = training_roidb(opts, cfg, world)
-    model = t.model = build_training_model(opts, cfg, len(t.classes)).to(t.device)
+    model = t.model = build_training_model(opts, cfg, t.classes).to(t.device)
     lr = default_lr(opts, cfg)
     t.optimizer = build_optimizer(model, cfg, opts.optimizer, lr)
     t.precision = Precision.for_device(t.device, opts.amp)

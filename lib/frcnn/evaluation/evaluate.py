@@ -14,7 +14,7 @@ from typing import Callable
 import numpy as np
 
 from ..data.datasets.base import DetectionDataset, ImageRecord
-from ..data.datasets.coco import COCOFormatDataset
+from ..data.datasets.coco import COCO_91_CATEGORIES, COCOFormatDataset
 from .coco_eval import evaluate_coco
 from .voc_eval import ClassResult, evaluate_voc, mean_ap
 
@@ -45,6 +45,25 @@ def category_maps(dataset: DetectionDataset) -> tuple[Callable[[int], str | int]
     names = dataset.classes
     by_name = {n: i for i, n in enumerate(names) if i}
     return (lambda label: names[label]), by_name.get
+
+
+def labelled_by_category_id(classes: Sequence[str], dataset: DetectionDataset) -> bool:
+    """A model whose labels are COCO category ids (torchvision's COCO detectors, 91 classes with
+    N/A gaps) evaluated on COCO-format data: its labels are matched to the data's by id."""
+    return tuple(classes) == COCO_91_CATEGORIES and isinstance(dataset, COCOFormatDataset)
+
+
+def relabel_by_category_id(
+    detections: Sequence[dict[str, np.ndarray]], dataset: DetectionDataset
+) -> list[dict[str, np.ndarray]]:
+    """Detections labelled by category id -> labelled as `dataset`'s classes; ids it lacks are dropped."""
+    _, label_of = category_maps(dataset)
+    out = []
+    for det in detections:
+        labels = np.array([label_of(int(c)) or 0 for c in det["labels"]], dtype=np.int64)
+        keep = labels > 0
+        out.append({"boxes": det["boxes"][keep], "scores": det["scores"][keep], "labels": labels[keep]})
+    return out
 
 
 def evaluate(

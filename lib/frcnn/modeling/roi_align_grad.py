@@ -88,6 +88,8 @@ def roi_align_backward(
 ) -> Tensor:
     """Gradient of torchvision.ops.roi_align with respect to its (N, C, H, W) features."""
     n, c, height, width = shape
+    if rois.shape[0] == 0:  # e.g. a pyramid level no RoI was assigned to
+        return grad_output.new_zeros(shape, dtype=torch.float32)
     rois = rois.float()
     offset = 0.5 if aligned else 0.0
     start_x = rois[:, 1] * spatial_scale - offset
