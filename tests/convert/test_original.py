@@ -133,8 +133,6 @@ def test_vgg16_file_loads_with_every_weight_in_place(vgg16_file):
         if prefix is None:
             continue
         target = ours[VGG16_NAMES[prefix] + key[len(prefix) :]]
-        if key == "RCNN_base.0.weight" and detector.model.channel_order == "RGB":
-            value = value.flip(1)  # the model takes RGB: conv1_1's input channels are reversed instead
         assert torch.equal(target, value), key
         checked += 1
     assert checked == len(theirs) - 2  # all but the RPN scores, checked next
@@ -142,7 +140,8 @@ def test_vgg16_file_loads_with_every_weight_in_place(vgg16_file):
     w, b = theirs["RCNN_rpn.RPN_cls_score.weight"], theirs["RCNN_rpn.RPN_cls_score.bias"]
     assert torch.allclose(ours["rpn.head.objectness.weight"], w[a:] - w[:a])
     assert torch.allclose(ours["rpn.head.objectness.bias"], b[a:] - b[:a])
-    means = [102.9801, 115.9465, 122.7717] if detector.model.channel_order == "BGR" else [122.7717, 115.9465, 102.9801]
+    assert detector.model.channel_order == "BGR"  # fed as the original fed it
+    means = [102.9801, 115.9465, 122.7717]
     assert torch.allclose(ours["pixel_mean"].flatten(), torch.tensor(means))
     assert torch.equal(ours["pixel_std"].flatten(), torch.ones(3))
 

@@ -4,10 +4,15 @@ import cv2
 import numpy as np
 
 from frcnn.engine import demo
+from frcnn.engine.api import Detections
 from frcnn.utils.vis import class_colour
 
 
-def test_demo_draws_every_detection(tmp_path, monkeypatch):
+def as_found(det: dict) -> Detections:
+    return Detections(det["boxes"], det["scores"], det["labels"], [str(label) for label in det["labels"]])
+
+
+def test_demo_draws_every_detection(tmp_path):
     """More boxes than the original's cap of 10, each visible in the output image."""
     image = np.full((300, 400, 3), 255, np.uint8)
     cv2.imwrite(str(tmp_path / "a.jpg"), image)
@@ -19,10 +24,12 @@ def test_demo_draws_every_detection(tmp_path, monkeypatch):
         "scores": np.linspace(0.99, 0.6, 25).astype(np.float32),
         "labels": (np.arange(25) % 3 + 1),
     }
-    monkeypatch.setattr(demo, "detect_images", lambda detector, images: [detections for _ in images])
 
-    class FakeDetector:
+    class FakeDetector:  # the API's call: a list of images in, one Detections each out
         classes = ("__background__", "a", "b", "c")
+
+        def __call__(self, images, batch_size=1):
+            return [as_found(detections) for _ in images]
 
     drawn = demo.run_folder(FakeDetector(), tmp_path, thresh=0.5, batch_size=1)
     assert drawn == 25
@@ -37,7 +44,7 @@ def test_demo_draws_every_detection(tmp_path, monkeypatch):
         )  # nearer its class colour than white
 
 
-def test_demo_writes_the_drawn_detections_as_json(tmp_path, monkeypatch):
+def test_demo_writes_the_drawn_detections_as_json(tmp_path):
     """<name>_det.json beside <name>_det.jpg: exactly the detections drawn (score >= --thresh), in
     the image's own pixels, with class names."""
     import json
@@ -51,12 +58,12 @@ def test_demo_writes_the_drawn_detections_as_json(tmp_path, monkeypatch):
         "labels": np.array([2, 1, 3, 3]),
     }
     nothing = {"boxes": np.zeros((0, 4), np.float32), "scores": np.zeros(0, np.float32), "labels": np.zeros(0, int)}
-    monkeypatch.setattr(
-        demo, "detect_images", lambda detector, images: [detections if im.shape[0] == 240 else nothing for im in images]
-    )
 
     class FakeDetector:
         classes = ("__background__", "person", "car", "dog")
+
+        def __call__(self, images, batch_size=1):
+            return [as_found(detections if im.shape[0] == 240 else nothing) for im in images]
 
     drawn = demo.run_folder(FakeDetector(), tmp_path, thresh=0.5, batch_size=2)
     assert drawn == 3
@@ -70,5 +77,5 @@ def test_demo_writes_the_drawn_detections_as_json(tmp_path, monkeypatch):
     assert json.loads((tmp_path / "empty_det.json").read_text()) == []
     assert (tmp_path / "empty_det.jpg").is_file() and (tmp_path / "street_det.jpg").is_file()
     assert not list(tmp_path.glob(".*.tmp"))  # written through a temporary file, renamed into place
-    entries_again = demo.detections_json(detections, FakeDetector.classes, thresh=0.0)
+    entries_again = demo.detections_json(as_found(detections), FakeDetector.classes, thresh=0.0)
     assert len(entries_again) == 4 and entries_again[-1]["label"] == "dog" and entries_again[-1]["score"] == 0.2

@@ -1,6 +1,8 @@
 """The three scripts as a user runs them: flags, and train -> test -> demo on a small dataset."""
 
+import json
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -162,9 +164,14 @@ def test_test_net_prints_aps_and_saves_results(trained, tmp_path):
         f"AP for {c}" for c in ("circle", "square", "triangle", "star", "cross", "ring", "crescent")
     ]
     results = tmp_path / "tiny" / "shapes" / "faster_rcnn_1_1_12"
-    for name in ("detections.json", "ap.txt", "ap.json", "pr_curves.png"):
+    for name in ("detections.json", "ap.txt", "ap.json", "pr_curves.png", "report.html"):
         assert (results / name).is_file(), name
     assert len(list((results / "vis").glob("*_det.jpg"))) == 8
+    page = (results / "report.html").read_text()
+    table = re.search(r"<table id='ap'>(.*?)</table>", page).group(1)
+    shown = dict(re.findall(r"<tr><td>([^<]+)</td><td class='ap'>([0-9.]*)</td>", table))
+    stored = json.loads((results / "ap.json").read_text())["classes"]
+    assert shown == {name: "" if v["ap"] is None else f"{v['ap']:.4f}" for name, v in stored.items()}
 
 
 def test_saved_detections_evaluate_alike_and_metric_choice(trained, tmp_path):

@@ -14,9 +14,8 @@ What changes on the way, so that the converted model computes what the original 
   anchor and a sigmoid. softmax's foreground probability is sigmoid(fg - bg), so the logit layer
   is W_fg - W_bg, b_fg - b_bg;
 - the input: the original fed BGR minus the Caffe pixel means, at 600 / 1000. The converted
-  config says PRETRAINED_FORMAT caffe (so ResNets get the Caffe layout), and the model's pixel_mean
-  and pixel_std buffers carry the means. Where the model is built for RGB input, the first
-  convolution's input channels are reversed (and the means with them), which computes the same;
+  config says PRETRAINED_FORMAT caffe (so the model takes BGR and ResNets get the Caffe layout),
+  and the model's pixel_mean and pixel_std buffers carry the means;
 - the box-delta normalisation (0.1, 0.1, 0.2, 0.2), RoIAlign's settings and the minimum proposal
   size (none) are set in the config; --set pairs still apply on top.
 """

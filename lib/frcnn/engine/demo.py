@@ -21,7 +21,8 @@ import numpy as np
 from ..data.loader import ImageReadError, read_image
 from ..utils.files import atomic_write
 from ..utils.vis import draw_detections
-from .inference import Detector, detect_images
+from .api import Detections
+from .inference import Detector
 
 log = logging.getLogger("frcnn.demo")
 
@@ -51,7 +52,7 @@ def run_folder(detector: Detector, folder: Path, thresh: float, batch_size: int)
         if not images:
             continue
         tic = time.perf_counter()
-        outputs = detect_images(detector, images)
+        outputs = detector(images, batch_size=len(images))
         elapsed = time.perf_counter() - tic
         for path, image, det in zip(chunk, images, outputs):
             out, count = save_detections(path, image, det, detector.classes, thresh)
@@ -68,12 +69,12 @@ def run_folder(detector: Detector, folder: Path, thresh: float, batch_size: int)
 
 
 def save_detections(
-    path: Path, image: np.ndarray, det: dict[str, np.ndarray], classes: Sequence[str], thresh: float
+    path: Path, image: np.ndarray, det: Detections, classes: Sequence[str], thresh: float
 ) -> tuple[Path, int]:
     """Write `<name>_det.jpg` (the image with detections scoring >= thresh drawn) and, beside it,
     `<name>_det.json` listing the same detections, so that programs need not read boxes off a
     picture. Returns the image's path and the number of detections drawn."""
-    drawn, count = draw_detections(image, det["boxes"], det["scores"], det["labels"], classes, thresh)
+    drawn, count = draw_detections(image, det.boxes, det.scores, det.labels, classes, thresh)
     out = path.with_name(f"{path.stem}_det.jpg")
     cv2.imwrite(str(out), drawn[:, :, ::-1])
     with atomic_write(path.with_name(f"{path.stem}_det.json"), "w") as f:
@@ -81,19 +82,19 @@ def save_detections(
     return out, count
 
 
-def detections_json(det: dict[str, np.ndarray], classes: Sequence[str], thresh: float) -> list[dict]:
+def detections_json(det: Detections, classes: Sequence[str], thresh: float) -> list[dict]:
     """The detections scoring >= thresh (those draw_detections draws), best first, as
     {"box": [x1, y1, x2, y2], "score": s, "label": name}: boxes in the image's own pixels
     (BoxMode.XYXY) to 2 decimals, scores to 4."""
-    order = np.argsort(-np.asarray(det["scores"], dtype=np.float64), kind="stable")
+    order = np.argsort(-np.asarray(det.scores, dtype=np.float64), kind="stable")
     return [
         {
-            "box": [round(float(v), 2) for v in det["boxes"][i]],
-            "score": round(float(det["scores"][i]), 4),
-            "label": classes[int(det["labels"][i])],
+            "box": [round(float(v), 2) for v in det.boxes[i]],
+            "score": round(float(det.scores[i]), 4),
+            "label": classes[int(det.labels[i])],
         }
         for i in order
-        if det["scores"][i] >= thresh
+        if det.scores[i] >= thresh
     ]
 
 
@@ -113,8 +114,8 @@ def run_stream(detector: Detector, source: str, thresh: float, video_out: str | 
             if not ok:
                 break
             rgb = frame[:, :, ::-1]
-            det = detect_images(detector, [rgb])[0]
-            drawn, _ = draw_detections(rgb, det["boxes"], det["scores"], det["labels"], detector.classes, thresh)
+            det = detector(np.ascontiguousarray(rgb))
+            drawn, _ = draw_detections(rgb, det.boxes, det.scores, det.labels, detector.classes, thresh)
             bgr = drawn[:, :, ::-1].copy()
             frames += 1
             if show:

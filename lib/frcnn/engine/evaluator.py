@@ -29,6 +29,7 @@ from ..evaluation.evaluate import (
     labelled_by_category_id,
     relabel_by_category_id,
 )
+from ..evaluation.html_report import write_html_report
 from ..evaluation.report import save_report
 from ..utils.vis import draw_detections
 from . import distributed
@@ -140,7 +141,10 @@ def _evaluate_and_report(
             out_dir / "data_check.txt",
         )
     save_report(out_dir, evaluation)
-    log.info("results in %s (metric %s)", out_dir, evaluation.metric)
+    write_html_report(
+        out_dir / "report.html", evaluation, report.kept, detections, dataset.classes, out_dir / "pr_curves.png"
+    )
+    log.info("results in %s (metric %s; report.html shows the errors)", out_dir, evaluation.metric)
     return evaluation
 
 
