@@ -205,3 +205,15 @@ def test_training_with_updates_in_backward_matches_updates_after_it(small_shapes
         assert torch.equal(value, during["model"][key]), key
     momentum = [s["momentum_buffer"] for s in during["optimizer"]["state"].values()]
     assert len(momentum) == len(after["optimizer"]["state"]) and all(m.abs().sum() > 0 for m in momentum)
+
+
+def test_a_run_summarises_its_training_boxes(small_shapes_root, cfg, tmp_path, caplog):
+    import json
+
+    with caplog.at_level("INFO", logger="frcnn"):
+        train(options(small_shapes_root.parent, tmp_path, epochs=1), cfg)
+    run_dir = tmp_path / "tiny" / "shapes"
+    stats = json.loads((run_dir / "box_stats.json").read_text())
+    assert stats["images"] == 24 and stats["boxes"] > 24  # each image once, flipped copies not counted
+    assert len(stats["quantiles"]["side"]) == 5 and (run_dir / "box_stats.png").is_file()
+    assert any("training boxes at the training scale" in r.getMessage() for r in caplog.records)

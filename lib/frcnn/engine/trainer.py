@@ -12,6 +12,7 @@ DistributedDataParallel averages the gradients, and only rank 0 logs and writes 
 from __future__ import annotations
 
 import contextlib
+import json
 import logging
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -23,6 +24,7 @@ from torch.nn.parallel import DistributedDataParallel
 
 from ..config import to_plain
 from ..convert import LoadContext
+from ..data import box_stats
 from ..data.augment import Augment
 from ..data.datasets.factory import dataset_spec
 from ..data.loader import RoidbDataset, make_loader
@@ -306,7 +308,20 @@ def training_roidb(opts: TrainOptions, cfg: EasyDict, world: distributed.World) 
     )
     if world.distributed:
         log.info("%d processes, global batch %d", world.world_size, opts.batch_size)
+    if world.is_main:
+        summarise_boxes(roidb, cfg, checkpoint_dir(opts.save_dir, opts.net, opts.dataset))
     return roidb, classes
+
+
+def summarise_boxes(roidb: list, cfg: EasyDict, run_dir: Path) -> None:
+    """Log the training boxes' sizes at the training scale; box_stats.json and .png in the run folder."""
+    stats = box_stats.box_stats(roidb, cfg.TRAIN.SCALES[0], cfg.TRAIN.MAX_SIZE)
+    for line in box_stats.describe(stats):
+        log.info("%s", line)
+    run_dir.mkdir(parents=True, exist_ok=True)
+    summary = {k: getattr(stats, k) for k in ("images", "boxes", "quantiles", "objects_per_image", "image_sizes")}
+    (run_dir / "box_stats.json").write_text(json.dumps({"quantiles_at": box_stats.QUANTILES, **summary}, indent=1))
+    box_stats.plot_box_stats(stats, run_dir / "box_stats.png")
 
 
 def resume(t: Trainer, steps_per_epoch: int) -> None:
