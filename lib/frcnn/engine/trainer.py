@@ -35,6 +35,7 @@ from ..modeling import FasterRCNN, build_model
 from ..structures.batch import Batch
 from . import distributed, finetune
 from .amp import Precision
+from .anchor_coverage import anchor_coverage
 from .checkpoint import (
     CheckpointError,
     checkpoint_dir,
@@ -233,6 +234,8 @@ def build_trainer(opts: TrainOptions, cfg: EasyDict) -> Trainer:
     torch.manual_seed(seed)
     t.roidb, t.classes = training_roidb(opts, cfg, world)
     model = t.model = build_training_model(opts, cfg, t.classes).to(t.device)
+    if world.is_main:
+        report_anchor_coverage(model, t.roidb, cfg)
     lr = default_lr(opts, cfg)
     t.optimizer = build_optimizer(model, cfg, opts.optimizer, lr)
     t.precision = Precision.for_device(t.device, opts.amp)
@@ -311,6 +314,19 @@ def training_roidb(opts: TrainOptions, cfg: EasyDict, world: distributed.World) 
     if world.is_main:
         summarise_boxes(roidb, cfg, checkpoint_dir(opts.save_dir, opts.net, opts.dataset))
     return roidb, classes
+
+
+def report_anchor_coverage(model: FasterRCNN, roidb: list, cfg: EasyDict) -> None:
+    share, boxes = anchor_coverage(
+        model, roidb, cfg.TRAIN.SCALES[0], cfg.TRAIN.MAX_SIZE, cfg.TRAIN.RPN_POSITIVE_OVERLAP
+    )
+    log.info(
+        "anchors: %.1f%% of the %d training boxes have an anchor inside the image at IoU >= %.2f "
+        "(RPN_POSITIVE_OVERLAP)",
+        100 * share,
+        boxes,
+        cfg.TRAIN.RPN_POSITIVE_OVERLAP,
+    )
 
 
 def summarise_boxes(roidb: list, cfg: EasyDict, run_dir: Path) -> None:
