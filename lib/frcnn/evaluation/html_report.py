@@ -5,8 +5,8 @@ recall per COCO size class (small < 32^2, medium < 96^2, large, by ground-truth 
 image's pixels), and two galleries: the images with the most false positives and those with the
 most missed objects. Errors are judged as the VOC devkit judges them (IoU >= 0.5 in the inclusive
 convention, per class, best score first, one detection per object, difficult objects neither
-counted nor missed), for the detections scoring at least the threshold that maximises F1 over
-all classes together.
+counted nor missed, nor crowd regions), for the detections scoring at least the threshold that
+maximises F1 over all classes together.
 """
 
 from __future__ import annotations
@@ -43,6 +43,12 @@ class ImageErrors:
     found: np.ndarray
 
 
+def ignored(record: ImageRecord) -> np.ndarray:
+    """Objects neither counted nor missed: difficult ones (VOC) and crowd regions (COCO)."""
+    crowd = record.crowd if len(record.crowd) == len(record.labels) else np.zeros(len(record.labels), bool)
+    return record.difficult.astype(bool) | crowd
+
+
 def judge(records: Sequence[ImageRecord], detections: Sequence[dict[str, np.ndarray]]) -> tuple[list, np.ndarray]:
     """Every detection judged true (1) or false (0) positive, or ignored (-1, a difficult object),
     per image; and all detections' (score, judgement) pairs, for choosing the threshold."""
@@ -56,7 +62,7 @@ def judge(records: Sequence[ImageRecord], detections: Sequence[dict[str, np.ndar
             best = int(np.argmax(overlaps)) if len(same) else -1
             if best < 0 or overlaps[best] < 0.5:
                 verdict[d] = 0
-            elif not record.difficult[same[best]]:
+            elif not ignored(record)[same[best]]:
                 verdict[d] = 0 if taken[same[best]] else 1
                 taken[same[best]] = True
         judged.append(verdict)
@@ -85,7 +91,7 @@ def image_errors(record: ImageRecord, det: dict[str, np.ndarray], verdict: np.nd
     for d in tp:
         same = np.flatnonzero(record.labels == det["labels"][d])
         found[same[int(np.argmax(iou_one_to_many(det["boxes"][d], record.boxes[same])))]] = True
-    missed = np.flatnonzero(~found & ~record.difficult)
+    missed = np.flatnonzero(~found & ~ignored(record))
     return ImageErrors(tp, fp, missed, np.flatnonzero(found))
 
 
@@ -98,7 +104,7 @@ def size_recall(records: Sequence[ImageRecord], errors: Sequence[ImageErrors]) -
         found = np.zeros(len(area), bool)
         found[err.found] = True
         for name, low, high in SIZE_CLASSES:
-            chosen = (area >= low) & (area < high) & ~record.difficult
+            chosen = (area >= low) & (area < high) & ~ignored(record)
             counts[name][0] += int((chosen & found).sum())
             counts[name][1] += int(chosen.sum())
     return {name: (found, total) for name, (found, total) in counts.items()}
@@ -184,7 +190,7 @@ def write_html_report(
 ) -> dict:
     """Write report.html; returns its threshold, F1 and recall per size class."""
     judged, pooled = judge(records, detections)
-    positives = sum(int((~r.difficult).sum()) for r in records)
+    positives = sum(int((~ignored(r)).sum()) for r in records)
     threshold, f1 = best_f1_threshold(pooled, positives)
     errors = [image_errors(r, d, v, threshold) for r, d, v in zip(records, detections, judged)]
     recall = size_recall(records, errors)
