@@ -65,6 +65,9 @@ def default_config() -> EasyDict:
     cfg.CHANNELS_LAST = False
     # Pretrained weight format: auto (from the file name), torchvision or caffe.
     cfg.PRETRAINED_FORMAT = "auto"
+    # Set by the trainer when a backbone starts without pretrained weights: the FPN nets then use
+    # trainable BatchNorm and freeze nothing, as torchvision builds its detectors without weights.
+    cfg.BACKBONE_FROM_SCRATCH = False
     # Vocabulary version of --dataset vg (data/genome/<version>/objects_vocab.txt).
     cfg.VG_VERSION = "1600-400-20"
     cfg.RNG_SEED = 3

@@ -32,6 +32,7 @@ from ..data.roidb import build_roidb, joined_records
 from ..data.sampler import GroupedBatchSampler
 from ..data.validate import check_dataset
 from ..modeling import FasterRCNN, build_model
+from ..modeling.backbones import has_default_weights
 from ..structures.batch import Batch
 from . import distributed, finetune
 from .amp import Precision
@@ -216,6 +217,7 @@ def build_training_model(opts: TrainOptions, cfg: EasyDict, classes: Sequence[st
         kept = finetune.init_from_detector(model, detector, classes)
         log.info("%s", finetune.describe(opts.pretrained, detector, kept, classes))
         return model
+    cfg.BACKBONE_FROM_SCRATCH = opts.pretrained is None and not has_default_weights(opts.net, opts.data_dir)
     model, source = build_model(cfg, opts.net, len(classes), opts.pretrained, opts.data_dir)
     log.info("backbone %s", source)
     # The checkpoint's config names the weights' pixel format, so that the model is rebuilt as trained.

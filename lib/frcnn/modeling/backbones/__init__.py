@@ -37,7 +37,14 @@ BACKBONES: dict[str, BackboneSpec] = {
 NETS = tuple(BACKBONES)
 
 __all__ = ["BACKBONES", "NETS", "Backbone", "BackboneParts", "BackboneSpec", "PixelFormat", "WeightFileError"]
-__all__ += ["build_backbone"]
+__all__ += ["build_backbone", "has_default_weights"]
+
+
+def has_default_weights(net: str, data_dir: str | Path = "data") -> bool:
+    """Whether `net` finds pretrained weights without --pretrained (weights.find_weights); nets
+    trained from scratch by design (no ImageNet reference) count as having them."""
+    spec = BACKBONES.get(net)
+    return spec is None or spec.reference is None or find_weights(spec, data_dir) is not None
 
 
 def build_backbone(

@@ -12,9 +12,10 @@ max-pooled extra level) and its box heads, so that torchvision's detector weight
   layout): the last two stages (both stride 32) -> two maps plus a pooled one; every RoI is pooled
   from the first (both pooled levels have stride 32, so the level rule picks the first).
 
-The ResNet body's BatchNorm is frozen (torchvision freezes it too when it starts from ImageNet
-weights); its first RESNET.FIXED_BLOCKS stages are frozen as for the C4 nets (torchvision's
-default, 3 trainable layers, is FIXED_BLOCKS 1).
+The body's BatchNorm is frozen and its first stages too (RESNET.FIXED_BLOCKS for the ResNets,
+torchvision's default of 3 trainable layers being FIXED_BLOCKS 1), as torchvision builds them
+from ImageNet weights; with BACKBONE_FROM_SCRATCH (no pretrained weights: set by the trainer)
+BatchNorm trains and nothing is frozen, as torchvision builds them without weights.
 """
 
 from __future__ import annotations
@@ -46,13 +47,15 @@ def _box_head(pool_size: int, v2: bool) -> nn.Module:
 def build_resnet_fpn(name: str, cfg: EasyDict, state_dict: dict | None) -> BackboneParts:
     """Args:
     name: res50_fpn, res50_fpn_v2 or res101_fpn.
-    cfg: RESNET.FIXED_BLOCKS (frozen stages after conv1) and POOLING_SIZE.
+    cfg: RESNET.FIXED_BLOCKS (frozen stages after conv1), POOLING_SIZE, BACKBONE_FROM_SCRATCH.
     state_dict: torchvision-layout ImageNet weights already checked against the model, or None.
     """
-    net = RESNET_BUILDERS[name](weights=None, norm_layer=FrozenBatchNorm2d)
+    scratch = cfg.BACKBONE_FROM_SCRATCH and state_dict is None
+    net = RESNET_BUILDERS[name](weights=None, norm_layer=nn.BatchNorm2d if scratch else FrozenBatchNorm2d)
     if state_dict is not None:
         net.load_state_dict(state_dict, strict=False)
-    for stage in [net.conv1] + [getattr(net, f"layer{i}") for i in range(1, cfg.RESNET.FIXED_BLOCKS + 1)]:
+    fixed = 0 if scratch else cfg.RESNET.FIXED_BLOCKS
+    for stage in ([] if scratch else [net.conv1]) + [getattr(net, f"layer{i}") for i in range(1, fixed + 1)]:
         freeze(stage)
     v2 = name == "res50_fpn_v2"
     pyramid = BackboneWithFPN(
@@ -68,15 +71,16 @@ def build_resnet_fpn(name: str, cfg: EasyDict, state_dict: dict | None) -> Backb
 
 def build_mobilenet_v3_fpn(cfg: EasyDict, state_dict: dict | None) -> BackboneParts:
     """Args:
-    cfg: POOLING_SIZE.
+    cfg: POOLING_SIZE, BACKBONE_FROM_SCRATCH.
     state_dict: torchvision-layout ImageNet weights already checked against the model, or None.
     """
-    net = mobilenet_v3_large(weights=None, norm_layer=FrozenBatchNorm2d)
+    scratch = cfg.BACKBONE_FROM_SCRATCH and state_dict is None
+    net = mobilenet_v3_large(weights=None, norm_layer=nn.BatchNorm2d if scratch else FrozenBatchNorm2d)
     if state_dict is not None:
         net.load_state_dict(state_dict, strict=False)
     features = net.features
     stages = [0] + [i for i, block in enumerate(features) if getattr(block, "_is_cn", False)] + [len(features) - 1]
-    for block in features[: stages[len(stages) - MOBILENET_V3_TRAINABLE_STAGES]]:
+    for block in [] if scratch else features[: stages[len(stages) - MOBILENET_V3_TRAINABLE_STAGES]]:
         freeze(block)
     returned = [stages[-2], stages[-1]]
     pyramid = BackboneWithFPN(
