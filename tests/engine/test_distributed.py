@@ -148,12 +148,20 @@ def test_deformable_pooling_under_ddp_matches_one_process_and_its_checkpoint_eva
 
 
 def test_a_pyramid_net_under_ddp_matches_one_process_and_trains_with_amp(same_size_data, tmp_path):
+    """From (random) ImageNet-layout weights, so BatchNorm is frozen: a global batch split over two
+    processes then computes what one process computes."""
+    import torchvision
+
     net = "mobilenet_v3_fpn"
-    train(same_size_data, tmp_path / "one", 1, "--epochs", "1", net=net)
-    train(same_size_data, tmp_path / "two", 2, "--epochs", "1", net=net)
+    weights = tmp_path / "mobilenet_v3_large-8738ca79.pth"
+    torch.manual_seed(0)
+    torch.save(torchvision.models.mobilenet_v3_large(weights=None).state_dict(), weights)
+    start = ("--pretrained", str(weights))
+    train(same_size_data, tmp_path / "one", 1, "--epochs", "1", *start, net=net)
+    train(same_size_data, tmp_path / "two", 2, "--epochs", "1", *start, net=net)
     one = parameters(tmp_path / "one" / net / "d" / "faster_rcnn_1_1_2.pth")
     assert_same(one, parameters(tmp_path / "two" / net / "d" / "faster_rcnn_1_1_2.pth"))
-    amp = train(same_size_data, tmp_path / "amp", 1, "--epochs", "1", "--amp", net=net)
+    amp = train(same_size_data, tmp_path / "amp", 1, "--epochs", "1", "--amp", net=net)  # from scratch
     assert "mixed precision" in amp.stdout and "saved " in amp.stdout
 
 
