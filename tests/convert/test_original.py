@@ -273,19 +273,25 @@ def test_class_count_mismatch_is_reported(res50_original):
     assert "trained on 80 classes" in str(info.value) and "--dataset pascal_voc has 20" in str(info.value)
 
 
+def res50_heads(anchors: int, classes: int) -> dict:
+    """The original's RPN and box-predictor tensors of a ResNet for `anchors` anchors per cell and
+    `classes` classes (background included)."""
+    return {
+        "RCNN_rpn.RPN_cls_score.weight": torch.randn(2 * anchors, 512, 1, 1),
+        "RCNN_rpn.RPN_cls_score.bias": torch.randn(2 * anchors),
+        "RCNN_rpn.RPN_bbox_pred.weight": torch.randn(4 * anchors, 512, 1, 1),
+        "RCNN_rpn.RPN_bbox_pred.bias": torch.randn(4 * anchors),
+        "RCNN_cls_score.weight": torch.randn(classes, 2048),
+        "RCNN_cls_score.bias": torch.randn(classes),
+        "RCNN_bbox_pred.weight": torch.randn(4 * classes, 2048),
+        "RCNN_bbox_pred.bias": torch.randn(4 * classes),
+    }
+
+
 def test_coco_file_takes_coco_names_and_four_anchor_scales(res50_original, tmp_path):
     """COCO's 80 names in category-id order (no annotation file here), anchors [4, 8, 16, 32]."""
     a = 12
-    heads = {
-        "RCNN_rpn.RPN_cls_score.weight": torch.randn(2 * a, 512, 1, 1),
-        "RCNN_rpn.RPN_cls_score.bias": torch.randn(2 * a),
-        "RCNN_rpn.RPN_bbox_pred.weight": torch.randn(4 * a, 512, 1, 1),
-        "RCNN_rpn.RPN_bbox_pred.bias": torch.randn(4 * a),
-        "RCNN_cls_score.weight": torch.randn(81, 2048),
-        "RCNN_cls_score.bias": torch.randn(81),
-        "RCNN_bbox_pred.weight": torch.randn(324, 2048),
-        "RCNN_bbox_pred.bias": torch.randn(324),
-    }
+    heads = res50_heads(a, 81)
     state = original_state(res50_original, **heads)
     checkpoint = convert(state, dataset="coco", data_dir=tmp_path)
     classes = checkpoint["classes"]
@@ -305,16 +311,7 @@ def test_visual_genome_classes_come_from_its_vocabulary(res50_original, tmp_path
     vocab.parent.mkdir(parents=True)
     vocab.write_text("man,men\nshirt\ntree,trees\n")
     a = 12
-    heads = {
-        "RCNN_rpn.RPN_cls_score.weight": torch.randn(2 * a, 512, 1, 1),
-        "RCNN_rpn.RPN_cls_score.bias": torch.randn(2 * a),
-        "RCNN_rpn.RPN_bbox_pred.weight": torch.randn(4 * a, 512, 1, 1),
-        "RCNN_rpn.RPN_bbox_pred.bias": torch.randn(4 * a),
-        "RCNN_cls_score.weight": torch.randn(4, 2048),
-        "RCNN_cls_score.bias": torch.randn(4),
-        "RCNN_bbox_pred.weight": torch.randn(16, 2048),
-        "RCNN_bbox_pred.bias": torch.randn(16),
-    }
+    heads = res50_heads(a, 4)
     checkpoint = convert(original_state(res50_original, **heads), dataset="vg", data_dir=tmp_path)
     assert checkpoint["classes"] == ("__background__", "man", "shirt", "tree")
 

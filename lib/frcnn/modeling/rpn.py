@@ -194,8 +194,8 @@ class RegionProposalNetwork(nn.Module):
         """level_counts: anchors of each level, in order (default: one level)."""
         n, m = logits.shape
         counts = list(level_counts or [m])
-        levels = torch.repeat_interleave(
-            torch.arange(len(counts), device=logits.device), torch.tensor(counts, device=logits.device)
+        levels = torch.repeat_interleave(  # output_size given: no read-back of the total from the device
+            torch.arange(len(counts), device=logits.device), torch.tensor(counts, device=logits.device), output_size=m
         )
         scores = logits.float().masked_fill(~in_image, float("-inf"))
         top_scores, top_idx = _top_per_level(scores, counts, settings.pre_nms_top_n)
