@@ -26,7 +26,7 @@ from frcnn.cli import (
     run_main,
 )
 from frcnn.engine.demo import run_folder, run_stream
-from frcnn.engine.inference import load_detector
+from frcnn.engine.inference import open_detector
 
 log = logging.getLogger("frcnn.demo")
 CFGS_DIR = Path(__file__).resolve().parent / "cfgs"
@@ -55,7 +55,7 @@ def main() -> None:
     path = resolve_checkpoint(args)
     cfg_files, set_cfgs = checkpoint_settings(args, CFGS_DIR)
     device = "cuda" if args.cuda else "cpu"
-    detector = load_detector(path, device, set_cfgs, cfg_files, args.net, args.dataset, args.data_dir)
+    detector = open_detector(path, device, set_cfgs, cfg_files, args.net, args.dataset, args.data_dir)
     log.info("loaded %s (%s, %d classes)", path, detector.net, len(detector.classes) - 1)
     if args.webcam is not None and str(args.webcam) != "-1":  # the original's -1: the image folder
         run_stream(detector, str(args.webcam), args.thresh, args.video_out, args.max_frames)

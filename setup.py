@@ -9,4 +9,6 @@ setup(
     package_dir={"": "lib"},
     packages=find_packages("lib"),
     python_requires=">=3.9",
+    # export.py and .onnx detectors: pip install -e .[onnx]
+    extras_require={"onnx": ["onnx>=1.17", "onnxscript>=0.3", "onnxruntime>=1.20"]},
 )

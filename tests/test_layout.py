@@ -59,7 +59,8 @@ MAY_IMPORT = {
     "modeling": {"structures", "utils"},
     "evaluation": {"data", "structures", "utils"},
     "convert": {"config", "data", "modeling", "structures", "utils"},
-    "engine": {"config", "convert", "data", "modeling", "evaluation", "structures", "utils", "engine"},
+    "export": {"config", "data", "modeling", "structures", "utils"},
+    "engine": {"config", "convert", "data", "export", "modeling", "evaluation", "structures", "utils", "engine"},
 }
 
 

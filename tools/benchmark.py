@@ -2,6 +2,8 @@
 
     python benchmark.py --device cpu --net vgg16 --bs 1 --scale 600 --out bench.json
     ./make.sh bench    (the same, with the defaults below)
+    python benchmark.py --onnx --nets tiny mobilenet_v2 --threads 2    (inference: eager vs ONNX Runtime
+        vs torchvision, see bench_inference.py)
 
 Prints a table (training step time, inference time per image, peak memory, ratios ours /
 torchvision) and writes the figures as JSON with keys ours, torchvision and ratio. See
@@ -15,9 +17,12 @@ import json
 import logging
 from pathlib import Path
 
+import torch
+
 from frcnn.cli import add_bool_flag, run_main
 from frcnn.modeling.backbones import NETS
 
+from . import bench_inference
 from .bench_measure import run
 from .bench_models import Settings
 
@@ -35,6 +40,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--warmup", type=int, default=2, help="untimed steps per model first")
     p.add_argument("--data_dir", default="data", help="the built-in dataset's folder (its test images are the inputs)")
     p.add_argument("--out", default=None, help="write the figures to this JSON file")
+    add_bool_flag(p, "--onnx", help="compare CPU inference: eager vs ONNX Runtime vs torchvision (bench_inference.py)")
+    p.add_argument("--nets", nargs="+", default=["tiny", "mobilenet_v2"], choices=NETS, help="nets of --onnx")
+    p.add_argument("--threads", type=int, default=2, help="CPU threads of each runtime with --onnx (default 2)")
     return p.parse_args(argv)
 
 
@@ -57,7 +65,9 @@ def format_table(result: dict) -> str:
 
 def main() -> None:
     args = parse_args()
-    settings = Settings(**{k: v for k, v in vars(args).items() if k != "out"})
+    if args.onnx:
+        return run_inference_comparison(args)
+    settings = Settings(**{k: v for k, v in vars(args).items() if k not in ("out", "onnx", "nets", "threads")})
     what = f"{args.net}, batch {args.batch_size}, scale {args.scale}{', amp' if args.amp else ''}"
     log.info("benchmarking %s on %s", what, args.device)
     result = run(settings)
@@ -67,6 +77,19 @@ def main() -> None:
     print(format_table(result))
     if args.out:
         Path(args.out).write_text(json.dumps(result, indent=2))
+        log.info("wrote %s", args.out)
+
+
+def run_inference_comparison(args: argparse.Namespace) -> None:
+    settings = Settings(scale=args.scale, repeats=args.repeats, warmup=args.warmup, data_dir=args.data_dir)
+    log.info("inference on the CPU, %d threads, scale %d: %s", args.threads, args.scale, ", ".join(args.nets))
+    results = bench_inference.run(args.nets, settings, args.threads)
+    print(
+        f"median of {args.repeats} images each, {args.threads} threads, scale {args.scale} (torch {torch.__version__})"
+    )
+    print(bench_inference.format_table(results))
+    if args.out:
+        Path(args.out).write_text(json.dumps(results, indent=2))
         log.info("wrote %s", args.out)
 
 

@@ -270,3 +270,19 @@ def test_detect_class_agnostic_uses_one_box_for_every_class():
     assert sorted(out[0]["labels"].tolist()) == [1, 2]
     assert torch.allclose(out[0]["boxes"], torch.tensor([[11.0, 9.0, 30.0, 30.0]] * 2), atol=1e-4)
     assert torch.allclose(out[0]["scores"], torch.tensor(softmax([0.0, 1.0, 1.0])[1:]), atol=1e-6)
+
+
+@pytest.mark.parametrize("max_per_image", [4, 100])
+def test_detect_one_equals_detect_for_one_image(max_per_image):
+    """The one-image path (the one ONNX export traces) gives _detect's detections, in its order."""
+    torch.manual_seed(0)
+    heads = make_heads(num_classes=3, detection=DetectionSettings(0.2, 0.3, max_per_image)).eval()
+    features = [torch.randn(1, 4, 4, 5)]
+    proposals = torch.tensor([[0.0, 0, 30, 30], [10, 10, 50, 40], [12, 8, 52, 44], [40, 20, 79, 63], [5, 30, 35, 63]])
+    sizes = torch.tensor([[64, 80]])
+    with torch.no_grad():
+        heads.predictor.cls_score.weight.normal_(std=2.0)
+        boxes, scores, labels = heads.detect_one(features, proposals, sizes)
+        _, expected = heads(features, proposals[None], torch.ones(1, 5, dtype=torch.bool), sizes)
+    assert 0 < len(scores) <= max_per_image and torch.equal(labels, expected[0]["labels"])
+    assert torch.equal(boxes, expected[0]["boxes"]) and torch.equal(scores, expected[0]["scores"])

@@ -177,3 +177,17 @@ def test_proposals_hand_case():
     assert valid.all() and proposals.shape == (2, 2, 4)
     assert proposals[0].tolist() == [[2.0, 0.0, 21.0, 19.0], [30.0, 30.0, 59.0, 49.0]]
     assert proposals[1].tolist() == [[0.0, 4.0, 19.0, 23.0], [10.0, 10.0, 29.0, 29.0]]
+
+
+@pytest.mark.parametrize("size", [(96, 128), (50, 70), (16, 16)])
+def test_propose_one_gives_forwards_valid_proposals_in_order(size):
+    """The one-image path (the one ONNX export traces) equals forward on a batch of one image,
+    with more anchors than pre_nms_top_n (96 x 128: 48) and fewer (16 x 16: 1)."""
+    torch.manual_seed(1)
+    rpn = make_rpn().eval()
+    h, w = size
+    features = torch.randn(1, 4, -(-h // 16), -(-w // 16))
+    sizes, scales = torch.tensor([[h, w]]), torch.ones(1)
+    proposals, valid, _ = rpn(features, sizes, scales)
+    one = rpn.propose_one([features], sizes, scales, input_size=tuple(x * 16 for x in features.shape[-2:]))
+    assert one.shape[0] == int(valid.sum()) > 0 and torch.equal(one, proposals[0][valid[0]])

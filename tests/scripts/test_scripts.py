@@ -196,6 +196,21 @@ def test_saved_detections_evaluate_alike_and_metric_choice(trained, tmp_path):
     )  # summary has 3 decimals
 
 
+def test_an_exported_detector_evaluates_as_its_checkpoint(trained, tmp_path):
+    """export.py, then test_net.py on the ONNX file (ONNX Runtime): the same APs as the checkpoint's."""
+    data_dir, _, checkpoint = trained
+    exported = run("export.py", "--load_name", str(checkpoint), "--out", str(tmp_path / "tiny.onnx"))
+    assert exported.returncode == 0, exported.stderr
+    assert f"wrote {tmp_path / 'tiny.onnx'} (tiny, 7 classes)" in exported.stdout
+    common = ["--dataset", "shapes", "--data_dir", data_dir, "--output_dir", str(tmp_path)]
+    aps = []
+    for model in (checkpoint, tmp_path / "tiny.onnx"):
+        test = run("test_net.py", "--load_name", str(model), *common)
+        assert test.returncode == 0, test.stderr
+        aps.append(test.stdout.strip().splitlines()[-8:])
+    assert aps[0] == aps[1] and aps[0][-1].startswith("Mean AP = 0.")
+
+
 def test_checkpoint_on_other_classes_is_a_clear_error(trained, tmp_path, build):
     _, models, checkpoint = trained
     build.write_voc(tmp_path, "test", build.shapes_samples(2))

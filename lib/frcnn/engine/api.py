@@ -19,7 +19,8 @@ from typing import Any, Union
 import numpy as np
 
 from ..data.loader import read_image
-from .inference import Detector, detect_images
+from .inference import Detector
+from .onnx_detector import OnnxDetector
 
 ImageInput = Union[str, Path, np.ndarray, Any]  # Any: a PIL image
 
@@ -57,14 +58,17 @@ def as_rgb(image: ImageInput) -> np.ndarray:
 
 
 def detect(
-    detector: Detector, images: ImageInput | Sequence[ImageInput], threshold: float = 0.0, batch_size: int = 1
+    detector: Detector | OnnxDetector,
+    images: ImageInput | Sequence[ImageInput],
+    threshold: float = 0.0,
+    batch_size: int = 1,
 ) -> Detections | list[Detections]:
     """Detections (score >= threshold) for one image, or a list of them for a list of images."""
     single = not isinstance(images, (list, tuple))
     arrays = [as_rgb(image) for image in ([images] if single else images)]
     found: list[Detections] = []
     for start in range(0, len(arrays), max(batch_size, 1)):
-        for out in detect_images(detector, arrays[start : start + max(batch_size, 1)]):
+        for out in detector.detect_arrays(arrays[start : start + max(batch_size, 1)]):
             keep = out["scores"] >= threshold
             labels = out["labels"][keep].astype(np.int64)
             names = [detector.classes[int(label)] for label in labels]

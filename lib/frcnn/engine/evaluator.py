@@ -33,7 +33,7 @@ from ..evaluation.html_report import write_html_report
 from ..evaluation.report import save_report
 from ..utils.vis import draw_detections
 from . import distributed
-from .inference import Detector, detect_sharded, load_detector
+from .inference import Detector, detect_sharded, open_detector
 
 log = logging.getLogger("frcnn.test")
 
@@ -61,7 +61,7 @@ def evaluate_checkpoint(path: Path, opts: EvalOptions) -> Evaluation | None:
     (rank 0; the other processes return None)."""
     world = distributed.init(opts.cuda)
     device = f"cuda:{world.local_rank}" if opts.cuda else "cpu"
-    detector = load_detector(path, device, opts.set_cfgs, opts.cfg_files, opts.net, opts.dataset, opts.data_dir)
+    detector = open_detector(path, device, opts.set_cfgs, opts.cfg_files, opts.net, opts.dataset, opts.data_dir)
     name = opts.dataset or detector.dataset
     if name is None:
         raise ValueError(f"{path} does not say which dataset it was trained on; name it with --dataset")

@@ -15,13 +15,14 @@ from tqdm import tqdm
 from ..config import from_plain, merge_file, merge_pairs, to_plain
 from ..convert import LoadContext, as_checkpoint
 from ..data.datasets.base import ImageRecord
-from ..data.loader import RoidbDataset, collate, resize
+from ..data.loader import RoidbDataset, collate, read_image, resize
 from ..modeling import FasterRCNN, build_model
 from ..modeling.conventions import get_convention
 from ..structures.batch import Sample
 from . import distributed
 from .checkpoint import CheckpointError, load_checkpoint, model_differences
 from .distributed import World
+from .onnx_detector import OnnxDetector
 
 
 @dataclass
@@ -44,10 +45,14 @@ class Detector:
         overrides: Sequence[str] = (),
         net: str | None = None,
         dataset: str | None = None,
-    ) -> Detector:
-        """Any file --load_name accepts (load_detector): this project's checkpoint, a torchvision
-        Faster R-CNN state_dict, the original's checkpoint (give net and dataset)."""
-        return load_detector(path, device, overrides, net=net, dataset=dataset)
+    ) -> Detector | OnnxDetector:
+        """Any file --load_name accepts (open_detector): this project's checkpoint, a torchvision
+        Faster R-CNN state_dict, the original's checkpoint (give net and dataset), or an ONNX
+        file from export.py (run by ONNX Runtime on the CPU, with the same call)."""
+        return open_detector(path, device, overrides, net=net, dataset=dataset)
+
+    def detect_arrays(self, images: Sequence[np.ndarray]) -> list[dict[str, np.ndarray]]:
+        return detect_images(self, images)
 
     def __call__(self, images, threshold: float = 0.0, batch_size: int = 1):
         """Detections of one image (path, RGB uint8 array or PIL image) or of a list of them;
@@ -55,6 +60,28 @@ class Detector:
         from .api import detect
 
         return detect(self, images, threshold, batch_size)
+
+
+def open_detector(
+    path: str | Path,
+    device: str | torch.device = "cpu",
+    overrides: Sequence[str] = (),
+    cfg_files: Sequence[str | Path] = (),
+    net: str | None = None,
+    dataset: str | None = None,
+    data_dir: str | Path = "data",
+) -> Detector | OnnxDetector:
+    """load_detector, or for a `.onnx` file an OnnxDetector (whose settings were fixed at export)."""
+    if Path(path).suffix.lower() != ".onnx":
+        return load_detector(path, device, overrides, cfg_files, net, dataset, data_dir)
+    if overrides or cfg_files:
+        raise ValueError(f"{path}: an exported graph's settings are fixed; export again with --set/--cfg")
+    if torch.device(device).type != "cpu":
+        raise ValueError(f"{path}: ONNX detectors run on the CPU here (ONNX Runtime's CPU provider)")
+    detector = OnnxDetector.from_file(path)
+    if net is not None and net != detector.net:
+        raise CheckpointError(f"{path} holds a {detector.net} detector, not --net {net}")
+    return detector
 
 
 def load_detector(
@@ -119,9 +146,17 @@ def detect_images(detector: Detector, images: Sequence[np.ndarray]) -> list[dict
 
 @torch.no_grad()
 def detect_records(
-    detector: Detector, records: Sequence[ImageRecord], batch_size: int = 1, num_workers: int = 0, progress: bool = True
+    detector: Detector | OnnxDetector,
+    records: Sequence[ImageRecord],
+    batch_size: int = 1,
+    num_workers: int = 0,
+    progress: bool = True,
 ) -> list[dict[str, np.ndarray]]:
-    """Detections for every record of a dataset split, in record order."""
+    """Detections for every record of a dataset split, in record order (an OnnxDetector takes
+    the images one at a time)."""
+    if isinstance(detector, OnnxDetector):
+        bar = tqdm(records, desc="detect", unit="img", file=sys.stderr, disable=not progress, mininterval=30.0)
+        return [detector.detect_arrays([read_image(str(record.path))])[0] for record in bar]
     cfg = detector.cfg.TEST
     dataset = RoidbDataset(records, cfg.SCALES, cfg.MAX_SIZE, resize=loader_resizes(detector))
     batches = [list(range(i, min(i + batch_size, len(records)))) for i in range(0, len(records), batch_size)]
@@ -144,7 +179,11 @@ def detect_records(
 
 
 def detect_sharded(
-    detector: Detector, records: Sequence[ImageRecord], world: World, batch_size: int = 1, num_workers: int = 0
+    detector: Detector | OnnxDetector,
+    records: Sequence[ImageRecord],
+    world: World,
+    batch_size: int = 1,
+    num_workers: int = 0,
 ) -> list[dict[str, np.ndarray]] | None:
     """detect_records across processes: each detects every world_size-th image; rank 0 gets them
     all, in record order, and the others None."""

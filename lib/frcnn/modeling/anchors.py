@@ -80,12 +80,13 @@ class AnchorGenerator(nn.Module):
             raise ValueError(f"the original's anchors are for one feature map; got {len(grid_sizes)} levels")
         (feat_h, feat_w), stride = grid_sizes[0], self.stride
         key = (feat_h, feat_w, self.base_anchors.device, self.base_anchors.dtype)
-        anchors = self._cache.get(key)
+        anchors = None if torch.compiler.is_exporting() else self._cache.get(key)  # symbolic sizes: no key
         if anchors is None:
             anchors = grid_anchors(self.base_anchors, feat_h, feat_w, stride, stride)
             if len(self._cache) > 64:
                 self._cache.clear()
-            self._cache[key] = anchors
+            if not torch.compiler.is_exporting():
+                self._cache[key] = anchors
         return [anchors]
 
 

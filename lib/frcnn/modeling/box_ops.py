@@ -63,6 +63,11 @@ def batched_nms(boxes: Tensor, scores: Tensor, groups: Tensor, iou_threshold: fl
     boxes = boxes.float()
     if offset:
         boxes = torch.cat((boxes[:, :2], boxes[:, 2:] + offset), dim=1)
+    if torch.compiler.is_exporting():
+        # torchvision's picks its method by the box count, which export cannot know; this is its
+        # coordinate trick (groups moved apart), with a max that is defined for no boxes too.
+        reach = torch.cat((boxes.flatten(), boxes.new_zeros(1))).max() + 1
+        return ops.nms(boxes + (groups.to(boxes.dtype) * reach)[:, None], scores.float(), iou_threshold)
     return ops.batched_nms(boxes, scores.float(), groups, iou_threshold)
 
 

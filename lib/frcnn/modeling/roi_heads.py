@@ -175,7 +175,7 @@ class RoIHeads(nn.Module):
         self, cls_logits: Tensor, deltas: Tensor, labels: Tensor, targets: Tensor, weights: Tensor
     ) -> dict[str, Tensor]:
         cls_loss = (F.cross_entropy(cls_logits.float(), labels, reduction="none") * weights).sum()
-        deltas = deltas.float().view(deltas.shape[0], -1, 4)
+        deltas = deltas.float().view(deltas.shape[0], deltas.shape[1] // 4, 4)
         if deltas.shape[1] > 1:
             deltas = deltas[torch.arange(labels.numel(), device=labels.device), labels]
         else:
@@ -185,18 +185,30 @@ class RoIHeads(nn.Module):
         return {"rcnn_cls": cls_loss, "rcnn_box": box_loss}
 
     @torch.no_grad()
-    def _detect(
-        self, cls_logits: Tensor, deltas: Tensor, rois: Tensor, image_sizes: Tensor, num_images: int
-    ) -> list[dict[str, Tensor]]:
+    def detect_one(self, features: Sequence[Tensor], proposals: Tensor, image_sizes: Tensor) -> tuple[Tensor, ...]:
+        """Inference on a batch of one image from its proposals (P, 4) (RegionProposalNetwork.
+        propose_one): boxes (D, 4) in input pixels, scores (D,), labels (D,), best first, as
+        forward's (the form ONNX export traces)."""
+        rois = torch.cat((proposals.new_zeros((proposals.shape[0], 1)), proposals), dim=1)
+        cls_logits, deltas = self.predictor(self.box_head(self.pooler(features, rois)))
+        boxes, scores, labels, _, keep = self._nms_candidates(cls_logits, deltas, rois, image_sizes)
+        keep = keep[: self.detection.max_per_image]
+        return boxes[keep], scores[keep], labels[keep]
+
+    def _nms_candidates(
+        self, cls_logits: Tensor, deltas: Tensor, rois: Tensor, image_sizes: Tensor
+    ) -> tuple[Tensor, Tensor, Tensor, Tensor, Tensor]:
+        """Every (RoI, foreground class) pair above the score threshold: boxes (E, 4), scores (E,),
+        labels (E,), image indices (E,), and the indices NMS keeps within each image and class,
+        by decreasing score."""
         d = self.detection
         k = self.num_classes
         scores = F.softmax(cls_logits.float(), dim=1)
-        deltas = deltas.float().view(deltas.shape[0], -1, 4).expand(-1, k, -1)
+        deltas = deltas.float().view(deltas.shape[0], deltas.shape[1] // 4, 4).expand(-1, k, -1)  # R may be 0
         image_idx = rois[:, 0].long()
         boxes = self.box_coder.decode(deltas, rois[:, None, 1:])  # (R, K, 4)
         offset = self.box_coder.offset
         boxes = box_ops.clip_boxes(boxes, image_sizes[image_idx], offset)
-        # Every (RoI, foreground class) pair above the threshold is a candidate detection.
         candidate = scores[:, 1:] > d.score_thresh
         if d.min_size > 0:
             candidate &= (box_ops.box_sizes(boxes[:, 1:], offset) >= d.min_size).all(dim=-1)
@@ -204,11 +216,18 @@ class RoIHeads(nn.Module):
         cls_i = cls_i + 1
         cand_boxes, cand_scores, cand_images = boxes[roi_i, cls_i], scores[roi_i, cls_i], image_idx[roi_i]
         keep = box_ops.batched_nms(cand_boxes, cand_scores, cand_images * k + cls_i, d.nms_thresh, offset)
-        keep = keep[box_ops.top_per_group(cand_images[keep], cand_scores[keep], num_images, d.max_per_image)]
-        per_image = torch.bincount(cand_images[keep], minlength=num_images).tolist()
+        return cand_boxes, cand_scores, cls_i, cand_images, keep
+
+    @torch.no_grad()
+    def _detect(
+        self, cls_logits: Tensor, deltas: Tensor, rois: Tensor, image_sizes: Tensor, num_images: int
+    ) -> list[dict[str, Tensor]]:
+        boxes, scores, labels, images, keep = self._nms_candidates(cls_logits, deltas, rois, image_sizes)
+        keep = keep[box_ops.top_per_group(images[keep], scores[keep], num_images, self.detection.max_per_image)]
+        per_image = torch.bincount(images[keep], minlength=num_images).tolist()
         return [
             {"boxes": b, "scores": s, "labels": c}
             for b, s, c in zip(
-                cand_boxes[keep].split(per_image), cand_scores[keep].split(per_image), cls_i[keep].split(per_image)
+                boxes[keep].split(per_image), scores[keep].split(per_image), labels[keep].split(per_image)
             )
         ]

@@ -146,18 +146,7 @@ class RegionProposalNetwork(nn.Module):
         Returns proposals (N, P, 4) in input pixels, their valid mask (N, P), and the loss dict
         ({"rpn_cls", "rpn_box"} when training, empty otherwise).
         """
-        if isinstance(features, Tensor):
-            features = [features]
-        outputs = [self.head(level) for level in features]
-        logits = torch.cat([out[0] for out in outputs], dim=1)
-        deltas = torch.cat([out[1] for out in outputs], dim=1)
-        grids = [tuple(level.shape[-2:]) for level in features]
-        if input_size is None:
-            stride = getattr(self.anchor_generator, "stride", 1)
-            input_size = (grids[0][0] * stride, grids[0][1] * stride)
-        per_level = self.anchor_generator(grids, input_size)
-        anchors = torch.cat(per_level)
-        counts = [a.shape[0] for a in per_level]
+        logits, deltas, anchors, counts = self._score_anchors(features, input_size)
         in_image = self._proposal_candidates(anchors, image_sizes)
         settings = self.train_proposals if self.training else self.test_proposals
         with torch.no_grad():
@@ -171,6 +160,36 @@ class RegionProposalNetwork(nn.Module):
             losses = self._losses(logits, deltas, anchors, image_sizes, gt_boxes, gt_valid, seeds)
         return proposals, valid, losses
 
+    def _score_anchors(
+        self, features: Tensor | Sequence[Tensor], input_size: tuple[int, int] | None
+    ) -> tuple[Tensor, Tensor, Tensor, list[int]]:
+        """The head's logits (N, M) and deltas (N, M, 4), the anchors (M, 4) and their count per level."""
+        if isinstance(features, Tensor):
+            features = [features]
+        outputs = [self.head(level) for level in features]
+        logits = torch.cat([out[0] for out in outputs], dim=1)
+        deltas = torch.cat([out[1] for out in outputs], dim=1)
+        grids = [tuple(level.shape[-2:]) for level in features]
+        if input_size is None:
+            stride = getattr(self.anchor_generator, "stride", 1)
+            input_size = (grids[0][0] * stride, grids[0][1] * stride)
+        per_level = self.anchor_generator(grids, input_size)
+        return logits, deltas, torch.cat(per_level), [a.shape[0] for a in per_level]
+
+    @torch.no_grad()
+    def propose_one(
+        self, features: Sequence[Tensor], image_sizes: Tensor, image_scales: Tensor, input_size: tuple[int, int]
+    ) -> Tensor:
+        """Inference on a batch of one image, without padding to a fixed proposal count: its
+        proposals (P, 4), best first, as forward's valid ones (the form ONNX export traces)."""
+        logits, deltas, anchors, counts = self._score_anchors(features, input_size)
+        in_image = self._proposal_candidates(anchors, image_sizes)
+        args = (logits, deltas, anchors, in_image, image_sizes, image_scales, self.test_proposals, counts)
+        boxes, scores, keep, levels = (t[0] for t in self._top_boxes(*args))
+        boxes, scores, levels = boxes[keep], scores[keep], levels[keep]
+        kept = box_ops.batched_nms(boxes, scores, levels, self.test_proposals.nms_thresh, self.box_coder.offset)
+        return boxes[kept[: self.test_proposals.post_nms_top_n]]
+
     def _proposal_candidates(self, anchors: Tensor, image_sizes: Tensor) -> Tensor:
         """(N, M): anchors that may become proposals. The original's convention leaves out those
         centred in an image's padding (they see only padding)."""
@@ -179,6 +198,31 @@ class RegionProposalNetwork(nn.Module):
             return torch.ones((n, anchors.shape[0]), dtype=torch.bool, device=anchors.device)
         centres = (anchors[:, :2] + anchors[:, 2:]) / 2
         return (centres[None, :, 0] < image_sizes[:, 1:2]) & (centres[None, :, 1] < image_sizes[:, 0:1])
+
+    def _top_boxes(
+        self,
+        logits: Tensor,
+        deltas: Tensor,
+        anchors: Tensor,
+        in_image: Tensor,
+        image_sizes: Tensor,
+        image_scales: Tensor,
+        settings: ProposalSettings,
+        level_counts: Sequence[int],
+    ) -> tuple[Tensor, Tensor, Tensor, Tensor]:
+        """The pre_nms_top_n best anchors of each level, decoded and clipped: boxes (N, k, 4),
+        their logits (N, k), whether each may become a proposal (N, k), and its level (N, k)."""
+        scores = logits.float().masked_fill(~in_image, float("-inf"))
+        top_scores, top_idx, levels = _top_per_level(scores, level_counts, settings.pre_nms_top_n)
+        offset = self.box_coder.offset
+        boxes = self.box_coder.decode(torch.gather(deltas, 1, top_idx[..., None].expand(-1, -1, 4)), anchors[top_idx])
+        boxes = box_ops.clip_boxes(boxes, image_sizes, offset)
+        sizes = box_ops.box_sizes(boxes, offset)
+        min_size = (settings.min_size * image_scales).view(-1, 1)
+        keep = (sizes[..., 0] >= min_size) & (sizes[..., 1] >= min_size) & torch.isfinite(top_scores)
+        if settings.score_thresh > 0:
+            keep &= torch.sigmoid(top_scores) >= settings.score_thresh
+        return boxes, top_scores, keep, levels
 
     def _proposals(
         self,
@@ -194,26 +238,16 @@ class RegionProposalNetwork(nn.Module):
         """level_counts: anchors of each level, in order (default: one level)."""
         n, m = logits.shape
         counts = list(level_counts or [m])
-        levels = torch.repeat_interleave(  # output_size given: no read-back of the total from the device
-            torch.arange(len(counts), device=logits.device), torch.tensor(counts, device=logits.device), output_size=m
+        boxes, top_scores, keep, levels = self._top_boxes(
+            logits, deltas, anchors, in_image, image_sizes, image_scales, settings, counts
         )
-        scores = logits.float().masked_fill(~in_image, float("-inf"))
-        top_scores, top_idx = _top_per_level(scores, counts, settings.pre_nms_top_n)
-        k = top_idx.shape[1]
-        offset = self.box_coder.offset
-        boxes = self.box_coder.decode(torch.gather(deltas, 1, top_idx[..., None].expand(-1, -1, 4)), anchors[top_idx])
-        boxes = box_ops.clip_boxes(boxes, image_sizes, offset)
-        sizes = box_ops.box_sizes(boxes, offset)
-        min_size = (settings.min_size * image_scales).view(-1, 1)
-        keep = (sizes[..., 0] >= min_size) & (sizes[..., 1] >= min_size) & torch.isfinite(top_scores)
-        if settings.score_thresh > 0:
-            keep &= torch.sigmoid(top_scores) >= settings.score_thresh
+        k = boxes.shape[1]
         image_idx = torch.arange(n, device=logits.device)[:, None].expand(n, k)
-        groups = image_idx * len(counts) + levels[top_idx]
+        groups = image_idx * len(counts) + levels
         # NMS ranks by logit (the probability's order, without the ties rounding puts in it, whose
         # order would depend on the rest of the batch).
         flat_boxes, flat_scores, flat_images = boxes[keep], top_scores[keep], image_idx[keep]
-        kept = box_ops.batched_nms(flat_boxes, flat_scores, groups[keep], settings.nms_thresh, offset)
+        kept = box_ops.batched_nms(flat_boxes, flat_scores, groups[keep], settings.nms_thresh, self.box_coder.offset)
         kept = kept[torch.argsort(flat_images[kept], stable=True)]
         rank = box_ops.rank_within_groups(flat_images[kept], n)
         kept, rank = kept[rank < settings.post_nms_top_n], rank[rank < settings.post_nms_top_n]
@@ -275,14 +309,19 @@ class RegionProposalNetwork(nn.Module):
         return labels, torch.gather(gt_boxes, 1, best.gt_index[..., None].expand(-1, -1, 4))
 
 
-def _top_per_level(scores: Tensor, counts: Sequence[int], top_n: int) -> tuple[Tensor, Tensor]:
+def _top_per_level(scores: Tensor, counts: Sequence[int], top_n: int) -> tuple[Tensor, Tensor, Tensor]:
     """The top_n best scores (N, k) of each level of (N, M) scores whose levels hold `counts`
-    consecutive anchors, and their indices into M; k = sum over levels of min(top_n, count)."""
-    found, start = [], 0
-    for count in counts:
+    consecutive anchors, their indices into M and their levels (N, k); k = sum over levels of
+    min(top_n, count)."""
+    found, levels, start = [], [], 0
+    for level, count in enumerate(counts):
         if count:
             _, idx = scores[:, start : start + count].topk(min(top_n, count), dim=1)
             found.append(idx + start)
+            levels.append(torch.full_like(idx, level))
         start += count
-    top_idx = torch.cat(found, dim=1) if found else scores.new_zeros((scores.shape[0], 0), dtype=torch.long)
-    return torch.gather(scores, 1, top_idx), top_idx
+    if not found:
+        empty = scores.new_zeros((scores.shape[0], 0), dtype=torch.long)
+        return scores[:, :0], empty, empty
+    top_idx = torch.cat(found, dim=1)
+    return torch.gather(scores, 1, top_idx), top_idx, torch.cat(levels, dim=1)
