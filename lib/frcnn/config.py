@@ -39,6 +39,8 @@ def default_config() -> EasyDict:
     # width of its two fully connected head layers, and its normalisation (group or batch).
     cfg.TINY = EasyDict(CHANNELS=[32, 64, 128, 192], HEAD_DIM=512, NORM="batch")
     # Anchors over the stride-16 feature map: sizes FEAT_STRIDE x ANCHOR_SCALES, ratios h/w.
+    # ANCHOR_SCALES may be `auto` (AUTO): the trainer then chooses scales and ratios from the
+    # training boxes before building the model (engine/auto_anchors.py) and stores the numbers.
     cfg.FEAT_STRIDE = 16
     cfg.ANCHOR_SCALES = [8, 16, 32]
     cfg.ANCHOR_RATIOS = [0.5, 1, 2]
@@ -248,6 +250,22 @@ def without_original_only(data: Mapping[str, Any], source: str, prefix: str = ""
     return kept
 
 
+# `ANCHOR_SCALES: auto`: chosen from the training data by the trainer (engine/auto_anchors.py),
+# which writes the numbers back, so a checkpoint never holds `auto`.
+AUTO = "auto"
+AUTO_KEYS = frozenset({"ANCHOR_SCALES"})
+
+
+def _check_auto_key(key: str, value: Any) -> Any:
+    """A key of AUTO_KEYS takes `auto` or a list of numbers, whichever it holds now (the type check
+    against the current value would refuse a list after `auto` and `auto` after a list)."""
+    if value == AUTO:
+        return value
+    if isinstance(value, str):
+        raise ValueError(f"config key {key} wants a list of numbers or {AUTO}; got {value!r}")
+    return _check_and_convert(key, value, [])
+
+
 def merge_dict(cfg: EasyDict, overrides: Mapping[str, Any], prefix: str = "") -> None:
     """Merge `overrides` into `cfg` in place; unknown keys and wrong types raise ValueError."""
     for key, value in overrides.items():
@@ -256,6 +274,9 @@ def merge_dict(cfg: EasyDict, overrides: Mapping[str, Any], prefix: str = "") ->
             close = difflib.get_close_matches(key, [str(k) for k in cfg], n=1)
             hint = f" (did you mean {prefix}{close[0]}?)" if close else ""
             raise ValueError(f"unknown config key {full}{hint}")
+        if full in AUTO_KEYS:
+            cfg[key] = _check_auto_key(full, value)
+            continue
         value = _check_and_convert(full, value, cfg[key])
         if isinstance(cfg[key], Mapping):
             merge_dict(cfg[key], value, prefix=full + ".")

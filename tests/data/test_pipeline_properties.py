@@ -31,6 +31,7 @@ def model():
         cfg,
         {
             "TINY": {"CHANNELS": [8, 16, 16, 32], "HEAD_DIM": 32},
+            "ANCHOR_SCALES": [1, 1.41, 2, 2.83, 4, 5.66, 8],  # fixed: `auto` needs the training data
             "RPN_CHANNELS": 32,
             "TRAIN": {"SCALES": [128], "MAX_SIZE": 256},
         },

@@ -130,6 +130,7 @@ def test_biases_get_double_lr_and_no_decay(cfg):
     from frcnn.engine.optim import build_optimizer
     from frcnn.modeling import build_model
 
+    cfg.ANCHOR_SCALES = [2, 4, 8]  # the shapes profile's `auto` is resolved by the trainer, from the data
     model, _ = build_model(cfg, "tiny", 8)
     opt = build_optimizer(model, cfg, "sgd", 0.01)
     by_mult = {g["lr_mult"]: g for g in opt.param_groups if g["weight_decay"] == 0}
@@ -161,6 +162,7 @@ def test_compile_keeps_parameter_names_so_checkpoints_stay_interchangeable(cfg):
     from frcnn.engine.trainer import compile_convolutions
     from frcnn.modeling import build_model
 
+    cfg.ANCHOR_SCALES = [2, 4, 8]  # the shapes profile's `auto` is resolved by the trainer, from the data
     model, _ = build_model(cfg, "tiny", 8)
     names = list(model.state_dict())
     compile_convolutions(model, torch.device("cpu"))

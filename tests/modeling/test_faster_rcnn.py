@@ -12,6 +12,7 @@ def small_cfg(**overrides):
     cfg = default_config()
     merge_dict(cfg, SHAPES_PROFILE)
     merge_dict(cfg, {"TINY": {"CHANNELS": [8, 16, 16, 32], "HEAD_DIM": 32}, "RPN_CHANNELS": 32})
+    merge_dict(cfg, {"ANCHOR_SCALES": [1, 1.41, 2, 2.83, 4, 5.66, 8]})  # fixed: `auto` needs training data
     merge_dict(cfg, overrides)
     return cfg
 

@@ -31,7 +31,7 @@ import torch
 from easydict import EasyDict
 from torch import Tensor
 
-from ..config import build_config, to_plain
+from ..config import AUTO, build_config, default_config, to_plain
 from ..data.datasets.coco import COCO_91_CATEGORIES, COCOFormatDataset
 from ..data.datasets.factory import DATASET_NAMES, dataset_spec
 from ..modeling import build_model
@@ -121,6 +121,8 @@ def convert(state: Any, path: Path, context: LoadContext) -> dict[str, Any]:
         dataset_spec(dataset, context.data_dir).profile,
         set_cfgs=[*context.overrides, *_ORIGINAL_SETTINGS, *_file_settings(state, weights, net)],
     )
+    if cfg.ANCHOR_SCALES == AUTO:  # a dataset with chosen anchors: the original only had its fixed ones
+        cfg.ANCHOR_SCALES = default_config().ANCHOR_SCALES
     classes = dataset_classes(dataset, context.data_dir, cfg.VG_VERSION)
     _check_class_count(weights, classes, dataset, path)
     with torch.device("meta"):  # key names and shapes only

@@ -22,10 +22,11 @@ import torch
 from easydict import EasyDict
 from torch.nn.parallel import DistributedDataParallel
 
-from ..config import to_plain
+from ..config import AUTO, to_plain
 from ..convert import LoadContext
 from ..data import box_stats
 from ..data.augment import Augment
+from ..data.datasets.base import ImageRecord
 from ..data.datasets.factory import dataset_spec
 from ..data.loader import RoidbDataset, make_loader
 from ..data.roidb import build_roidb, joined_records
@@ -37,10 +38,12 @@ from ..structures.batch import Batch
 from . import distributed, finetune
 from .amp import Precision
 from .anchor_coverage import anchor_coverage
+from .auto_anchors import resolve_auto_anchors
 from .checkpoint import (
     CheckpointError,
     checkpoint_dir,
     checkpoint_path,
+    config_value,
     latest_checkpoint,
     load_checkpoint,
     model_differences,
@@ -205,9 +208,13 @@ def train(opts: TrainOptions, cfg: EasyDict) -> Path | None:
         distributed.shutdown()
 
 
-def build_training_model(opts: TrainOptions, cfg: EasyDict, classes: Sequence[str]) -> FasterRCNN:
-    """The model to train: from a whole detector when --pretrained holds one (finetune.py), else
-    from its backbone's pretrained weights (--pretrained or the defaults)."""
+def build_training_model(
+    opts: TrainOptions, cfg: EasyDict, classes: Sequence[str], records: Sequence[ImageRecord] | None = None
+) -> FasterRCNN:
+    """The model to train: from a whole detector when --pretrained holds one (finetune.py; it
+    keeps the detector's anchors), else from its backbone's pretrained weights (--pretrained or
+    the defaults), with `ANCHOR_SCALES: auto` first resolved from the training `records`
+    (auto_anchors.py) into the numbers cfg, and so the checkpoint, then holds."""
     context = LoadContext(opts.net, None, opts.data_dir)
     detector = finetune.read_detector_file(opts.pretrained, context) if opts.pretrained else None
     if detector is not None:
@@ -217,6 +224,8 @@ def build_training_model(opts: TrainOptions, cfg: EasyDict, classes: Sequence[st
         kept = finetune.init_from_detector(model, detector, classes)
         log.info("%s", finetune.describe(opts.pretrained, detector, kept, classes))
         return model
+    if records is not None:
+        resolve_auto_anchors(cfg, records)
     cfg.BACKBONE_FROM_SCRATCH = opts.pretrained is None and not has_default_weights(opts.net, opts.data_dir)
     model, source = build_model(cfg, opts.net, len(classes), opts.pretrained, opts.data_dir)
     log.info("backbone %s", source)
@@ -235,7 +244,8 @@ def build_trainer(opts: TrainOptions, cfg: EasyDict) -> Trainer:
     seed = cfg.RNG_SEED if opts.seed is None else opts.seed
     torch.manual_seed(seed)
     t.roidb, t.classes = training_roidb(opts, cfg, world)
-    model = t.model = build_training_model(opts, cfg, t.classes).to(t.device)
+    resumed = resume_checkpoint(opts, cfg) if opts.resume else None
+    model = t.model = build_training_model(opts, cfg, t.classes, t.roidb).to(t.device)
     if world.is_main:
         report_anchor_coverage(model, t.roidb, cfg)
     lr = default_lr(opts, cfg)
@@ -243,9 +253,8 @@ def build_trainer(opts: TrainOptions, cfg: EasyDict) -> Trainer:
     t.precision = Precision.for_device(t.device, opts.amp)
     if opts.amp:
         log.info("mixed precision: %s", t.precision.describe())
-    ratios = [r.aspect_ratio for r in t.roidb]
     t.sampler = GroupedBatchSampler(
-        ratios,
+        [r.aspect_ratio for r in t.roidb],
         opts.batch_size,
         len(cfg.TRAIN.SCALES),
         cfg.TRAIN.ASPECT_JITTER,
@@ -268,8 +277,8 @@ def build_trainer(opts: TrainOptions, cfg: EasyDict) -> Trainer:
         cfg.TRAIN.LR_SCHEDULE,
         total,
     )
-    if opts.resume:
-        resume(t, len(t.sampler))
+    if resumed is not None:
+        resume(t, len(t.sampler), *resumed)
     t.model = distribute(model, world, t.device, opts.compile)
     # kept as long as the trainer: the hooks hold it weakly
     scaling, accumulating = t.precision.scaler is not None, opts.accum > 1
@@ -342,10 +351,11 @@ def summarise_boxes(roidb: list, cfg: EasyDict, run_dir: Path) -> None:
     box_stats.plot_box_stats(stats, run_dir / "box_stats.png")
 
 
-def resume(t: Trainer, steps_per_epoch: int) -> None:
-    """Load the checkpoint --r names into the trainer (model, optimiser, schedule, RNG, where the
-    loop stands). Without --checksession, the session being trained."""
-    o = t.opts
+def resume_checkpoint(o: TrainOptions, cfg: EasyDict) -> tuple[Path, dict]:
+    """The checkpoint --r names (without --checksession, the session being trained) and its
+    contents. With `ANCHOR_SCALES: auto`, cfg takes the checkpoint's anchors: a resumed run keeps
+    the anchors it was trained with rather than choosing them again from data that may have
+    changed since."""
     session = o.session if o.checksession is None else o.checksession
     if o.checkpoint:
         path = checkpoint_path(o.save_dir, o.net, o.dataset, session, o.checkepoch, o.checkpoint)
@@ -356,6 +366,17 @@ def resume(t: Trainer, steps_per_epoch: int) -> None:
             f"--r: no checkpoint of session {session} under {checkpoint_dir(o.save_dir, o.net, o.dataset)}"
         )
     state = load_checkpoint(path)
+    scales, ratios = (config_value(state.get("config", {}), key) for key in ("ANCHOR_SCALES", "ANCHOR_RATIOS"))
+    if cfg.ANCHOR_SCALES == AUTO and scales is not None and scales != AUTO:
+        cfg.ANCHOR_SCALES, cfg.ANCHOR_RATIOS = list(scales), list(ratios or cfg.ANCHOR_RATIOS)
+        log.info("anchors: auto -> the resumed checkpoint's scales %s ratios %s", scales, cfg.ANCHOR_RATIOS)
+    return path, state
+
+
+def resume(t: Trainer, steps_per_epoch: int, path: Path, state: dict) -> None:
+    """Load the checkpoint `state` (read from `path` by resume_checkpoint) into the trainer
+    (model, optimiser, schedule, RNG, where the loop stands)."""
+    o = t.opts
     differences = model_differences(state, o.net, t.classes, to_plain(t.cfg))
     if differences:
         listed = "\n  ".join(differences)

@@ -10,8 +10,8 @@
     classes: [cat, dog]     # optional; default: read from the data (COCO: by category id,
                             # VOC: every object name in the training split, sorted)
     metric: voc             # optional; default coco for COCO data, voc (area AP) for VOC data
-    config:                 # optional config overrides for this data, e.g. anchor scales
-      ANCHOR_SCALES: [4, 8, 16, 32]
+    config:                 # optional config overrides for this data, e.g. fixed anchor scales
+      ANCHOR_SCALES: [4, 8, 16, 32]   # default: auto, chosen from the training boxes (factory.py)
 
 The file is read with yaml.safe_load. Paths inside it may not leave `root`.
 """

@@ -4,6 +4,11 @@ NAME is one of DATASET_NAMES or the path of a dataset YAML file (custom.py). The
 one place that sets per-dataset options (anchor scales, image scales); it is merged into the config
 before the net's file, and the merged config is stored in every checkpoint, so training and
 testing always use the same anchors.
+
+The built-in dataset and dataset YAML files have `ANCHOR_SCALES: auto` (AUTO_ANCHORS): the trainer
+chooses scales and ratios from the training boxes (engine/auto_anchors.py) and the checkpoint
+stores the numbers. A YAML file's own `config: {ANCHOR_SCALES: [...]}` wins over it. The original's
+named datasets (pascal_voc, coco, imagenet, vg) keep the original's fixed anchors.
 """
 
 from __future__ import annotations
@@ -32,11 +37,15 @@ class DatasetSpec:
     val: Callable[[], DetectionDataset] | None = None
 
 
+# The profile of data this project knows nothing of in advance: anchors chosen from its boxes.
+# ("auto" is config.AUTO, spelt out: the data layer does not import the config.)
+AUTO_ANCHORS = {"ANCHOR_SCALES": "auto"}
 # The built-in dataset is small and synthetic: images of 192-640 pixels, objects of 10 pixels to
-# half the image, so smaller scales and denser anchors than PASCAL VOC's 600-pixel defaults, and
+# half the image, so smaller scales than PASCAL VOC's 600-pixel defaults, anchors chosen from the
+# boxes (they were 1 to 8 x 16 px in 2^(1/2) steps x 3 ratios, 21 per cell, before `auto`), and
 # the RPN's foreground IoU at 0.5: with 0.7 most objects had no anchor that qualified.
 SHAPES_PROFILE = {
-    "ANCHOR_SCALES": [1, 1.41, 2, 2.83, 4, 5.66, 8],
+    **AUTO_ANCHORS,
     "TRAIN": {
         "SCALES": [256],
         "MAX_SIZE": 512,
@@ -85,7 +94,8 @@ def dataset_spec(name: str, data_dir: str | Path = "data", vg_version: str = DEF
     data_dir = Path(data_dir)
     if is_dataset_file(name):
         spec = DatasetFile(name)
-        return DatasetSpec(spec.train, spec.test, spec.profile, spec.val if spec.has_val else None)
+        profile = {**AUTO_ANCHORS, **spec.profile}  # the file's own anchors, if it has any, win
+        return DatasetSpec(spec.train, spec.test, profile, spec.val if spec.has_val else None)
     if name == "shapes":
         root = data_dir / "shapes"
         return DatasetSpec(
