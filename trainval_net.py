@@ -11,6 +11,7 @@ from functools import partial
 from pathlib import Path
 
 from frcnn.cli import add_bool_flag, add_model_flags, check_cuda, config_from_args, run_main
+from frcnn.engine.budget import parse_budget
 from frcnn.engine.distributed import LostProcessError, launch_per_gpu
 from frcnn.engine.trainer import NonFiniteLossError, TrainOptions, train
 
@@ -28,6 +29,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--lr_decay_step", type=int, default=5, help="epochs between learning rate decays")
     p.add_argument("--lr_decay_gamma", type=float, default=0.1, help="learning rate decay factor")
     p.add_argument("--epochs", type=int, default=20, help="last epoch to train")
+    p.add_argument("--budget", type=parse_budget, default=None, help="train for this long instead (25m, 2h; README)")
     p.add_argument("--start_epoch", type=int, default=1, help="first epoch (without --r)")
     p.add_argument("--o", dest="optimizer", default="sgd", choices=("sgd", "adam"), help="optimiser")
     p.add_argument("--session", "--s", dest="session", type=int, default=1, help="session (names checkpoints)")

@@ -39,6 +39,7 @@ from . import distributed, finetune
 from .amp import Precision
 from .anchor_coverage import anchor_coverage
 from .auto_anchors import resolve_auto_anchors
+from .budget import WallClockBudget
 from .checkpoint import (
     CheckpointError,
     checkpoint_dir,
@@ -90,6 +91,7 @@ class TrainOptions:
     amp: bool = False
     compile: bool = False
     strict: bool = False
+    budget: float | None = None  # seconds (--budget 25m): planned from measured steps, budget.py
 
 
 def unwrap(model: torch.nn.Module) -> FasterRCNN:
@@ -112,8 +114,8 @@ class Trainer:
 
     Hooks read and change what they need of it: epoch, step (1-based within the epoch), iteration
     (optimiser steps since the run began, over resumes), steps_per_epoch, lr, batch and losses
-    (this step's loss terms, still on the device), read_losses() (hooks.LossWatch), save(name)
-    and metrics (metrics.MetricsLog).
+    (this step's loss terms, still on the device), read_losses() (hooks.LossWatch), save(name),
+    metrics (metrics.MetricsLog) and stopping (set it to end the run after this step's epoch end).
     """
 
     def __init__(self, opts: TrainOptions, cfg: EasyDict, world: distributed.World, device: torch.device) -> None:
@@ -122,14 +124,15 @@ class Trainer:
         self.hooks: list[Hook] = []
         self.losses: dict[str, torch.Tensor] = {}
         self.last_saved: Path | None = None
+        self.stopping = False  # set by a hook: the epoch ends after this step (budget.py)
 
     def train(self) -> Path | None:
         """The loop. Returns the last checkpoint written (by rank 0; None elsewhere)."""
         self.call("before_train")
         try:
-            for epoch in range(self.epoch, self.opts.epochs + 1):
-                self.epoch = epoch
-                self.sampler.set_epoch(epoch, self.start_step)
+            # opts.epochs is read at every epoch: a hook may change it (budget.py plans the length)
+            while self.epoch <= self.opts.epochs and not self.stopping:
+                self.sampler.set_epoch(self.epoch, self.start_step)
                 loader = make_loader(self.dataset, self.sampler, self.opts.num_workers, self.device.type == "cuda")
                 self.steps_per_epoch = self.start_step + len(loader)
                 self.step = self.start_step
@@ -139,8 +142,13 @@ class Trainer:
                     self.call("before_step")
                     self.losses = self.run_step(batch.to(self.device))
                     self.call("after_step")
+                    if self.stopping:
+                        break
                 self.call("after_epoch")
                 self.start_step = 0
+                if self.stopping or self.epoch >= self.opts.epochs:
+                    break
+                self.epoch += 1
         finally:
             self.call("after_train")
         return self.last_saved
@@ -289,11 +297,19 @@ def build_trainer(opts: TrainOptions, cfg: EasyDict) -> Trainer:
     t.metrics = MetricsLog(
         run_dir, opts.session, world.is_main, opts.use_tfb, resumed_at=t.iteration if opts.resume else 0
     )
-    t.hooks = [LRSchedule(), LossWatch(), ProgressLog(), Checkpointer()]
-    if opts.eval_interval > 0:
-        t.hooks.append(PeriodicEvaluation(opts.eval_interval))
-    t.hooks.append(t.metrics)
+    t.hooks = build_hooks(opts, t.metrics)
     return t
+
+
+def build_hooks(opts: TrainOptions, metrics: MetricsLog) -> list[Hook]:
+    """The run's jobs, in the order they are called at each moment."""
+    hooks: list[Hook] = [LRSchedule(), LossWatch(), ProgressLog()]
+    if opts.budget:
+        hooks.append(WallClockBudget(opts.budget))  # before Checkpointer: its stop ends the epoch
+    hooks.append(Checkpointer())
+    if opts.eval_interval > 0:
+        hooks.append(PeriodicEvaluation(opts.eval_interval))
+    return [*hooks, metrics]
 
 
 def training_roidb(opts: TrainOptions, cfg: EasyDict, world: distributed.World) -> tuple[list, tuple[str, ...]]:

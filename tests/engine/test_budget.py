@@ -1,0 +1,78 @@
+"""--budget: the run's length planned from measured step times, on a clock the test drives."""
+
+from __future__ import annotations
+
+import logging
+import math
+import types
+
+import pytest
+from conftest import CFGS, SMALL_NET
+
+from frcnn.config import build_config
+from frcnn.data.datasets.factory import dataset_spec
+from frcnn.engine import budget
+from frcnn.engine.checkpoint import load_checkpoint
+from frcnn.engine.hooks import Hook
+from frcnn.engine.trainer import TrainOptions, build_trainer
+
+
+@pytest.mark.parametrize(
+    "text, seconds", [("25m", 1500), ("2h", 7200), ("90s", 90), ("1h30m", 5400), ("10", 600), ("0.5h", 1800)]
+)
+def test_budgets_are_read_as_durations(text, seconds):
+    assert budget.parse_budget(text) == seconds
+
+
+@pytest.mark.parametrize("text", ["abc", "5x", "0m", "m", "25 m 3"])
+def test_a_budget_that_is_no_duration_is_refused(text):
+    with pytest.raises(ValueError, match="give a duration such as 25m"):
+        budget.parse_budget(text)
+
+
+class Clock(Hook):
+    """Stands in for time.perf_counter in budget.py: each step takes `step_seconds(iteration)`."""
+
+    def __init__(self, step_seconds) -> None:
+        self.now, self.step_seconds = 0.0, step_seconds
+
+    def before_step(self, t) -> None:
+        self.now += self.step_seconds(t.iteration)
+
+
+def budgeted_run(small_shapes_root, tmp_path, monkeypatch, seconds: float, step_seconds):
+    cfg = build_config("tiny", CFGS, dataset_spec("shapes").profile, set_cfgs=SMALL_NET)
+    opts = TrainOptions(
+        batch_size=4, epochs=99, save_dir=str(tmp_path), data_dir=str(small_shapes_root.parent), budget=seconds
+    )
+    clock = Clock(step_seconds)
+    monkeypatch.setattr(budget, "time", types.SimpleNamespace(perf_counter=lambda: clock.now))
+    t = build_trainer(opts, cfg)
+    t.hooks.insert(0, clock)
+    return t, t.train()
+
+
+def test_the_run_is_planned_from_the_measured_steps_and_ends_at_the_plan(
+    small_shapes_root, tmp_path, monkeypatch, caplog
+):
+    # 12 steps an epoch, 1 s each: planned after the first epoch (12 s) with 40 - 12 - 1.2 (3%
+    # kept) = 26.8 s left: 26 more steps, to step 38 = epoch 4 step 2.
+    with caplog.at_level(logging.INFO, logger="frcnn.train"):
+        t, last = budgeted_run(small_shapes_root, tmp_path, monkeypatch, 40, lambda i: 1.0)
+    assert "budget 0m40s: 1.00 s per step (median of 10) -> 26 more steps, 3.17 epochs of 12 steps (to epoch 4)" in (
+        caplog.text
+    )
+    assert "budget 0m40s: trained 38 steps (3.17 epochs) in 0m38s" in caplog.text
+    assert last.name == "faster_rcnn_1_4_2.pth" and t.iteration == 38
+    assert (t.schedule.kind, t.schedule.total_iters) == ("cosine", 38)
+    assert load_checkpoint(last)["iteration"] == 38
+    # the last step's learning rate: the cosine's value one step before its zero, at the planned end
+    assert t.lr == t.schedule.lr(4, 37) < 0.002 * t.schedule.base_lr
+    assert t.schedule.lr(2, 19) == pytest.approx(0.5 * t.schedule.base_lr * (1 + math.cos(math.pi * 19 / 38)))
+
+
+def test_steps_slower_than_measured_stop_the_run_inside_the_budget(small_shapes_root, tmp_path, monkeypatch):
+    # Planned for 1 s steps to step 38; from step 13 they take 3 s: after k of them 40 - (12 + 3k)
+    # < 1.2 first at k = 9, so the run ends at step 21 (epoch 2, step 9) and saves there.
+    t, last = budgeted_run(small_shapes_root, tmp_path, monkeypatch, 40, lambda i: 1.0 if i < 12 else 3.0)
+    assert last.name == "faster_rcnn_1_2_9.pth" and t.iteration == 21
