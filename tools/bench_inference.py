@@ -42,7 +42,7 @@ TORCHVISION_FPN = {
 
 
 def build_eager(net: str, s: Settings) -> Detector:
-    if net in TORCHVISION_FPN or net.endswith("_fpn"):
+    if "_fpn" in net:  # a pyramid: its own cfgs file, torchvision's convention
         sizes = ["TEST.SCALES", f"[{s.scale}]", "TEST.MAX_SIZE", "1000"]
         cfg = build_config(net, CFGS_DIR, dataset_spec("shapes", s.data_dir).profile, set_cfgs=sizes)
     else:
@@ -59,7 +59,7 @@ def build_torchvision_runner(net: str, eager: Detector, s: Settings) -> Callable
     if net in TORCHVISION_FPN:
         builder = getattr(detection, TORCHVISION_FPN[net])
         model = builder(weights=None, weights_backbone=None, num_classes=NUM_CLASSES, min_size=s.scale, max_size=1000)
-    elif net.endswith("_fpn"):
+    elif "_fpn" in net:
         return None
     else:
         model = build_torchvision(eager.model, Settings(net=net, scale=s.scale))

@@ -33,12 +33,12 @@ from ..data.roidb import build_roidb, joined_records
 from ..data.sampler import GroupedBatchSampler
 from ..data.validate import check_dataset
 from ..modeling import FasterRCNN, build_model
+from ..modeling.anchors import AnchorGenerator
 from ..modeling.backbones import has_default_weights
 from ..structures.batch import Batch
-from . import distributed, finetune
+from . import auto_anchors, distributed, finetune
 from .amp import Precision
 from .anchor_coverage import anchor_coverage
-from .auto_anchors import resolve_auto_anchors
 from .budget import WallClockBudget
 from .checkpoint import (
     CheckpointError,
@@ -233,7 +233,7 @@ def build_training_model(
         log.info("%s", finetune.describe(opts.pretrained, detector, kept, classes))
         return model
     if records is not None:
-        resolve_auto_anchors(cfg, records)
+        auto_anchors.resolve_auto_anchors(cfg, records)
     cfg.BACKBONE_FROM_SCRATCH = opts.pretrained is None and not has_default_weights(opts.net, opts.data_dir)
     model, source = build_model(cfg, opts.net, len(classes), opts.pretrained, opts.data_dir)
     log.info("backbone %s", source)
@@ -344,9 +344,14 @@ def training_roidb(opts: TrainOptions, cfg: EasyDict, world: distributed.World) 
 
 
 def report_anchor_coverage(model: FasterRCNN, roidb: list, cfg: EasyDict) -> None:
-    share, boxes = anchor_coverage(
-        model, roidb, cfg.TRAIN.SCALES[0], cfg.TRAIN.MAX_SIZE, cfg.TRAIN.RPN_POSITIVE_OVERLAP
-    )
+    scale, max_size, iou = cfg.TRAIN.SCALES[0], cfg.TRAIN.MAX_SIZE, cfg.TRAIN.RPN_POSITIVE_OVERLAP
+    if isinstance(model.rpn.anchor_generator, AnchorGenerator):  # one level: the exact per-axis count
+        offset = model.convention.box_offset
+        boxes = auto_anchors.grid_boxes(roidb, scale, max_size, cfg.FEAT_STRIDE, offset)
+        share = auto_anchors.coverage(boxes, cfg.FEAT_STRIDE, cfg.ANCHOR_SCALES, cfg.ANCHOR_RATIOS, iou, offset)
+        boxes = len(boxes)
+    else:  # a pyramid: anchor by anchor
+        share, boxes = anchor_coverage(model, roidb, scale, max_size, iou)
     log.info(
         "anchors: %.1f%% of the %d training boxes have an anchor inside the image at IoU >= %.2f "
         "(RPN_POSITIVE_OVERLAP)",

@@ -26,6 +26,7 @@ from easydict import EasyDict
 from ..data.loader import resize
 from ..modeling import FasterRCNN
 from ..modeling.conventions import get_convention
+from ..modeling.transform import resize_factor
 from .graph import DetectionGraph
 
 MIN_OPSET = 17
@@ -113,7 +114,7 @@ def resize_for_model(image: np.ndarray, cfg: EasyDict) -> tuple[np.ndarray, np.n
     h, w = image.shape[:2]
     min_size, max_size = cfg.TEST.SCALES[0], cfg.TEST.MAX_SIZE
     if get_convention(cfg.CONVENTION).resize_in_model:
-        factor = min(min_size / min(h, w), max_size / max(h, w))
+        factor = resize_factor(h, w, min_size, max_size)
         new_h, new_w = math.floor(h * factor), math.floor(w * factor)
         resized = cv2.resize(image.astype(np.float32), (new_w, new_h), interpolation=cv2.INTER_LINEAR)
         scale = (new_w / w, new_h / h)

@@ -28,6 +28,12 @@ class ModelInput(NamedTuple):
     box_divisors: Tensor
 
 
+def resize_factor(height: int, width: int, min_size: int, max_size: int) -> float:
+    """torchvision's: the shorter side to min_size, unless the longer would pass max_size (the
+    resized sides are then floor(side x factor))."""
+    return min(min_size / min(height, width), max_size / max(height, width))
+
+
 class InputResize(nn.Module):
     """The resize (and padding) of a model that resizes its own input (torchvision's convention),
     applied to the normalised batch at inference; in training the loader has resized already.
@@ -51,7 +57,7 @@ class InputResize(nn.Module):
     def _resize(self, x: Tensor, image_sizes: Tensor, image_scales: Tensor) -> ModelInput:
         resized, divisors = [], []
         for image, (h, w), given in zip(x, image_sizes.tolist(), image_scales.tolist()):
-            factor = min(self.min_size / min(h, w), self.max_size / max(h, w))
+            factor = resize_factor(h, w, self.min_size, self.max_size)
             image = F.interpolate(
                 image[None, :, :h, :w], scale_factor=factor, mode="bilinear", recompute_scale_factor=True
             )[0]
