@@ -31,7 +31,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--epochs", type=int, default=20, help="last epoch to train")
     p.add_argument("--budget", type=parse_budget, default=None, help="train for this long instead (25m, 2h; README)")
     p.add_argument("--start_epoch", type=int, default=1, help="first epoch (without --r)")
-    p.add_argument("--o", dest="optimizer", default="sgd", choices=("sgd", "adam"), help="optimiser")
+    p.add_argument("--o", dest="optimizer", default=None, choices=("sgd", "adam"), help="optimiser (default: sgd)")
     p.add_argument("--session", "--s", dest="session", type=int, default=1, help="session (names checkpoints)")
     add_bool_flag(p, "--r", "--resume", dest="resume", help="resume from a checkpoint: --r, --r true or --r false")
     p.add_argument("--checksession", type=int, default=None, help="session to resume (default: --session)")

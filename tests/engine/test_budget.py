@@ -14,7 +14,7 @@ from frcnn.data.datasets.factory import dataset_spec
 from frcnn.engine import budget
 from frcnn.engine.checkpoint import load_checkpoint
 from frcnn.engine.hooks import Hook
-from frcnn.engine.trainer import TrainOptions, build_trainer
+from frcnn.engine.trainer import TrainOptions, build_trainer, optimiser_recipe
 
 
 @pytest.mark.parametrize(
@@ -59,9 +59,10 @@ def test_the_run_is_planned_from_the_measured_steps_and_ends_at_the_plan(
     # kept) = 26.8 s left: 26 more steps, to step 38 = epoch 4 step 2.
     with caplog.at_level(logging.INFO, logger="frcnn.train"):
         t, last = budgeted_run(small_shapes_root, tmp_path, monkeypatch, 40, lambda i: 1.0)
-    assert "budget 0m40s: 1.00 s per step (median of 10) -> 26 more steps, 3.17 epochs of 12 steps (to epoch 4)" in (
-        caplog.text
+    planned = (
+        "budget 0m40s: 1.00 s per step (median of 10) -> 26 more steps (3.17 epochs of 12 steps in all, to epoch 4)"
     )
+    assert planned in caplog.text
     assert "budget 0m40s: trained 38 steps (3.17 epochs) in 0m38s" in caplog.text
     assert last.name == "faster_rcnn_1_4_2.pth" and t.iteration == 38
     assert (t.schedule.kind, t.schedule.total_iters) == ("cosine", 38)
@@ -76,3 +77,33 @@ def test_steps_slower_than_measured_stop_the_run_inside_the_budget(small_shapes_
     # < 1.2 first at k = 9, so the run ends at step 21 (epoch 2, step 9) and saves there.
     t, last = budgeted_run(small_shapes_root, tmp_path, monkeypatch, 40, lambda i: 1.0 if i < 12 else 3.0)
     assert last.name == "faster_rcnn_1_2_9.pth" and t.iteration == 21
+
+
+def test_the_plan_follows_steps_that_settle_faster_than_the_first_ones(
+    small_shapes_root, tmp_path, monkeypatch, caplog
+):
+    # First epoch 2 s a step, then 1 s. Planned at step 12 (24 s gone): (120 - 24 - 3.6) / 2 -> 46
+    # more, to step 58. At epoch 2's end (36 s, less than half the plan done) the last epoch's 1 s
+    # steps re-plan it: (120 - 36 - 3.6) / 1 -> 80 more, to step 104 = epoch 9 step 8, instead of
+    # stopping at step 58 with 46 s of the budget unused.
+    with caplog.at_level(logging.INFO, logger="frcnn.train"):
+        t, last = budgeted_run(small_shapes_root, tmp_path, monkeypatch, 120, lambda i: 2.0 if i < 12 else 1.0)
+    assert "2.00 s per step (median of 10) -> 46 more steps" in caplog.text
+    assert "1.00 s per step (median of 12) -> 80 more steps" in caplog.text
+    assert last.name == "faster_rcnn_1_9_8.pth" and t.iteration == 104
+    assert (t.schedule.kind, t.schedule.total_iters) == ("cosine", 104)
+
+
+@pytest.mark.parametrize(
+    "flags, expected",
+    [
+        ({}, ("sgd", 0.001, 0)),  # no budget: the original's recipe
+        ({"budget": 60.0}, ("adam", 0.0003, 100)),  # the short-schedule recipe
+        ({"budget": 60.0, "optimizer": "sgd"}, ("sgd", 0.001, 100)),  # --o sgd: its configured rate
+        ({"budget": 60.0, "lr": 0.0005}, ("adam", 0.0005, 100)),
+        ({"optimizer": "adam", "lr": 0.002}, ("adam", 0.002, 0)),
+    ],
+)
+def test_a_budget_run_takes_the_short_schedule_recipe_unless_told_otherwise(flags, expected):
+    cfg = build_config("mobilenet_v2", CFGS)
+    assert optimiser_recipe(TrainOptions(**flags), cfg) == expected

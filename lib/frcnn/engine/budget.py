@@ -32,6 +32,8 @@ UNITS = {"s": 1.0, "m": 60.0, "h": 3600.0}
 RESERVE_SHARE = 0.03  # of the budget, kept for checkpoint writing and the last steps' variance
 EVAL_COST = 0.5  # an image's evaluation costs about this share of its training step
 WARMUP_SHARE = 0.1  # the configured warm-up, but at most this share of the planned steps
+REPLAN_UNTIL = 0.5  # re-plan at epoch ends until this share of the planned steps is done
+REPLAN_TOLERANCE = 0.02  # ... when the new plan differs by more than this share
 
 
 def parse_budget(text: str) -> float:
@@ -77,6 +79,7 @@ class WallClockBudget(Hook):
     def before_train(self, t: Trainer) -> None:
         self.started = self.last = time.perf_counter()
         self.first_iteration = t.iteration
+        self.configured_warmup = t.schedule.warmup_iters
         t.opts.epochs = t.epoch  # extended once the step time is known
 
     def after_step(self, t: Trainer) -> None:
@@ -107,33 +110,55 @@ class WallClockBudget(Hook):
                 kept += evaluations * per_image * len(hook.records) / t.world.world_size
         return kept
 
-    def plan(self, t: Trainer) -> None:
-        step, per_epoch = self.step_time(), t.steps_per_epoch
+    def steps_that_fit(self, t: Trainer, step: float) -> int:
+        """Steps of `step` seconds that fit in the time left, less the reserve (the evaluations
+        --eval_interval will make included), the same number in every process."""
         steps = max(int((self.time_left() - self.reserve(t)) / step), 0)
         interval = next((h.interval for h in t.hooks if isinstance(h, PeriodicEvaluation)), 0)
         if interval:  # one evaluation per `interval` epochs and one at the end
-            evaluations = 1 + (t.step + steps) // (per_epoch * interval)
+            evaluations = 1 + (t.step + steps) // (t.steps_per_epoch * interval)
             steps = max(int((self.time_left() - self.reserve(t, evaluations)) / step), 0)
-        steps = _from_main(steps, t)
+        return _from_main(steps, t)
+
+    def plan(self, t: Trainer, step: float | None = None, timed: int | None = None) -> None:
+        """Lay the cosine schedule over the steps that fit at `step` seconds a step (default: the
+        median of the steps timed so far)."""
+        step, timed = step or self.step_time(), timed or len(self.durations)
+        steps = self.steps_that_fit(t, step)
         self.planned = t.iteration + steps
-        epochs = (t.step + steps) / per_epoch
-        t.opts.epochs = t.epoch + max(math.ceil(epochs) - 1, 0)
+        t.opts.epochs = t.epoch + max(math.ceil((t.step + steps) / t.steps_per_epoch) - 1, 0)
+        epochs = (self.planned - self.first_iteration) / t.steps_per_epoch  # in this run
         t.schedule.kind, t.schedule.total_iters = "cosine", self.planned
-        t.schedule.warmup_iters = min(t.schedule.warmup_iters, int(WARMUP_SHARE * self.planned))
+        t.schedule.warmup_iters = min(self.configured_warmup, int(WARMUP_SHARE * self.planned))
         log.info(
-            "budget %s: %.2f s per step (median of %d) -> %d more steps, %.2f epochs of %d steps (to epoch %d); "
+            "budget %s: %.2f s per step (median of %d) -> %d more steps (%.2f epochs of %d steps in all, to epoch %d); "
             "learning rate: warm-up over %d steps, then cosine to 0 at step %d; %s kept for checkpoints and evaluation",
             format_duration(self.seconds),
             step,
-            len(self.durations),
+            timed,
             steps,
             epochs,
-            per_epoch,
+            t.steps_per_epoch,
             t.opts.epochs,
             t.schedule.warmup_iters,
             self.planned,
             format_duration(self.reserve(t)),
         )
+
+    def after_epoch(self, t: Trainer) -> None:
+        """Plan again from the last epoch's step time while less than REPLAN_UNTIL of the plan is
+        done: the first steps timed are often slower than the run settles to (here 1.41 s against
+        1.2 s), and a plan made once ended a 5-minute run 48 s early. Later changes would move the
+        learning rate where it is already small, and late slow-downs are the stop rule's to catch."""
+        if self.planned is None or t.stopping or t.opts.epochs <= t.epoch:
+            return
+        done, planned = t.iteration - self.first_iteration, self.planned - self.first_iteration
+        recent = self.durations[-max(self.timed_steps, t.steps_per_epoch) :]
+        if done >= REPLAN_UNTIL * planned or len(recent) < self.timed_steps:
+            return
+        step = statistics.median(recent)
+        if abs(self.steps_that_fit(t, step) + t.iteration - self.planned) > REPLAN_TOLERANCE * planned:
+            self.plan(t, step, len(recent))
 
     def after_train(self, t: Trainer) -> None:
         done = t.iteration - self.first_iteration

@@ -1,7 +1,9 @@
 """What a training run leaves to look at, in its checkpoint folder (<save_dir>/<net>/<dataset>/):
 
 - metrics.jsonl: one JSON object per logged step ("kind": "train": loss terms, lr, images/s) and
-  per evaluation ("kind": "eval": the metric, seconds), each with epoch, step and iteration;
+  per evaluation ("kind": "eval": the metric, seconds), each with epoch, step, iteration and
+  elapsed_s (wall-clock seconds since this process started training, evaluations included: the
+  x axis of an AP-against-minutes curve);
 - curves.png: the losses and the evaluation metric against the iteration, redrawn after each
   evaluation and at the end;
 - with --use_tfb, TensorBoard event files under tensorboard/session_<session>/ (the same figures).
@@ -14,6 +16,7 @@ from __future__ import annotations
 
 import json
 import logging
+import time
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -42,6 +45,7 @@ class MetricsLog(Hook):
         self.curves = run_dir / f"{prefix}curves.png"
         self.main = main
         self.tensorboard = None
+        self.started = time.perf_counter()
         if not main:
             return
         run_dir.mkdir(parents=True, exist_ok=True)
@@ -63,7 +67,9 @@ class MetricsLog(Hook):
         """One record of `kind` ("train" or "eval") at the trainer's current position."""
         if not self.main:
             return
-        record = {"kind": kind, "epoch": t.epoch, "step": t.step, "iteration": t.iteration, **values}
+        elapsed = round(time.perf_counter() - self.started, 1)
+        record = {"kind": kind, "epoch": t.epoch, "step": t.step, "iteration": t.iteration, "elapsed_s": elapsed}
+        record.update(values)
         with open(self.path, "a") as f:
             f.write(json.dumps(record) + "\n")
         if self.tensorboard is not None:
@@ -74,6 +80,7 @@ class MetricsLog(Hook):
             self.tensorboard.flush()
 
     def before_train(self, t: Trainer) -> None:
+        self.started = time.perf_counter()
         if self.main:
             log.info("metrics in %s, curves in %s", self.path, self.curves)
 

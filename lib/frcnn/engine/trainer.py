@@ -72,7 +72,7 @@ class TrainOptions:
     lr_decay_gamma: float = 0.1
     epochs: int = 20
     start_epoch: int = 1
-    optimizer: str = "sgd"
+    optimizer: str | None = None  # sgd, or with a budget TRAIN.BUDGET_OPTIMIZER
     session: int = 1
     resume: bool = False
     checksession: int | None = None  # None: the session being trained
@@ -256,8 +256,8 @@ def build_trainer(opts: TrainOptions, cfg: EasyDict) -> Trainer:
     model = t.model = build_training_model(opts, cfg, t.classes, t.roidb).to(t.device)
     if world.is_main:
         report_anchor_coverage(model, t.roidb, cfg)
-    lr = default_lr(opts, cfg)
-    t.optimizer = build_optimizer(model, cfg, opts.optimizer, lr)
+    kind, lr, warmup = optimiser_recipe(opts, cfg)
+    t.optimizer = build_optimizer(model, cfg, kind, lr)
     t.precision = Precision.for_device(t.device, opts.amp)
     if opts.amp:
         log.info("mixed precision: %s", t.precision.describe())
@@ -280,7 +280,7 @@ def build_trainer(opts: TrainOptions, cfg: EasyDict) -> Trainer:
         lr,
         opts.lr_decay_step,
         opts.lr_decay_gamma,
-        cfg.TRAIN.WARMUP_ITERS,
+        warmup,
         cfg.TRAIN.WARMUP_FACTOR,
         cfg.TRAIN.LR_SCHEDULE,
         total,
@@ -423,5 +423,15 @@ def distribute(model: FasterRCNN, world: distributed.World, device: torch.device
     return model
 
 
-def default_lr(opts: TrainOptions, cfg: EasyDict) -> float:
-    return opts.lr if opts.lr is not None else cfg.TRAIN.LEARNING_RATE
+def optimiser_recipe(opts: TrainOptions, cfg: EasyDict) -> tuple[str, float, int]:
+    """(optimiser, learning rate, warm-up iterations): --o and --lr where given; else, for a
+    --budget run, the short-schedule recipe (TRAIN.BUDGET_*), otherwise SGD at TRAIN.LEARNING_RATE."""
+    t = cfg.TRAIN
+    if opts.budget is None:
+        kind = opts.optimizer or "sgd"
+        return kind, t.LEARNING_RATE if opts.lr is None else opts.lr, t.WARMUP_ITERS
+    kind = opts.optimizer or t.BUDGET_OPTIMIZER
+    recipe_lr = t.BUDGET_LEARNING_RATE if kind == t.BUDGET_OPTIMIZER else t.LEARNING_RATE
+    lr = recipe_lr if opts.lr is None else opts.lr
+    log.info("budget run: %s at learning rate %g (--o and --lr choose others)", kind, lr)
+    return kind, lr, max(t.WARMUP_ITERS, t.BUDGET_WARMUP_ITERS)
