@@ -4,6 +4,9 @@
     ./make.sh bench    (the same, with the defaults below)
     python benchmark.py --onnx --nets tiny mobilenet_v2 --threads 2    (inference: eager vs ONNX Runtime
         vs torchvision, see bench_inference.py)
+    python benchmark.py --small_objects --wheel deepforest-2.1.0-py3-none-any.whl --budget 25m
+        (test AP against minutes of training on real tree-crown tiles, this project's defaults vs
+        torchvision's; the flags after --small_objects are small_objects.py's)
 
 Prints a table (training step time, inference time per image, peak memory, ratios ours /
 torchvision) and writes the figures as JSON with keys ours, torchvision and ratio. See
@@ -15,6 +18,7 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import sys
 from pathlib import Path
 
 import torch
@@ -22,7 +26,7 @@ import torch
 from frcnn.cli import add_bool_flag, run_main
 from frcnn.modeling.backbones import NETS
 
-from . import bench_inference
+from . import bench_inference, small_objects
 from .bench_measure import run
 from .bench_models import Settings
 
@@ -64,6 +68,8 @@ def format_table(result: dict) -> str:
 
 
 def main() -> None:
+    if sys.argv[1:2] == ["--small_objects"]:
+        return small_objects.main(sys.argv[2:])
     args = parse_args()
     if args.onnx:
         return run_inference_comparison(args)

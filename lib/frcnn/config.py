@@ -105,6 +105,7 @@ def _train_defaults() -> EasyDict:
         BUDGET_LEARNING_RATE=0.0003,
         BUDGET_WARMUP_ITERS=100,
         # Input: shorter side is one of SCALES (one picked per batch), longer side capped at MAX_SIZE.
+        # `auto`: TEST.SCALES, or larger where the training boxes are small (engine/auto_scale.py).
         SCALES=[600],
         MAX_SIZE=1000,
         USE_FLIPPED=True,
@@ -257,10 +258,11 @@ def without_original_only(data: Mapping[str, Any], source: str, prefix: str = ""
     return kept
 
 
-# `ANCHOR_SCALES: auto`: chosen from the training data by the trainer (engine/auto_anchors.py),
-# which writes the numbers back, so a checkpoint never holds `auto`.
+# `ANCHOR_SCALES: auto` and `TRAIN.SCALES: auto`: chosen from the training data by the trainer
+# (engine/auto_anchors.py, engine/auto_scale.py), which writes the numbers back, so a checkpoint
+# never holds `auto`.
 AUTO = "auto"
-AUTO_KEYS = frozenset({"ANCHOR_SCALES"})
+AUTO_KEYS = frozenset({"ANCHOR_SCALES", "TRAIN.SCALES"})
 
 
 def _check_auto_key(key: str, value: Any) -> Any:

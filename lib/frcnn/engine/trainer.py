@@ -36,7 +36,7 @@ from ..modeling import FasterRCNN, build_model
 from ..modeling.anchors import AnchorGenerator
 from ..modeling.backbones import has_default_weights
 from ..structures.batch import Batch
-from . import auto_anchors, distributed, finetune
+from . import auto_anchors, auto_scale, distributed, finetune
 from .amp import Precision
 from .anchor_coverage import anchor_coverage
 from .budget import WallClockBudget
@@ -251,8 +251,8 @@ def build_trainer(opts: TrainOptions, cfg: EasyDict) -> Trainer:
         logging.getLogger("frcnn").setLevel(logging.WARNING)
     seed = cfg.RNG_SEED if opts.seed is None else opts.seed
     torch.manual_seed(seed)
+    resumed = resume_checkpoint(opts, cfg) if opts.resume else None  # before any `auto` is resolved
     t.roidb, t.classes = training_roidb(opts, cfg, world)
-    resumed = resume_checkpoint(opts, cfg) if opts.resume else None
     model = t.model = build_training_model(opts, cfg, t.classes, t.roidb).to(t.device)
     if world.is_main:
         report_anchor_coverage(model, t.roidb, cfg)
@@ -338,6 +338,7 @@ def training_roidb(opts: TrainOptions, cfg: EasyDict, world: distributed.World) 
     )
     if world.distributed:
         log.info("%d processes, global batch %d", world.world_size, opts.batch_size)
+    auto_scale.resolve_auto_scale(cfg, roidb)
     if world.is_main:
         summarise_boxes(roidb, cfg, checkpoint_dir(opts.save_dir, opts.net, opts.dataset))
     return roidb, classes
@@ -372,11 +373,14 @@ def summarise_boxes(roidb: list, cfg: EasyDict, run_dir: Path) -> None:
     box_stats.plot_box_stats(stats, run_dir / "box_stats.png")
 
 
+SCALE_KEYS = ("TRAIN.SCALES", "TRAIN.MAX_SIZE", "TEST.SCALES", "TEST.MAX_SIZE")
+
+
 def resume_checkpoint(o: TrainOptions, cfg: EasyDict) -> tuple[Path, dict]:
     """The checkpoint --r names (without --checksession, the session being trained) and its
-    contents. With `ANCHOR_SCALES: auto`, cfg takes the checkpoint's anchors: a resumed run keeps
-    the anchors it was trained with rather than choosing them again from data that may have
-    changed since."""
+    contents. With `ANCHOR_SCALES: auto` (`TRAIN.SCALES: auto`), cfg takes the checkpoint's
+    anchors (input scales): a resumed run keeps what it was trained with rather than choosing
+    again from data that may have changed since."""
     session = o.session if o.checksession is None else o.checksession
     if o.checkpoint:
         path = checkpoint_path(o.save_dir, o.net, o.dataset, session, o.checkepoch, o.checkpoint)
@@ -391,6 +395,11 @@ def resume_checkpoint(o: TrainOptions, cfg: EasyDict) -> tuple[Path, dict]:
     if cfg.ANCHOR_SCALES == AUTO and scales is not None and scales != AUTO:
         cfg.ANCHOR_SCALES, cfg.ANCHOR_RATIOS = list(scales), list(ratios or cfg.ANCHOR_RATIOS)
         log.info("anchors: auto -> the resumed checkpoint's scales %s ratios %s", scales, cfg.ANCHOR_RATIOS)
+    stored = {key: config_value(state.get("config", {}), key) for key in SCALE_KEYS}
+    if cfg.TRAIN.SCALES == AUTO and None not in stored.values() and stored["TRAIN.SCALES"] != AUTO:
+        for key, value in stored.items():
+            cfg[key.split(".")[0]][key.split(".")[1]] = value
+        log.info("input scale: auto -> the resumed checkpoint's %s", stored)
     return path, state
 
 

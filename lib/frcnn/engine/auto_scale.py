@@ -1,0 +1,126 @@
+"""`TRAIN.SCALES: auto`: the input scale chosen from the training boxes.
+
+A box whose side is less than about two feature strides (32 px on a stride-16 map) covers a cell
+or two of the map the RPN scores and the RoI pooling samples: it is found late or never. The
+smallest anchor of a pyramid net (32 px for torchvision's FPNs) sets the same bound there. So:
+at the configured scale (TEST.SCALES[0], which TRAIN.SCALES: auto replaces), count the training
+boxes (difficult and crowd ones left out) whose side, sqrt(w x h), falls below the bound. If more
+than SMALL_SHARE of them do, raise the scale until the SMALL_SHARE quantile of the sides reaches
+the bound, at most MAX_UPSCALE times the configured one (time and memory grow with its square),
+in steps of 32 px. MAX_SIZE grows by the same factor. Training and testing both use the chosen
+scale; the numbers are written into the config, so the checkpoint holds them and test_net.py,
+demo.py and export rebuild the same input size.
+
+Without `auto`, the trainer still says when many boxes are below the bound (warn_small_boxes).
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import numpy as np
+from easydict import EasyDict
+
+from ..config import AUTO
+from ..data.datasets.base import ImageRecord
+from ..data.loader import resize_scale
+
+log = logging.getLogger("frcnn.train")
+
+SMALL_SHARE = 0.25  # "many" small boxes: more than this share below the bound
+MAX_UPSCALE = 2.0  # the chosen scale is at most this many times the configured one
+SCALE_STEP = 32
+
+
+@dataclass
+class ScaleChoice:
+    scale: int
+    max_size: int
+    bound: float  # the side in pixels below which a box is small
+    small_before: float  # share of boxes below the bound at the configured scale
+    small_after: float  # ... at the chosen one
+    capped: bool  # the chosen scale is MAX_UPSCALE's limit
+
+
+def small_side_bound(cfg: EasyDict) -> float:
+    """Two feature strides, or a pyramid net's smallest anchor."""
+    if cfg.ANCHOR_SIZES:
+        return float(min(min(level) for level in cfg.ANCHOR_SIZES))
+    return 2.0 * cfg.FEAT_STRIDE
+
+
+def box_sides(records: Sequence[ImageRecord], scale: int, max_size: int) -> np.ndarray:
+    """sqrt(w x h) of the boxes that train (not difficult, not crowd), at `scale` / `max_size`."""
+    sides = []
+    for record in (r for r in records if not getattr(r, "flipped", False) and len(r.boxes)):
+        keep = ~(record.difficult | record.crowd)
+        b = record.boxes[keep]  # an object's extent grows with the image: inclusive side x factor
+        side = np.sqrt((b[:, 2] - b[:, 0] + 1) * (b[:, 3] - b[:, 1] + 1))
+        sides.append(side * resize_scale(record.height, record.width, scale, max_size))
+    return np.concatenate(sides) if sides else np.zeros(0)
+
+
+def small_share(records: Sequence[ImageRecord], scale: int, max_size: int, bound: float) -> float:
+    sides = box_sides(records, scale, max_size)
+    return float((sides < bound).mean()) if len(sides) else 0.0
+
+
+def choose_scale(records: Sequence[ImageRecord], scale: int, max_size: int, bound: float) -> ScaleChoice:
+    """The configured `scale` / `max_size` unless more than SMALL_SHARE of the boxes are below
+    `bound` there; then the smallest multiple of SCALE_STEP above it at which the SMALL_SHARE
+    quantile of the sides reaches `bound` (sides grow with the scale: images are resized whole),
+    capped at MAX_UPSCALE x `scale`."""
+    before = small_share(records, scale, max_size, bound)
+    chosen = scale
+    if before > SMALL_SHARE:
+        # "lower": a side that is there, so that at most SMALL_SHARE stay below the bound
+        quantile = float(np.quantile(box_sides(records, scale, max_size), SMALL_SHARE, method="lower"))
+        wanted = scale * bound / max(quantile, 1e-6)
+        limit = int(MAX_UPSCALE * scale)
+        chosen = min(int(math.ceil(wanted / SCALE_STEP) * SCALE_STEP), limit)
+    grown = int(round(max_size * chosen / scale))
+    after = small_share(records, chosen, grown, bound) if chosen != scale else before
+    return ScaleChoice(chosen, grown, bound, before, after, chosen == int(MAX_UPSCALE * scale) != scale)
+
+
+def describe(choice: ScaleChoice, configured: int) -> str:
+    change = (
+        f"{configured} -> {choice.scale} px (MAX_SIZE {choice.max_size}{', capped at 2x' if choice.capped else ''})"
+        if choice.scale != configured
+        else f"{configured} px kept"
+    )
+    return (
+        f"input scale: auto -> {change}; boxes below {choice.bound:g} px (sqrt of area): "
+        f"{100 * choice.small_before:.1f}% at {configured} px, {100 * choice.small_after:.1f}% at {choice.scale} px"
+    )
+
+
+def resolve_auto_scale(cfg: EasyDict, records: Sequence[ImageRecord]) -> ScaleChoice | None:
+    """If TRAIN.SCALES is `auto`, choose the scale from `records` and write it into TRAIN.SCALES,
+    TEST.SCALES and both MAX_SIZEs; else warn when many boxes are small at the configured scale."""
+    bound = small_side_bound(cfg)
+    if cfg.TRAIN.SCALES != AUTO:
+        warn_small_boxes(records, cfg.TRAIN.SCALES[0], cfg.TRAIN.MAX_SIZE, bound)
+        return None
+    configured = cfg.TEST.SCALES[0]
+    choice = choose_scale(records, configured, cfg.TEST.MAX_SIZE, bound)
+    cfg.TRAIN.SCALES, cfg.TEST.SCALES = [choice.scale], [choice.scale]
+    cfg.TRAIN.MAX_SIZE = cfg.TEST.MAX_SIZE = choice.max_size
+    log.info("%s", describe(choice, configured))
+    return choice
+
+
+def warn_small_boxes(records: Sequence[ImageRecord], scale: int, max_size: int, bound: float) -> None:
+    share = small_share(records, scale, max_size, bound)
+    if share > SMALL_SHARE:
+        log.warning(
+            "%.0f%% of the training boxes are smaller than %g px (sqrt of area) at scale %d, where the "
+            "feature map or the smallest anchor hardly sees them: --set TRAIN.SCALES auto chooses a larger "
+            "scale from the data (README, Configuration)",
+            100 * share,
+            bound,
+            scale,
+        )
