@@ -6,8 +6,10 @@ channels, BatchNorm frozen as torchvision freezes it in its own detection backbo
 map, anchors of 32-512 px at ratios 0.5 / 1 / 2, RoIAlign 7x7, torchvision's default input size
 (shorter side 800, longer at most 1333) and its tutorial optimiser (SGD, lr 0.005, momentum 0.9,
 weight decay 5e-4). So that the comparison is of the models and their defaults, not of the
-schedules, it gets the same schedule as `--budget` gives this project: the step time measured on
-its first steps, then a linear warm-up and a cosine decay to zero over the steps that fit.
+schedules, it gets the shape of the schedule `--budget` gives this project: the step time measured
+on its first steps (median of 10 after 2), then a linear warm-up over a tenth of the steps that fit
+(this project: 100 steps, at most a tenth) and a cosine decay to zero at the last. Unlike
+`--budget` it plans once: its steps (seconds each, compute-bound) hardly change speed.
 Horizontal flips, as this project's training. AP is this project's VOC evaluation of its
 detections (torchvision's labels are 1..K, like this project's).
 """

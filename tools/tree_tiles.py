@@ -94,7 +94,7 @@ def build(wheel: str | Path, out: str | Path, tile: int = 400, test_fraction: fl
             write_voc_annotation(out / "Annotations" / f"{tile_id}.xml", f"{tile_id}.png", x1 - x0, y1 - y0, objects)
             tiles.append((tile_id, int((~difficult).sum())))
     order = np.random.default_rng(seed).permutation(len(tiles))
-    n_test = max(6, round(test_fraction * len(tiles)))
+    n_test = min(max(6, round(test_fraction * len(tiles))), len(tiles) - 2)  # a batch of 2 left to train
     splits = {"test": sorted(order[:n_test]), "trainval": sorted(order[n_test:])}
     summary = {}
     for split, members in splits.items():

@@ -10,8 +10,10 @@ from frcnn.config import build_config, default_config, merge_pairs, to_plain
 from frcnn.data.datasets.base import ImageRecord
 from frcnn.data.datasets.factory import dataset_spec
 from frcnn.engine import auto_scale
+from frcnn.engine.auto_anchors import choose_anchors
 from frcnn.engine.checkpoint import checkpoint_path, save_checkpoint
 from frcnn.engine.trainer import TrainOptions, build_trainer, resume_checkpoint
+from frcnn.modeling.conventions import get_convention
 
 
 def squares(sides, image=400, difficult_every=0) -> list[ImageRecord]:
@@ -36,6 +38,11 @@ def test_tiny_boxes_are_capped_at_twice_the_configured_scale():
     assert (choice.scale, choice.max_size, choice.capped) == (800, 2000, True)
     assert choice.small_after == 1.0  # 10 px: still small, and said so
     assert "400 -> 800 px (MAX_SIZE 2000, capped at 2x)" in auto_scale.describe(choice, 400)
+
+
+def test_the_cap_is_the_largest_multiple_of_32_within_twice_the_scale():
+    choice = auto_scale.choose_scale(squares([5] * 4, image=600), 600, 1000, 32.0)
+    assert (choice.scale, choice.max_size, choice.capped) == (1184, 1973, True)
 
 
 def test_a_few_small_boxes_among_large_ones_keep_the_scale():
@@ -101,9 +108,16 @@ def test_a_resumed_run_keeps_the_scale_it_was_trained_at(tmp_path):
 
 
 def test_a_training_run_resolves_auto_before_the_data_and_the_anchors_use_the_scale(small_shapes_root, tmp_path):
-    cfg = build_config("tiny", CFGS, dataset_spec("shapes").profile, set_cfgs=[*SMALL_NET, "TRAIN.SCALES", "auto"])
+    # TEST.SCALES 512 where shapes trains at 256: auto's scale (512 or more) is the one the data
+    # loader and the anchor choice then use
+    pairs = [*SMALL_NET, "TRAIN.SCALES", "auto", "TEST.SCALES", "[512]"]
+    cfg = build_config("tiny", CFGS, dataset_spec("shapes").profile, set_cfgs=pairs)
     opts = TrainOptions(batch_size=4, epochs=1, save_dir=str(tmp_path), data_dir=str(small_shapes_root.parent))
     t = build_trainer(opts, cfg)
-    scale = cfg.TEST.SCALES[0]
-    assert cfg.TRAIN.SCALES == [scale] and t.dataset.scales == [scale] and cfg.TRAIN.MAX_SIZE == cfg.TEST.MAX_SIZE
-    assert cfg.ANCHOR_SCALES != "auto"  # chosen after, at the resolved scale
+    scale, max_size = cfg.TRAIN.SCALES[0], cfg.TRAIN.MAX_SIZE
+    assert (
+        scale >= 512 and cfg.TEST.SCALES == [scale] and t.dataset.scales == [scale] and t.dataset.max_size == max_size
+    )
+    offset = get_convention(cfg.CONVENTION).box_offset
+    chosen = choose_anchors(t.roidb, scale, max_size, cfg.FEAT_STRIDE, cfg.TRAIN.RPN_POSITIVE_OVERLAP, offset)
+    assert (cfg.ANCHOR_SCALES, cfg.ANCHOR_RATIOS) == (list(chosen.scales), list(chosen.ratios))

@@ -7,14 +7,15 @@ import math
 import types
 
 import pytest
+import torch
 from conftest import CFGS, SMALL_NET
 
 from frcnn.config import build_config
 from frcnn.data.datasets.factory import dataset_spec
 from frcnn.engine import budget
-from frcnn.engine.checkpoint import load_checkpoint
+from frcnn.engine.checkpoint import CheckpointError, load_checkpoint
 from frcnn.engine.hooks import Hook
-from frcnn.engine.trainer import TrainOptions, build_trainer, optimiser_recipe
+from frcnn.engine.trainer import TrainOptions, build_trainer, optimiser_recipe, saved_optimizer_kind
 
 
 @pytest.mark.parametrize(
@@ -66,7 +67,11 @@ def test_the_run_is_planned_from_the_measured_steps_and_ends_at_the_plan(
     assert "budget 0m40s: trained 38 steps (3.17 epochs) in 0m38s" in caplog.text
     assert last.name == "faster_rcnn_1_4_2.pth" and t.iteration == 38
     assert (t.schedule.kind, t.schedule.total_iters) == ("cosine", 38)
-    assert load_checkpoint(last)["iteration"] == 38
+    assert load_checkpoint(last)["iteration"] == 38 and load_checkpoint(last)["optimizer_kind"] == "adam"
+    # resumed without --budget, the run keeps the Adam it was trained with (its state fits no SGD)
+    cfg = build_config("tiny", CFGS, dataset_spec("shapes").profile, set_cfgs=SMALL_NET)
+    resumed = build_trainer(TrainOptions(**{**vars(t.opts), "budget": None, "resume": True, "epochs": 5}), cfg)
+    assert isinstance(resumed.optimizer, torch.optim.Adam) and resumed.iteration == 38
     # the last step's learning rate: the cosine's value one step before its zero, at the planned end
     assert t.lr == t.schedule.lr(4, 37) < 0.002 * t.schedule.base_lr
     assert t.schedule.lr(2, 19) == pytest.approx(0.5 * t.schedule.base_lr * (1 + math.cos(math.pi * 19 / 38)))
@@ -102,8 +107,22 @@ def test_the_plan_follows_steps_that_settle_faster_than_the_first_ones(
         ({"budget": 60.0, "optimizer": "sgd"}, ("sgd", 0.001, 100)),  # --o sgd: its configured rate
         ({"budget": 60.0, "lr": 0.0005}, ("adam", 0.0005, 100)),
         ({"optimizer": "adam", "lr": 0.002}, ("adam", 0.002, 0)),
+        ({"budget": 60.0, "resumed": "sgd"}, ("sgd", 0.001, 100)),  # --r keeps the checkpoint's optimiser
+        ({"resumed": "adam"}, ("adam", 0.001, 0)),
     ],
 )
 def test_a_budget_run_takes_the_short_schedule_recipe_unless_told_otherwise(flags, expected):
     cfg = build_config("mobilenet_v2", CFGS)
-    assert optimiser_recipe(TrainOptions(**flags), cfg) == expected
+    resumed = flags.pop("resumed", None)
+    assert optimiser_recipe(TrainOptions(**flags), cfg, resumed) == expected
+
+
+def test_resuming_with_another_optimiser_is_a_clear_error_and_old_checkpoints_tell_theirs():
+    with pytest.raises(CheckpointError, match="trained with adam, not --o sgd"):
+        optimiser_recipe(TrainOptions(optimizer="sgd"), build_config("tiny", CFGS), "adam")
+    weight = torch.nn.Parameter(torch.ones(2))
+    for kind, optimizer in (("adam", torch.optim.Adam([weight])), ("sgd", torch.optim.SGD([weight], 0.1, 0.9))):
+        weight.grad = torch.ones(2)
+        optimizer.step()
+        assert saved_optimizer_kind({"optimizer": optimizer.state_dict()}) == kind  # from before the key
+    assert saved_optimizer_kind({"optimizer_kind": "adam", "optimizer": {"state": {}}}) == "adam"

@@ -6,12 +6,14 @@ smallest anchor of a pyramid net (32 px for torchvision's FPNs) sets the same bo
 at the configured scale (TEST.SCALES[0], which TRAIN.SCALES: auto replaces), count the training
 boxes (difficult and crowd ones left out) whose side, sqrt(w x h), falls below the bound. If more
 than SMALL_SHARE of them do, raise the scale until the SMALL_SHARE quantile of the sides reaches
-the bound, at most MAX_UPSCALE times the configured one (time and memory grow with its square),
-in steps of 32 px. MAX_SIZE grows by the same factor. Training and testing both use the chosen
-scale; the numbers are written into the config, so the checkpoint holds them and test_net.py,
-demo.py and export rebuild the same input size.
+the bound, in steps of 32 px, at most MAX_UPSCALE times the configured one (time and memory
+grow with its square; the largest multiple of 32 px within it). MAX_SIZE grows by the same
+factor. Training and testing both use the chosen scale; the numbers are written into the config,
+so the checkpoint holds them and test_net.py, demo.py and export rebuild the same input size.
 
 Without `auto`, the trainer still says when many boxes are below the bound (warn_small_boxes).
+The bound is read from the config before a detector given to --pretrained replaces its
+architecture: fine-tuning a detector with another stride or anchors, set the scale by hand.
 """
 
 from __future__ import annotations
@@ -78,12 +80,14 @@ def choose_scale(records: Sequence[ImageRecord], scale: int, max_size: int, boun
     if before > SMALL_SHARE:
         # "lower": a side that is there, so that at most SMALL_SHARE stay below the bound
         quantile = float(np.quantile(box_sides(records, scale, max_size), SMALL_SHARE, method="lower"))
-        wanted = scale * bound / max(quantile, 1e-6)
-        limit = int(MAX_UPSCALE * scale)
-        chosen = min(int(math.ceil(wanted / SCALE_STEP) * SCALE_STEP), limit)
+        wanted = int(math.ceil(scale * bound / max(quantile, 1e-6) / SCALE_STEP) * SCALE_STEP)
+        limit = max(int(MAX_UPSCALE * scale) // SCALE_STEP * SCALE_STEP, scale)
+        chosen, capped = min(wanted, limit), wanted > limit
+    else:
+        capped = False
     grown = int(round(max_size * chosen / scale))
     after = small_share(records, chosen, grown, bound) if chosen != scale else before
-    return ScaleChoice(chosen, grown, bound, before, after, chosen == int(MAX_UPSCALE * scale) != scale)
+    return ScaleChoice(chosen, grown, bound, before, after, capped)
 
 
 def describe(choice: ScaleChoice, configured: int) -> str:

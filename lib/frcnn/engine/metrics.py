@@ -3,7 +3,7 @@
 - metrics.jsonl: one JSON object per logged step ("kind": "train": loss terms, lr, images/s) and
   per evaluation ("kind": "eval": the metric, seconds), each with epoch, step, iteration and
   elapsed_s (wall-clock seconds since this process started training, evaluations included: the
-  x axis of an AP-against-minutes curve);
+  x axis of an AP-against-minutes curve; a resumed run counts from 0 again);
 - curves.png: the losses and the evaluation metric against the iteration, redrawn after each
   evaluation and at the end;
 - with --use_tfb, TensorBoard event files under tensorboard/session_<session>/ (the same figures).

@@ -121,6 +121,7 @@ class Trainer:
     def __init__(self, opts: TrainOptions, cfg: EasyDict, world: distributed.World, device: torch.device) -> None:
         self.opts, self.cfg, self.world, self.device = opts, cfg, world, device
         self.epoch, self.step, self.iteration, self.start_step, self.lr = opts.start_epoch, 0, 0, 0, 0.0
+        self.optimizer_kind = "sgd"  # or adam: saved, so that --r rebuilds the same optimiser
         self.hooks: list[Hook] = []
         self.losses: dict[str, torch.Tensor] = {}
         self.last_saved: Path | None = None
@@ -191,6 +192,7 @@ class Trainer:
         state = {
             "model": unwrap(self.model).state_dict(),
             "optimizer": self.optimizer.state_dict(),
+            "optimizer_kind": self.optimizer_kind,
             "schedule": self.schedule.state_dict(),
             "epoch": self.epoch,
             "step": self.step,
@@ -256,8 +258,8 @@ def build_trainer(opts: TrainOptions, cfg: EasyDict) -> Trainer:
     model = t.model = build_training_model(opts, cfg, t.classes, t.roidb).to(t.device)
     if world.is_main:
         report_anchor_coverage(model, t.roidb, cfg)
-    kind, lr, warmup = optimiser_recipe(opts, cfg)
-    t.optimizer = build_optimizer(model, cfg, kind, lr)
+    kind, lr, warmup = optimiser_recipe(opts, cfg, saved_optimizer_kind(resumed[1]) if resumed else None)
+    t.optimizer, t.optimizer_kind = build_optimizer(model, cfg, kind, lr), kind
     t.precision = Precision.for_device(t.device, opts.amp)
     if opts.amp:
         log.info("mixed precision: %s", t.precision.describe())
@@ -432,15 +434,28 @@ def distribute(model: FasterRCNN, world: distributed.World, device: torch.device
     return model
 
 
-def optimiser_recipe(opts: TrainOptions, cfg: EasyDict) -> tuple[str, float, int]:
-    """(optimiser, learning rate, warm-up iterations): --o and --lr where given; else, for a
-    --budget run, the short-schedule recipe (TRAIN.BUDGET_*), otherwise SGD at TRAIN.LEARNING_RATE."""
+def optimiser_recipe(opts: TrainOptions, cfg: EasyDict, resumed_kind: str | None = None) -> tuple[str, float, int]:
+    """(optimiser, learning rate, warm-up iterations): --o and --lr where given; else a resumed
+    run's optimiser (`resumed_kind`; its learning rate comes back with the schedule), a --budget
+    run's short-schedule recipe (TRAIN.BUDGET_*), or SGD at TRAIN.LEARNING_RATE. Budget runs warm
+    up over at least BUDGET_WARMUP_ITERS (the budget caps it at a tenth of the planned steps)."""
     t = cfg.TRAIN
+    if resumed_kind and opts.optimizer and opts.optimizer != resumed_kind:
+        raise CheckpointError(f"--r: the checkpoint was trained with {resumed_kind}, not --o {opts.optimizer}")
     if opts.budget is None:
-        kind = opts.optimizer or "sgd"
+        kind = opts.optimizer or resumed_kind or "sgd"
         return kind, t.LEARNING_RATE if opts.lr is None else opts.lr, t.WARMUP_ITERS
-    kind = opts.optimizer or t.BUDGET_OPTIMIZER
+    kind = opts.optimizer or resumed_kind or t.BUDGET_OPTIMIZER
     recipe_lr = t.BUDGET_LEARNING_RATE if kind == t.BUDGET_OPTIMIZER else t.LEARNING_RATE
     lr = recipe_lr if opts.lr is None else opts.lr
     log.info("budget run: %s at learning rate %g (--o and --lr choose others)", kind, lr)
     return kind, lr, max(t.WARMUP_ITERS, t.BUDGET_WARMUP_ITERS)
+
+
+def saved_optimizer_kind(state: dict) -> str:
+    """The optimiser a checkpoint was trained with: saved since budget runs default to Adam, else
+    told from its state (Adam keeps moment estimates, SGD a momentum buffer)."""
+    if state.get("optimizer_kind"):
+        return state["optimizer_kind"]
+    per_param = state.get("optimizer", {}).get("state", {})
+    return "adam" if any("exp_avg" in v for v in per_param.values()) else "sgd"
