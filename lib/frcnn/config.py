@@ -100,7 +100,7 @@ def _train_defaults() -> EasyDict:
         # The short-schedule recipe of --budget runs, where --o / --lr do not say otherwise: a
         # cosine over a few thousand steps, where the original's SGD at 0.001 (set for 70k-step
         # schedules) barely trains the RPN and SGD at 0.01 leaves the box classifier at its prior
-        # (README, "Train for a time budget"). Warm-up over BUDGET_WARMUP_ITERS, at most a tenth.
+        # (README, "Train on your own data"). Warm-up over BUDGET_WARMUP_ITERS, at most a tenth.
         BUDGET_OPTIMIZER="adam",
         BUDGET_LEARNING_RATE=0.0003,
         BUDGET_WARMUP_ITERS=100,

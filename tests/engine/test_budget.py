@@ -87,16 +87,16 @@ def test_steps_slower_than_measured_stop_the_run_inside_the_budget(small_shapes_
 def test_the_plan_follows_steps_that_settle_faster_than_the_first_ones(
     small_shapes_root, tmp_path, monkeypatch, caplog
 ):
-    # First epoch 2 s a step, then 1 s. Planned at step 12 (24 s gone): (120 - 24 - 3.6) / 2 -> 46
-    # more, to step 58. At epoch 2's end (36 s, less than half the plan done) the last epoch's 1 s
-    # steps re-plan it: (120 - 36 - 3.6) / 1 -> 80 more, to step 104 = epoch 9 step 8, instead of
-    # stopping at step 58 with 46 s of the budget unused.
+    # First epoch 1.5 s a step, then 1 s. Planned at step 12 (18 s gone): (80 - 18 - 2.4) / 1.5 ->
+    # 39 more, to step 51. At epoch 2's end (30 s, less than half the plan done) the last epoch's
+    # 1 s steps re-plan it: (80 - 30 - 2.4) / 1 -> 47 more, to step 71 = epoch 6 step 11, instead
+    # of stopping at step 51 with 20 s of the budget unused.
     with caplog.at_level(logging.INFO, logger="frcnn.train"):
-        t, last = budgeted_run(small_shapes_root, tmp_path, monkeypatch, 120, lambda i: 2.0 if i < 12 else 1.0)
-    assert "2.00 s per step (median of 10) -> 46 more steps" in caplog.text
-    assert "1.00 s per step (median of 12) -> 80 more steps" in caplog.text
-    assert last.name == "faster_rcnn_1_9_8.pth" and t.iteration == 104
-    assert (t.schedule.kind, t.schedule.total_iters) == ("cosine", 104)
+        t, last = budgeted_run(small_shapes_root, tmp_path, monkeypatch, 80, lambda i: 1.5 if i < 12 else 1.0)
+    assert "1.50 s per step (median of 10) -> 39 more steps" in caplog.text
+    assert "1.00 s per step (median of 12) -> 47 more steps" in caplog.text
+    assert last.name == "faster_rcnn_1_6_11.pth" and t.iteration == 71
+    assert (t.schedule.kind, t.schedule.total_iters) == ("cosine", 71)
 
 
 @pytest.mark.parametrize(
