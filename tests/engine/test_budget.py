@@ -68,6 +68,8 @@ def test_the_run_is_planned_from_the_measured_steps_and_ends_at_the_plan(
     assert last.name == "faster_rcnn_1_4_2.pth" and t.iteration == 38
     assert (t.schedule.kind, t.schedule.total_iters) == ("cosine", 38)
     assert load_checkpoint(last)["iteration"] == 38 and load_checkpoint(last)["optimizer_kind"] == "adam"
+    elapsed = [r["elapsed_s"] for r in t.metrics.records()]  # the x axis of AP-against-minutes curves
+    assert elapsed and elapsed == sorted(elapsed) and elapsed[0] >= 0
     # resumed without --budget, the run keeps the Adam it was trained with (its state fits no SGD)
     cfg = build_config("tiny", CFGS, dataset_spec("shapes").profile, set_cfgs=SMALL_NET)
     resumed = build_trainer(TrainOptions(**{**vars(t.opts), "budget": None, "resume": True, "epochs": 5}), cfg)
