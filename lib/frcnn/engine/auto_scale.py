@@ -57,7 +57,7 @@ def small_side_bound(cfg: EasyDict) -> float:
 def box_sides(records: Sequence[ImageRecord], scale: int, max_size: int) -> np.ndarray:
     """sqrt(w x h) of the boxes that train (not difficult, not crowd), at `scale` / `max_size`."""
     sides = []
-    for record in (r for r in records if not getattr(r, "flipped", False) and len(r.boxes)):
+    for record in (r for r in records if not r.flipped and len(r.boxes)):
         keep = ~(record.difficult | record.crowd)
         b = record.boxes[keep]  # an object's extent grows with the image: inclusive side x factor
         side = np.sqrt((b[:, 2] - b[:, 0] + 1) * (b[:, 3] - b[:, 1] + 1))
@@ -66,7 +66,10 @@ def box_sides(records: Sequence[ImageRecord], scale: int, max_size: int) -> np.n
 
 
 def small_share(records: Sequence[ImageRecord], scale: int, max_size: int, bound: float) -> float:
-    sides = box_sides(records, scale, max_size)
+    return share_below(box_sides(records, scale, max_size), bound)
+
+
+def share_below(sides: np.ndarray, bound: float) -> float:
     return float((sides < bound).mean()) if len(sides) else 0.0
 
 
@@ -75,11 +78,11 @@ def choose_scale(records: Sequence[ImageRecord], scale: int, max_size: int, boun
     `bound` there; then the smallest multiple of SCALE_STEP above it at which the SMALL_SHARE
     quantile of the sides reaches `bound` (sides grow with the scale: images are resized whole),
     capped at MAX_UPSCALE x `scale`."""
-    before = small_share(records, scale, max_size, bound)
-    chosen = scale
+    sides = box_sides(records, scale, max_size)
+    before, chosen = share_below(sides, bound), scale
     if before > SMALL_SHARE:
         # "lower": a side that is there, so that at most SMALL_SHARE stay below the bound
-        quantile = float(np.quantile(box_sides(records, scale, max_size), SMALL_SHARE, method="lower"))
+        quantile = float(np.quantile(sides, SMALL_SHARE, method="lower"))
         wanted = int(math.ceil(scale * bound / max(quantile, 1e-6) / SCALE_STEP) * SCALE_STEP)
         limit = max(int(MAX_UPSCALE * scale) // SCALE_STEP * SCALE_STEP, scale)
         chosen, capped = min(wanted, limit), wanted > limit

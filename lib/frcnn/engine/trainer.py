@@ -121,7 +121,6 @@ class Trainer:
     def __init__(self, opts: TrainOptions, cfg: EasyDict, world: distributed.World, device: torch.device) -> None:
         self.opts, self.cfg, self.world, self.device = opts, cfg, world, device
         self.epoch, self.step, self.iteration, self.start_step, self.lr = opts.start_epoch, 0, 0, 0, 0.0
-        self.optimizer_kind = "sgd"  # or adam: saved, so that --r rebuilds the same optimiser
         self.hooks: list[Hook] = []
         self.losses: dict[str, torch.Tensor] = {}
         self.last_saved: Path | None = None
@@ -192,7 +191,7 @@ class Trainer:
         state = {
             "model": unwrap(self.model).state_dict(),
             "optimizer": self.optimizer.state_dict(),
-            "optimizer_kind": self.optimizer_kind,
+            "optimizer_kind": "adam" if isinstance(self.optimizer, torch.optim.Adam) else "sgd",  # for --r
             "schedule": self.schedule.state_dict(),
             "epoch": self.epoch,
             "step": self.step,
@@ -259,7 +258,7 @@ def build_trainer(opts: TrainOptions, cfg: EasyDict) -> Trainer:
     if world.is_main:
         report_anchor_coverage(model, t.roidb, cfg)
     kind, lr, warmup = optimiser_recipe(opts, cfg, saved_optimizer_kind(resumed[1]) if resumed else None)
-    t.optimizer, t.optimizer_kind = build_optimizer(model, cfg, kind, lr), kind
+    t.optimizer = build_optimizer(model, cfg, kind, lr)
     t.precision = Precision.for_device(t.device, opts.amp)
     if opts.amp:
         log.info("mixed precision: %s", t.precision.describe())
@@ -400,7 +399,8 @@ def resume_checkpoint(o: TrainOptions, cfg: EasyDict) -> tuple[Path, dict]:
     stored = {key: config_value(state.get("config", {}), key) for key in SCALE_KEYS}
     if cfg.TRAIN.SCALES == AUTO and None not in stored.values() and stored["TRAIN.SCALES"] != AUTO:
         for key, value in stored.items():
-            cfg[key.split(".")[0]][key.split(".")[1]] = value
+            section, name = key.split(".")
+            cfg[section][name] = value
         log.info("input scale: auto -> the resumed checkpoint's %s", stored)
     return path, state
 
