@@ -16,26 +16,22 @@ from pathlib import Path
 
 from frcnn.cli import (
     add_bool_flag,
-    add_checkpoint_flags,
-    add_model_flags,
-    add_parallel_type_flag,
-    check_cuda,
-    checkpoint_settings,
-    note_parallel_type,
+    loading_parser,
+    loading_settings,
     resolve_checkpoint,
     run_main,
 )
-from frcnn.engine.demo import run_folder, run_stream
-from frcnn.engine.inference import open_detector
+from frcnn.inference.demo import run_folder, run_stream
+from frcnn.inference.torch_detector import open_detector
 
 log = logging.getLogger("frcnn.demo")
 CFGS_DIR = Path(__file__).resolve().parent / "cfgs"
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
-    p = argparse.ArgumentParser(description="Detect objects in images, a camera or a video")
-    add_model_flags(p, loading=True)
-    add_checkpoint_flags(p)
+    p = loading_parser(
+        "Detect objects in images, a camera or a video", "accepted for compatibility: the demo runs on one device"
+    )
     p.add_argument("--image_dir", default="images", help="folder of images (default: images)")
     p.add_argument("--webcam", "--webcam_num", dest="webcam", help="camera number or video file (-1: the images)")
     p.add_argument("--video_out", default=None, help="annotated video to write for --webcam without a display")
@@ -43,19 +39,23 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--bs", type=int, default=1, help="images per batch")
     p.add_argument("--max_frames", type=int, default=0, help="stop after this many frames (0: until the stream ends)")
     add_bool_flag(p, "--vis", help="accepted for compatibility: detections are always drawn")
-    add_bool_flag(p, "--mGPUs", help="accepted for compatibility: the demo runs on one device")
-    add_parallel_type_flag(p)
     return p.parse_args(argv)
 
 
 def main() -> None:
     args = parse_args()
-    check_cuda(args)
-    note_parallel_type(args)
     path = resolve_checkpoint(args)
-    cfg_files, set_cfgs = checkpoint_settings(args, CFGS_DIR)
+    cfg_files, set_cfgs = loading_settings(args, CFGS_DIR)
     device = "cuda" if args.cuda else "cpu"
-    detector = open_detector(path, device, set_cfgs, cfg_files, args.net, args.dataset, args.data_dir)
+    detector = open_detector(
+        path,
+        device,
+        overrides=set_cfgs,
+        cfg_files=cfg_files,
+        net=args.net,
+        dataset=args.dataset,
+        data_dir=args.data_dir,
+    )
     log.info("loaded %s (%s, %d classes)", path, detector.net, len(detector.classes) - 1)
     if args.webcam is not None and str(args.webcam) != "-1":  # the original's -1: the image folder
         run_stream(detector, str(args.webcam), args.thresh, args.video_out, args.max_frames)

@@ -15,19 +15,17 @@ import logging
 import time
 from pathlib import Path
 
-from frcnn.cli import add_checkpoint_flags, add_model_flags, checkpoint_settings, resolve_checkpoint, run_main
+from frcnn.cli import loading_parser, loading_settings, resolve_checkpoint, run_main
 from frcnn.config import to_plain
-from frcnn.engine.inference import load_detector
 from frcnn.export.onnx import MIN_OPSET, export_onnx
+from frcnn.inference.torch_detector import load_detector
 
 log = logging.getLogger("frcnn.export")
 CFGS_DIR = Path(__file__).resolve().parent / "cfgs"
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
-    p = argparse.ArgumentParser(description="Export a trained Faster R-CNN (ONNX)")
-    add_model_flags(p, loading=True)
-    add_checkpoint_flags(p)
+    p = loading_parser("Export a trained Faster R-CNN (ONNX)", "accepted for compatibility: export runs on the CPU")
     p.add_argument("--format", default="onnx", choices=("onnx",), help="export format (default: onnx)")
     p.add_argument("--out", default=None, help="file to write (default: the checkpoint's name with .onnx)")
     p.add_argument("--opset", type=int, default=18, help=f"ONNX opset (default 18; at least {MIN_OPSET})")
@@ -37,8 +35,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 def main() -> None:
     args = parse_args()
     path = resolve_checkpoint(args)
-    cfg_files, set_cfgs = checkpoint_settings(args, CFGS_DIR)
-    detector = load_detector(path, "cpu", set_cfgs, cfg_files, args.net, args.dataset, args.data_dir)
+    cfg_files, set_cfgs = loading_settings(args, CFGS_DIR)
+    detector = load_detector(
+        path, "cpu", overrides=set_cfgs, cfg_files=cfg_files, net=args.net, dataset=args.dataset, data_dir=args.data_dir
+    )
     metadata = {
         "classes": list(detector.classes),
         "net": detector.net,

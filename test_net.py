@@ -16,27 +16,23 @@ from pathlib import Path
 
 from frcnn.cli import (
     add_bool_flag,
-    add_checkpoint_flags,
-    add_model_flags,
-    add_parallel_type_flag,
-    check_cuda,
-    checkpoint_settings,
     config_from_args,
-    note_parallel_type,
+    loading_parser,
+    loading_settings,
     resolve_checkpoint,
     run_main,
 )
-from frcnn.engine.evaluator import EvalOptions, evaluate_checkpoint, evaluate_results_file
 from frcnn.evaluation.evaluate import METRICS
 from frcnn.evaluation.report import report_lines
+from frcnn.inference.evaluator import EvalOptions, evaluate_checkpoint, evaluate_results_file
 
 CFGS_DIR = Path(__file__).resolve().parent / "cfgs"
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
-    p = argparse.ArgumentParser(description="Evaluate a Faster R-CNN network")
-    add_model_flags(p, loading=True)
-    add_checkpoint_flags(p)
+    p = loading_parser(
+        "Evaluate a Faster R-CNN network", "accepted for compatibility; to use several processes, start with torchrun"
+    )
     add_bool_flag(p, "--vis", help="also save the test images with their detections drawn")
     p.add_argument("--metric", choices=METRICS, help="default: voc07 for VOC 2007, coco for COCO-format data, else voc")
     p.add_argument("--detections", default=None, help="evaluate this COCO results JSON instead of running a model")
@@ -44,16 +40,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--bs", dest="batch_size", type=int, default=1, help="images per inference batch")
     p.add_argument("--nw", dest="num_workers", type=int, default=0, help="data loading worker processes")
     add_bool_flag(p, "--strict", help="stop on any unusable test image or annotation instead of skipping it")
-    add_bool_flag(p, "--mGPUs", help="accepted for compatibility; to use several processes, start with torchrun")
-    add_parallel_type_flag(p)
     return p.parse_args(argv)
 
 
 def main() -> None:
     args = parse_args()
-    check_cuda(args)
-    note_parallel_type(args)
-    cfg_files, set_cfgs = checkpoint_settings(args, CFGS_DIR)
+    cfg_files, set_cfgs = loading_settings(args, CFGS_DIR)
     names = {f.name for f in fields(EvalOptions)} - {"cfg_files", "set_cfgs"}
     opts = EvalOptions(**{n: getattr(args, n) for n in names}, cfg_files=cfg_files, set_cfgs=set_cfgs)
     if args.detections:

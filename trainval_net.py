@@ -11,9 +11,10 @@ from functools import partial
 from pathlib import Path
 
 from frcnn.cli import add_bool_flag, add_model_flags, check_cuda, config_from_args, run_main
-from frcnn.engine.budget import parse_budget
-from frcnn.engine.distributed import LostProcessError, launch_per_gpu
-from frcnn.engine.trainer import NonFiniteLossError, TrainOptions, train
+from frcnn.runs.distributed import LostProcessError, launch_per_gpu
+from frcnn.training.budget import parse_budget
+from frcnn.training.build import TrainOptions, train
+from frcnn.training.hooks import NonFiniteLossError
 
 CFGS_DIR = Path(__file__).resolve().parent / "cfgs"
 

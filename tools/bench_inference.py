@@ -27,9 +27,9 @@ import torch
 from frcnn.config import build_config, to_plain
 from frcnn.data.datasets.factory import dataset_spec
 from frcnn.data.loader import read_image
-from frcnn.engine.inference import Detector
-from frcnn.engine.onnx_detector import OnnxDetector
 from frcnn.export.onnx import export_onnx
+from frcnn.inference.onnx_detector import OnnxDetector
+from frcnn.inference.torch_detector import Detector
 from frcnn.modeling import build_model
 
 from .bench_models import CFGS_DIR, NUM_CLASSES, Settings, build_torchvision, ours_config

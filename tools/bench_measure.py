@@ -20,9 +20,9 @@ import torch
 from easydict import EasyDict
 from torch import nn
 
-from frcnn.engine.amp import Precision
-from frcnn.engine.optim import build_optimizer, step_in_backward_if_usable
 from frcnn.structures.batch import Batch
+from frcnn.training.amp import Precision
+from frcnn.training.optim import build_optimizer, step_in_backward_if_usable
 
 from .bench_models import Settings, build_ours, build_torchvision, load_batches, torchvision_inputs
 

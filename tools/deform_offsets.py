@@ -14,8 +14,9 @@ import argparse
 import torch
 
 from frcnn.data.datasets.factory import dataset_spec
-from frcnn.engine.inference import detect_records, load_detector
-from frcnn.modeling.deform_roi_pool import roi_extent
+from frcnn.inference.records import detect_records
+from frcnn.inference.torch_detector import load_detector
+from frcnn.modeling.poolers.deform_roi_pool import roi_extent
 
 
 def main() -> None:

@@ -19,8 +19,8 @@ from pathlib import Path
 from frcnn.cli import setup_logging
 from frcnn.config import build_config
 from frcnn.data.datasets.factory import dataset_spec
-from frcnn.engine.evaluator import EvalOptions, evaluate_checkpoint
-from frcnn.engine.trainer import TrainOptions, train
+from frcnn.inference.evaluator import EvalOptions, evaluate_checkpoint
+from frcnn.training.build import TrainOptions, train
 
 from .bench_models import CFGS_DIR
 

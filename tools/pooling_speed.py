@@ -17,13 +17,14 @@ import statistics
 
 import torch
 
+from frcnn.autofit.anchors import resolve_auto_anchors
+from frcnn.autofit.profile import BoxProfile
 from frcnn.config import build_config
 from frcnn.data.datasets.factory import dataset_spec
 from frcnn.data.loader import RoidbDataset, collate
 from frcnn.data.roidb import build_roidb
-from frcnn.engine.auto_anchors import resolve_auto_anchors
 from frcnn.modeling import build_model
-from frcnn.modeling.roi_pool import POOLING_MODES
+from frcnn.modeling.poolers.roi_pool import POOLING_MODES
 
 from .bench_measure import OursRunner
 from .bench_models import CFGS_DIR, Settings
@@ -50,7 +51,7 @@ def main() -> None:
     for name, (net, settings) in variants.items():
         torch.manual_seed(0)
         cfg = build_config(net, CFGS_DIR, spec.profile, set_cfgs=settings)
-        resolve_auto_anchors(cfg, spec.train()[0].records)  # the anchors training would choose
+        resolve_auto_anchors(cfg, BoxProfile.of(spec.train()[0].records))  # the anchors training would choose
         model, _ = build_model(cfg, net, spec.train()[0].num_classes, use_default_weights=False)
         runners[name] = OursRunner(model, cfg, batches, Settings(net=net))
     times: dict[str, list[float]] = {name: [] for name in runners}

@@ -25,7 +25,7 @@ import sys
 from pathlib import Path
 
 from frcnn.data.datasets.factory import dataset_spec
-from frcnn.engine.budget import parse_budget
+from frcnn.training.budget import parse_budget
 
 from . import torchvision_budget, tree_tiles
 

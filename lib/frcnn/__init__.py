@@ -10,13 +10,13 @@ __all__ = ["Detections", "Detector"]
 
 
 def __getattr__(name: str):
-    # Imported on first use, so that `import frcnn.structures` does not load the whole engine.
+    # Imported on first use, so that `import frcnn.structures` does not load the models and runtimes.
     if name == "Detector":
-        from .engine.inference import Detector
+        from .inference.torch_detector import Detector
 
         return Detector
     if name == "Detections":
-        from .engine.api import Detections
+        from .inference.detections import Detections
 
         return Detections
     raise AttributeError(f"module 'frcnn' has no attribute {name!r}")

@@ -14,8 +14,8 @@ from easydict import EasyDict
 
 from .config import build_config, large_scale_file
 from .data.datasets.factory import dataset_spec
-from .engine.checkpoint import CheckpointError, find_checkpoint, latest_checkpoint
 from .modeling.backbones import NETS, WeightFileError
+from .runs.checkpoint import CheckpointError, find_checkpoint, latest_checkpoint
 
 log = logging.getLogger("frcnn")
 
@@ -72,6 +72,24 @@ def add_checkpoint_flags(parser: argparse.ArgumentParser) -> None:
         "--checkpoint", type=int, default=None, help="step of the checkpoint (default: the epoch's last)"
     )
     parser.add_argument("--load_name", default=None, help="a checkpoint file, instead of the four flags above")
+
+
+def loading_parser(description: str, mgpus_help: str) -> argparse.ArgumentParser:
+    """The parser of a script that loads a trained detector: the model and checkpoint flags, and
+    the original's --mGPUs and --parallel_type (accepted; loading_settings says they are unneeded)."""
+    parser = argparse.ArgumentParser(description=description)
+    add_model_flags(parser, loading=True)
+    add_checkpoint_flags(parser)
+    add_bool_flag(parser, "--mGPUs", help=mgpus_help)
+    add_parallel_type_flag(parser)
+    return parser
+
+
+def loading_settings(args: argparse.Namespace, cfgs_dir: Path) -> tuple[list[str], list[str]]:
+    """checkpoint_settings, after checking --cuda and noting --parallel_type."""
+    check_cuda(args)
+    note_parallel_type(args)
+    return checkpoint_settings(args, cfgs_dir)
 
 
 def resolve_checkpoint(args: argparse.Namespace) -> Path:

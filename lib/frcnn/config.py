@@ -40,7 +40,7 @@ def default_config() -> EasyDict:
     cfg.TINY = EasyDict(CHANNELS=[32, 64, 128, 192], HEAD_DIM=512, NORM="batch")
     # Anchors over the stride-16 feature map: sizes FEAT_STRIDE x ANCHOR_SCALES, ratios h/w.
     # ANCHOR_SCALES may be `auto` (AUTO): the trainer then chooses scales and ratios from the
-    # training boxes before building the model (engine/auto_anchors.py) and stores the numbers.
+    # training boxes before building the model (autofit/anchors.py) and stores the numbers.
     cfg.FEAT_STRIDE = 16
     cfg.ANCHOR_SCALES = [8, 16, 32]
     cfg.ANCHOR_RATIOS = [0.5, 1, 2]
@@ -88,7 +88,7 @@ def _train_defaults() -> EasyDict:
         # Gradient clipping by global norm; 0 disables it.
         CLIP_GRAD_NORM=0.0,
         # Update large parameters during backward, freeing each gradient as soon as it is used
-        # (less peak memory, same result; engine/optim.py StepInBackward). Off by itself where
+        # (less peak memory, same result; training/optim.py StepInBackward). Off by itself where
         # clipping, float16 loss scaling or several processes need every gradient first.
         STEP_IN_BACKWARD=True,
         # Learning-rate schedule: "step" (x --lr_decay_gamma every --lr_decay_step epochs) or
@@ -105,7 +105,7 @@ def _train_defaults() -> EasyDict:
         BUDGET_LEARNING_RATE=0.0003,
         BUDGET_WARMUP_ITERS=100,
         # Input: shorter side is one of SCALES (one picked per batch), longer side capped at MAX_SIZE.
-        # `auto`: TEST.SCALES, or larger where the training boxes are small (engine/auto_scale.py).
+        # `auto`: TEST.SCALES, or larger where the training boxes are small (autofit/scale.py).
         SCALES=[600],
         MAX_SIZE=1000,
         USE_FLIPPED=True,
@@ -259,7 +259,7 @@ def without_original_only(data: Mapping[str, Any], source: str, prefix: str = ""
 
 
 # `ANCHOR_SCALES: auto` and `TRAIN.SCALES: auto`: chosen from the training data by the trainer
-# (engine/auto_anchors.py, engine/auto_scale.py), which writes the numbers back, so a checkpoint
+# (autofit/anchors.py, autofit/scale.py), which writes the numbers back, so a checkpoint
 # never holds `auto`.
 AUTO = "auto"
 AUTO_KEYS = frozenset({"ANCHOR_SCALES", "TRAIN.SCALES"})

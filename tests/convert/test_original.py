@@ -12,7 +12,7 @@ from torch import nn
 
 from frcnn.convert import LoadContext, as_checkpoint, original
 from frcnn.data.datasets.pascal_voc import VOC_CLASSES
-from frcnn.engine.inference import detect_images, load_detector
+from frcnn.inference.torch_detector import detect_images, load_detector
 
 CAFFE_MEANS_BGR = torch.tensor([102.9801, 115.9465, 122.7717]).view(1, 3, 1, 1)
 # Small inputs and few RoIs: the tests run in seconds on a CPU.

@@ -16,7 +16,7 @@ from torchvision.models._meta import _COCO_CATEGORIES
 
 from frcnn.convert.torchvision_detectors import rename_key
 from frcnn.data.datasets.coco import COCO_91_CATEGORIES
-from frcnn.engine.inference import detect_images, load_detector
+from frcnn.inference.torch_detector import detect_images, load_detector
 from frcnn.structures import BoxMode
 
 SMALL = {"min_size": 352, "max_size": 512}  # torchvision's own resize, at a scale CPU tests afford
@@ -219,7 +219,7 @@ def test_a_coco_detector_is_evaluated_on_coco_data_by_category_id(tmp_path):
 
     from conftest import shapes_samples, write_coco
 
-    from frcnn.engine.evaluator import EvalOptions, evaluate_checkpoint
+    from frcnn.inference.evaluator import EvalOptions, evaluate_checkpoint
 
     samples = [
         (img, [("dog" if i % 2 else "car", box, d) for _, box, d in objs])

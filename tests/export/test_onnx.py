@@ -16,10 +16,10 @@ from cv2 import INTER_LINEAR, resize
 from frcnn.config import build_config, to_plain
 from frcnn.data.datasets.factory import dataset_spec
 from frcnn.data.loader import collate
-from frcnn.engine.checkpoint import save_checkpoint
-from frcnn.engine.inference import Detector
-from frcnn.engine.onnx_detector import OnnxDetector
+from frcnn.inference.onnx_detector import OnnxDetector
+from frcnn.inference.torch_detector import Detector
 from frcnn.modeling import build_model
+from frcnn.runs.checkpoint import save_checkpoint
 from frcnn.structures.batch import Sample
 
 # Small test scales keep the graphs quick to run; pre-NMS top-N 300 lies between the anchor

@@ -221,7 +221,7 @@ def test_cpu_inference_runs_the_backbone_channels_last_with_the_same_detections(
 @pytest.mark.parametrize("net", ["vgg16", "res50", "mobilenet_v2", "tiny"])
 def test_deform_pooling_works_with_every_backbone(net):
     """A training step reaches the offset layer (learning at 0.01x), and detection runs."""
-    from frcnn.engine.optim import build_optimizer
+    from frcnn.training.optim import build_optimizer
 
     torch.manual_seed(0)
     cfg = small_cfg(POOLING_MODE="deform", TRAIN={"SCALES": [96], "BATCH_SIZE": 16})

@@ -15,14 +15,14 @@ from torchvision.ops.poolers import LevelMapper
 from frcnn.config import build_config
 from frcnn.convert.torchvision_detectors import rename_key
 from frcnn.data.datasets.factory import dataset_spec
-from frcnn.engine.checkpoint import load_checkpoint
-from frcnn.engine.inference import detect_images, load_detector
-from frcnn.engine.trainer import TrainOptions, train
+from frcnn.inference.torch_detector import detect_images, load_detector
 from frcnn.modeling import build_model
 from frcnn.modeling.anchors import PyramidAnchorGenerator
 from frcnn.modeling.backbones import NETS
-from frcnn.modeling.pyramid_roi_pool import PyramidRoIPooler
-from frcnn.modeling.roi_pool import RoIPooler
+from frcnn.modeling.poolers.pyramid_roi_pool import PyramidRoIPooler
+from frcnn.modeling.poolers.roi_pool import RoIPooler
+from frcnn.runs.checkpoint import load_checkpoint
+from frcnn.training.build import TrainOptions, train
 
 FPN_NETS = {  # --net -> torchvision's builder of the same architecture
     "res50_fpn": detection.fasterrcnn_resnet50_fpn,

@@ -10,8 +10,8 @@ import torch
 from torch import nn
 
 from frcnn.modeling.box_coder import BoxCoder
+from frcnn.modeling.poolers.roi_pool import RoIPooler
 from frcnn.modeling.roi_heads import BoxPredictor, DetectionSettings, RoIHeads, RoISamplingSettings
-from frcnn.modeling.roi_pool import RoIPooler
 
 STDS = (0.1, 0.1, 0.2, 0.2)
 

@@ -9,9 +9,10 @@ from conftest import CFGS, SMALL_NET
 from frcnn.config import build_config
 from frcnn.data.datasets.factory import dataset_spec
 from frcnn.data.datasets.shapes import SHAPES_CLASSES
-from frcnn.engine.inference import detect_records, load_detector
-from frcnn.engine.trainer import TrainOptions, train
 from frcnn.evaluation.evaluate import evaluate
+from frcnn.inference.records import detect_records
+from frcnn.inference.torch_detector import load_detector
+from frcnn.training.build import TrainOptions, train
 
 SMALL = [*SMALL_NET, "TRAIN.MAX_SIZE", "256", "TEST.MAX_SIZE", "256"]
 WNIDS = {name: f"n{1000000 + i:08d}" for i, name in enumerate(SHAPES_CLASSES)}

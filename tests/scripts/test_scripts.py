@@ -13,7 +13,7 @@ import pytest
 import torch
 from conftest import ROOT, SMALL_NET
 
-from frcnn.engine.inference import load_detector
+from frcnn.inference.torch_detector import load_detector
 
 SMALL = ["--set", *SMALL_NET]
 

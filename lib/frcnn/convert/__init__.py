@@ -10,34 +10,14 @@ that layout for each kind of file `--load_name` accepts:
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from ..config import DEFAULT_CFGS_DIR
+from . import original, torchvision_detectors
+from .context import LoadContext, UnknownCheckpointError
 
-
-class UnknownCheckpointError(ValueError):
-    """A file that none of the known checkpoint layouts fits."""
-
-
-@dataclass
-class LoadContext:
-    """What the command line says about a file that may not say it itself.
-
-    net: --net (the original's checkpoints do not name their backbone).
-    dataset: --dataset (the original's checkpoints do not hold their class names).
-    data_dir: where datasets live (class names of a dataset read from its files).
-    cfgs_dir: the project's cfgs/ folder (each net's settings).
-    overrides: --set pairs (e.g. TEST.SCALES [320] picks torchvision's 320 px MobileNet).
-    """
-
-    net: str | None = None
-    dataset: str | None = None
-    data_dir: str | Path = "data"
-    cfgs_dir: str | Path = DEFAULT_CFGS_DIR
-    overrides: Sequence[str] = field(default_factory=tuple)
+__all__ = ["LoadContext", "UnknownCheckpointError", "as_checkpoint", "is_project_checkpoint"]
 
 
 def is_project_checkpoint(state: Any) -> bool:
@@ -48,8 +28,6 @@ def as_checkpoint(state: Any, path: str | Path, context: LoadContext) -> dict[st
     """`state` (what torch.load returned for `path`) in this project's checkpoint layout."""
     if is_project_checkpoint(state):
         return dict(state)
-    from . import original, torchvision_detectors
-
     for kind in (original, torchvision_detectors):
         if kind.recognises(state):
             return kind.convert(state, Path(path), context)

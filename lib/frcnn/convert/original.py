@@ -25,7 +25,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Mapping
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import torch
 from easydict import EasyDict
@@ -36,9 +36,7 @@ from ..data.datasets.coco import COCO_91_CATEGORIES, COCOFormatDataset
 from ..data.datasets.factory import DATASET_NAMES, dataset_spec
 from ..modeling import build_model
 from ..modeling.backbones.base import CAFFE_PIXELS
-
-if TYPE_CHECKING:
-    from . import LoadContext
+from .context import LoadContext
 
 log = logging.getLogger("frcnn.convert")
 

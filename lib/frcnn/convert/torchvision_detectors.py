@@ -20,7 +20,9 @@ import torch
 
 from ..config import build_config, merge_dict, parse_literal, to_plain
 from ..data.datasets.coco import COCO_91_CATEGORIES
+from ..data.datasets.factory import dataset_spec
 from ..modeling.backbones.base import TORCHVISION_PIXELS
+from .context import LoadContext
 
 # torchvision's FasterRCNN defaults (and, for the MobileNets, its builders' overrides).
 TORCHVISION_SETTINGS = {
@@ -93,7 +95,7 @@ def rename_key(key: str) -> str:
     return key.replace("roi_heads.box_predictor.", "roi_heads.predictor.")
 
 
-def convert(state: Any, path: Path, context: Any) -> dict[str, Any]:
+def convert(state: Any, path: Path, context: LoadContext) -> dict[str, Any]:
     tensors = _tensors(state)
     assert tensors is not None
     net, is_320 = recognise_net(set(tensors), path, tuple(context.overrides))
@@ -117,14 +119,12 @@ def convert(state: Any, path: Path, context: Any) -> dict[str, Any]:
     }
 
 
-def class_names(num_classes: int, context: Any) -> tuple[str, ...]:
+def class_names(num_classes: int, context: LoadContext) -> tuple[str, ...]:
     """COCO's 91 categories (by category id, with torchvision's N/A gaps) for a 91-class model;
     the --dataset's classes when their count fits; else class_1, class_2, ..."""
     if num_classes == len(COCO_91_CATEGORIES):
         return COCO_91_CATEGORIES
     if context.dataset is not None:
-        from ..data.datasets.factory import dataset_spec
-
         classes = dataset_spec(context.dataset, context.data_dir).test().classes
         if len(classes) == num_classes:
             return tuple(classes)

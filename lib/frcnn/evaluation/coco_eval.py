@@ -14,6 +14,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
+from pycocotools.coco import COCO
+from pycocotools.cocoeval import COCOeval
 
 from ..data.datasets.base import ImageRecord
 from ..structures import BoxMode
@@ -33,8 +35,6 @@ class CocoResult:
 
 def ground_truth_from_records(records: Sequence[ImageRecord], num_classes: int):
     """A pycocotools COCO index of the records' objects (image ids are record positions)."""
-    from pycocotools.coco import COCO
-
     images, annotations = [], []
     for i, r in enumerate(records):
         images.append({"id": i, "width": r.width, "height": r.height})
@@ -93,8 +93,6 @@ def evaluate_coco(
     coco_gt / category_ids: the dataset's own COCO index and the category id of each label, for
     COCO data; None converts the records (VOC-format data; labels are the category ids).
     """
-    from pycocotools.cocoeval import COCOeval
-
     if coco_gt is None:
         coco_gt = ground_truth_from_records(records, num_classes)
         image_ids, category_ids = list(range(len(records))), list(range(1, num_classes))
@@ -131,8 +129,6 @@ def evaluate_coco(
 
 
 def _empty_results(coco_gt):
-    from pycocotools.coco import COCO
-
     empty = COCO()
     empty.dataset = {
         "images": coco_gt.dataset["images"],

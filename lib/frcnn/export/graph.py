@@ -16,7 +16,7 @@ from torch import Tensor, nn
 
 from ..data.loader import SIZE_DIVISIBILITY
 from ..modeling import FasterRCNN
-from ..modeling.roi_pool import RoIPooler
+from ..modeling.poolers.roi_pool import RoIPooler
 
 ONNX_POOLING_MODES = ("pool", "align", "crop")  # deform's bin offsets have no ONNX operator
 

@@ -68,10 +68,10 @@ class AnchorGenerator(nn.Module):
         super().__init__()
         if isinstance(scales, str) or isinstance(ratios, str):
             # `ANCHOR_SCALES: auto` is resolved from the training data by the trainer
-            # (engine/auto_anchors.py); a model built from the config alone cannot know them.
+            # (autofit/anchors.py); a model built from the config alone cannot know them.
             raise ValueError(
                 f"ANCHOR_SCALES {scales!r} / ANCHOR_RATIOS {ratios!r}: anchors must be numbers here; `auto` is "
-                "chosen from the training data by the trainer (engine.auto_anchors.resolve_auto_anchors) "
+                "chosen from the training data by the trainer (autofit.anchors.resolve_auto_anchors) "
                 "and checkpoints store the chosen numbers"
             )
         self.stride = stride

@@ -22,9 +22,9 @@ from .anchors import AnchorGenerator, PyramidAnchorGenerator
 from .backbones import Backbone, PixelFormat, build_backbone
 from .box_coder import BoxCoder
 from .conventions import CONVENTIONS, Convention, get_convention
-from .pyramid_roi_pool import PyramidRoIPooler
+from .poolers.pyramid_roi_pool import PyramidRoIPooler
+from .poolers.roi_pool import RoIPooler
 from .roi_heads import BoxPredictor, DetectionSettings, RoIHeads, RoISamplingSettings
-from .roi_pool import RoIPooler
 from .rpn import AnchorTargetSettings, ProposalSettings, RegionProposalNetwork, RPNHead
 from .transform import InputResize, ModelInput
 

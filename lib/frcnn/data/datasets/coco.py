@@ -16,6 +16,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
+from pycocotools.coco import COCO
 
 from ...structures import BoxMode
 from ...utils.files import is_inside
@@ -206,8 +207,6 @@ class COCOFormatDataset(DetectionDataset):
     def coco(self):
         """The pycocotools COCO index of the annotation file's well-formed entries (loaded once)."""
         if self._coco is None:
-            from pycocotools.coco import COCO
-
             data, self._file_issues = read_instances(self.annotation_file)
             coco = COCO()
             coco.dataset = data

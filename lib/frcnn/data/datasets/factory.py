@@ -6,7 +6,7 @@ before the net's file, and the merged config is stored in every checkpoint, so t
 testing always use the same anchors.
 
 The built-in dataset and dataset YAML files have `ANCHOR_SCALES: auto` (AUTO_ANCHORS): the trainer
-chooses scales and ratios from the training boxes (engine/auto_anchors.py) and the checkpoint
+chooses scales and ratios from the training boxes (autofit/anchors.py) and the checkpoint
 stores the numbers. A YAML file's own `config: {ANCHOR_SCALES: [...]}` wins over it. The original's
 named datasets (pascal_voc, coco, imagenet, vg) keep the original's fixed anchors.
 """

@@ -1,0 +1,140 @@
+"""Running a detector over a folder of images, a camera or a video, drawing what it finds (demo.py).
+
+For a folder, each image gets `<name>_det.jpg` (detections drawn) and `<name>_det.json` (the same
+detections as data) beside it.
+
+Without a display, camera and video input are written to an annotated video instead of a window.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import time
+from collections.abc import Sequence
+from pathlib import Path
+
+import cv2
+import numpy as np
+
+from ..data.loader import ImageReadError, read_image
+from ..utils.files import atomic_write
+from ..utils.vis import draw_detections
+from .detections import Detections
+from .torch_detector import Detector
+
+log = logging.getLogger("frcnn.demo")
+
+IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp"}
+
+
+def image_files(folder: Path) -> list[Path]:
+    if not folder.is_dir():
+        raise FileNotFoundError(f"--image_dir {folder} is not a folder")
+    return sorted(p for p in folder.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES and not p.stem.endswith("_det"))
+
+
+def run_folder(detector: Detector, folder: Path, thresh: float, batch_size: int) -> int:
+    files = image_files(folder)
+    if not files:
+        log.info("no images in %s", folder)
+        return 0
+    total = 0
+    for start in range(0, len(files), batch_size):
+        chunk, images = [], []
+        for path in files[start : start + batch_size]:
+            try:
+                images.append(read_image(str(path)))
+                chunk.append(path)
+            except ImageReadError as e:
+                log.warning("skipped: %s", e)
+        if not images:
+            continue
+        tic = time.perf_counter()
+        outputs = detector(images, batch_size=len(images))
+        elapsed = time.perf_counter() - tic
+        for path, image, det in zip(chunk, images, outputs):
+            out, count = save_detections(path, image, det, detector.classes, thresh)
+            total += count
+            log.info(
+                "%s: %d detections drawn (score >= %.2f), %.3f s -> %s",
+                path.name,
+                count,
+                thresh,
+                elapsed / len(images),
+                out,
+            )
+    return total
+
+
+def save_detections(
+    path: Path, image: np.ndarray, det: Detections, classes: Sequence[str], thresh: float
+) -> tuple[Path, int]:
+    """Write `<name>_det.jpg` (the image with detections scoring >= thresh drawn) and, beside it,
+    `<name>_det.json` listing the same detections, so that programs need not read boxes off a
+    picture. Returns the image's path and the number of detections drawn."""
+    drawn, count = draw_detections(image, det.boxes, det.scores, det.labels, classes, thresh)
+    out = path.with_name(f"{path.stem}_det.jpg")
+    cv2.imwrite(str(out), drawn[:, :, ::-1])
+    with atomic_write(path.with_name(f"{path.stem}_det.json"), "w") as f:
+        json.dump(detections_json(det, classes, thresh), f, indent=1)
+    return out, count
+
+
+def detections_json(det: Detections, classes: Sequence[str], thresh: float) -> list[dict]:
+    """The detections scoring >= thresh (those draw_detections draws), best first, as
+    {"box": [x1, y1, x2, y2], "score": s, "label": name}: boxes in the image's own pixels
+    (BoxMode.XYXY) to 2 decimals, scores to 4."""
+    order = np.argsort(-np.asarray(det.scores, dtype=np.float64), kind="stable")
+    return [
+        {
+            "box": [round(float(v), 2) for v in det.boxes[i]],
+            "score": round(float(det.scores[i]), 4),
+            "label": classes[int(det.labels[i])],
+        }
+        for i in order
+        if det.scores[i] >= thresh
+    ]
+
+
+def has_display() -> bool:
+    return bool(os.environ.get("DISPLAY") or os.environ.get("WAYLAND_DISPLAY"))
+
+
+def run_stream(detector: Detector, source: str, thresh: float, video_out: str | None, max_frames: int) -> None:
+    capture = cv2.VideoCapture(int(source) if source.isdigit() else source)
+    if not capture.isOpened():
+        raise FileNotFoundError(f"cannot open camera or video {source!r}")
+    show = has_display() and video_out is None
+    writer, frames, tic = None, 0, time.perf_counter()
+    try:
+        while max_frames <= 0 or frames < max_frames:
+            ok, frame = capture.read()
+            if not ok:
+                break
+            rgb = frame[:, :, ::-1]
+            det = detector(np.ascontiguousarray(rgb))
+            drawn, _ = draw_detections(rgb, det.boxes, det.scores, det.labels, detector.classes, thresh)
+            bgr = drawn[:, :, ::-1].copy()
+            frames += 1
+            if show:
+                cv2.imshow("detections (q to quit)", bgr)
+                if cv2.waitKey(1) & 0xFF == ord("q"):
+                    break
+            else:
+                if writer is None:
+                    path = video_out or (
+                        f"{Path(source).stem}_det.mp4" if not source.isdigit() else f"webcam{source}_det.mp4"
+                    )
+                    fps = capture.get(cv2.CAP_PROP_FPS) or 25.0
+                    writer = cv2.VideoWriter(path, cv2.VideoWriter_fourcc(*"mp4v"), fps, (bgr.shape[1], bgr.shape[0]))
+                    log.info("no display: writing annotated video to %s", path)
+                writer.write(bgr)
+    finally:
+        capture.release()
+        if writer is not None:
+            writer.release()
+        if show:
+            cv2.destroyAllWindows()
+    log.info("%d frames, %.1f frames/s", frames, frames / max(time.perf_counter() - tic, 1e-9))

@@ -1,0 +1,94 @@
+"""What both runtimes (torch_detector.py, onnx_detector.py) share: the images a detector takes,
+the `Detections` it gives, and the step between them. The Python API: `from frcnn import Detector`.
+
+    det = Detector.from_file("models/tiny/shapes/faster_rcnn_1_4_600.pth")
+    found = det("images/test_000.jpg", threshold=0.5)   # or an RGB array, a PIL image, or a list
+    found.boxes, found.scores, found.labels, found.names
+
+Images may be a path, an RGB uint8 array (h, w, 3), a PIL image, or a list of these (detected in
+batches). Boxes are in the given image's own pixels, BoxMode.XYXY: 0-based x1, y1, x2, y2 with
+both corners inside the box (a box covering one pixel has x2 = x1, width x2 - x1 + 1).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Protocol, Union
+
+import numpy as np
+
+from ..data.loader import read_image
+
+ImageInput = Union[str, Path, np.ndarray, Any]  # Any: a PIL image
+
+
+class Runtime(Protocol):
+    """What `detect` needs of a detector: its class names, and raw detections of RGB arrays
+    (boxes (D, 4) BoxMode.XYXY in each image's own pixels, scores (D,), labels (D,))."""
+
+    classes: tuple[str, ...]
+
+    def detect_arrays(self, images: Sequence[np.ndarray]) -> list[dict[str, np.ndarray]]: ...
+
+
+@dataclass
+class Detections:
+    """One image's detections, best first.
+
+    boxes: (D, 4) float32, x1, y1, x2, y2 in the image's own pixels (BoxMode.XYXY, inclusive corners).
+    scores: (D,) float32, decreasing.
+    labels: (D,) int64, indices into Detector.classes (1..K-1; 0 is the background).
+    names: the D class names.
+    """
+
+    boxes: np.ndarray
+    scores: np.ndarray
+    labels: np.ndarray
+    names: list[str]
+
+    def __len__(self) -> int:
+        return len(self.scores)
+
+
+def as_rgb(image: ImageInput) -> np.ndarray:
+    """A path, an RGB uint8 (h, w, 3) array or a PIL image -> an RGB uint8 (h, w, 3) array."""
+    if isinstance(image, (str, Path)):
+        return read_image(str(image))
+    if isinstance(image, np.ndarray):
+        if image.dtype != np.uint8 or image.ndim != 3 or image.shape[2] != 3:
+            raise ValueError(f"an image array must be RGB uint8 of shape (h, w, 3); got {image.dtype} {image.shape}")
+        return image
+    if hasattr(image, "convert") and hasattr(image, "size"):  # PIL.Image.Image, without importing PIL
+        return np.asarray(image.convert("RGB"))
+    raise TypeError(f"an image is a path, an RGB uint8 array or a PIL image; got {type(image).__name__}")
+
+
+def detect(
+    detector: Runtime,
+    images: ImageInput | Sequence[ImageInput],
+    threshold: float = 0.0,
+    batch_size: int = 1,
+) -> Detections | list[Detections]:
+    """Detections (score >= threshold) for one image, or a list of them for a list of images."""
+    single = not isinstance(images, (list, tuple))
+    arrays = [as_rgb(image) for image in ([images] if single else images)]
+    found: list[Detections] = []
+    for start in range(0, len(arrays), max(batch_size, 1)):
+        for out in detector.detect_arrays(arrays[start : start + max(batch_size, 1)]):
+            keep = out["scores"] >= threshold
+            labels = out["labels"][keep].astype(np.int64)
+            names = [detector.classes[int(label)] for label in labels]
+            found.append(Detections(out["boxes"][keep].astype(np.float32), out["scores"][keep], labels, names))
+    return found[0] if single else found
+
+
+class DetectorBase:
+    """What both runtimes answer: `detector(images, threshold, batch_size)` is `detect`."""
+
+    def __call__(
+        self: Runtime, images: ImageInput | Sequence[ImageInput], threshold: float = 0.0, batch_size: int = 1
+    ) -> Detections | list[Detections]:
+        """Detections of one image (path, RGB uint8 array or PIL image) or of a list of them."""
+        return detect(self, images, threshold, batch_size)

@@ -1,0 +1,184 @@
+"""Evaluating on a dataset's test split: a trained detector's detections, or a saved results file,
+through the data check and the metric to the report files (what test_net.py runs).
+
+Results go to <output_dir>/<net>/<dataset>/<checkpoint name>/ (detections.json, ap.txt, ap.json,
+pr_curves.png, data_check.txt, vis/), or for a results file to
+<output_dir>/detections/<dataset>/<folder>_<file name>/. Under torchrun the processes share the
+images and rank 0 gathers the detections and evaluates.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import cv2
+import numpy as np
+
+from ..data.datasets.base import DetectionDataset, ImageRecord
+from ..data.datasets.factory import dataset_spec
+from ..data.loader import read_image
+from ..data.validate import DataReport, check_dataset
+from ..evaluation.detections_io import from_results, load_results, save_results, to_results
+from ..evaluation.evaluate import (
+    Evaluation,
+    category_maps,
+    evaluate,
+    labelled_by_category_id,
+    relabel_by_category_id,
+)
+from ..evaluation.html_report import write_html_report
+from ..evaluation.report import save_report
+from ..runs import distributed
+from ..utils.vis import draw_detections
+from .records import detect_sharded
+from .torch_detector import Detector, open_detector
+
+log = logging.getLogger("frcnn.test")
+
+
+@dataclass
+class EvalOptions:
+    """test_net.py's flags (see its --help)."""
+
+    dataset: str | None = None  # None: the one the checkpoint was trained on
+    data_dir: str = "data"
+    output_dir: str = "output"
+    metric: str | None = None
+    strict: bool = False
+    batch_size: int = 1
+    num_workers: int = 0
+    vis: bool = False
+    cuda: bool = False
+    net: str | None = None
+    cfg_files: list[str] = field(default_factory=list)  # applied to the checkpoint's config, then set_cfgs
+    set_cfgs: list[str] = field(default_factory=list)
+
+
+def evaluate_checkpoint(path: Path, opts: EvalOptions) -> Evaluation | None:
+    """Detect on the test split with the checkpoint's model, save the detections and evaluate them
+    (rank 0; the other processes return None)."""
+    world = distributed.init(opts.cuda)
+    device = f"cuda:{world.local_rank}" if opts.cuda else "cpu"
+    detector = open_detector(
+        path,
+        device,
+        overrides=opts.set_cfgs,
+        cfg_files=opts.cfg_files,
+        net=opts.net,
+        dataset=opts.dataset,
+        data_dir=opts.data_dir,
+    )
+    name = opts.dataset or detector.dataset
+    if name is None:
+        raise ValueError(f"{path} does not say which dataset it was trained on; name it with --dataset")
+    dataset = dataset_spec(name, opts.data_dir, detector.cfg.VG_VERSION).test()
+    by_category_id = labelled_by_category_id(detector.classes, dataset)
+    if detector.classes != dataset.classes and not by_category_id:
+        raise ValueError(class_mismatch(path, detector.classes[1:], dataset.name, dataset.classes[1:]))
+    out_dir = Path(opts.output_dir) / detector.net / Path(name).stem / path.stem
+    report = _check(dataset, opts, out_dir, world.is_main)
+    processes = f", {world.world_size} processes" if world.distributed else ""
+    log.info("evaluating %s on %s (%d images%s)", path, dataset.name, len(report.kept), processes)
+    detections = detect_sharded(detector, report.kept, world, opts.batch_size, opts.num_workers)
+    distributed.shutdown()
+    if detections is None:  # not rank 0: rank 0 evaluates
+        return None
+    if by_category_id:
+        detections = relabel_by_category_id(detections, dataset)
+    category_of, _ = category_maps(dataset)
+    save_results(out_dir / "detections.json", to_results(report.kept, detections, category_of))
+    if opts.vis:
+        save_visualisations(out_dir / "vis", report.kept, dataset.classes, detections)
+    return _evaluate_and_report(dataset, detections, report, opts, out_dir)
+
+
+def evaluate_results_file(results_file: Path, opts: EvalOptions, vg_version: str) -> Evaluation:
+    """Evaluate a saved COCO results JSON (test_net.py --detections) on the test split."""
+    dataset = dataset_spec(opts.dataset, opts.data_dir, vg_version).test()
+    results = results_file.resolve()  # test_net.py names its files detections.json: keep the folder
+    out_dir = Path(opts.output_dir) / "detections" / Path(opts.dataset).stem / f"{results.parent.name}_{results.stem}"
+    report = _check(dataset, opts, out_dir)
+    _, label_of = category_maps(dataset)
+    skipped_ids = {r.id for r in dataset.records} - {r.id for r in report.kept}
+    detections = from_results(load_results(results_file), report.kept, label_of, skipped_ids)
+    log.info("evaluating %s on %s (%d images)", results_file, dataset.name, len(report.kept))
+    return _evaluate_and_report(dataset, detections, report, opts, out_dir)
+
+
+def evaluation_split(dataset: str, data_dir: str | Path, vg_version: str) -> tuple[DetectionDataset, bool]:
+    """The split to evaluate on during training: the dataset's val split when it names one
+    (True), else its test split (False)."""
+    spec = dataset_spec(dataset, data_dir, vg_version)
+    if spec.val is not None:
+        return spec.val(), True
+    return spec.test(), False
+
+
+def evaluate_detector(
+    detector: Detector,
+    dataset: DetectionDataset,
+    records: Sequence[ImageRecord],
+    world: distributed.World,
+    batch_size: int = 1,
+) -> Evaluation | None:
+    """The dataset's own metric of `detector` on `records` (those of `dataset` that passed the data
+    check), detected across the processes; rank 0 gets the Evaluation, the others None."""
+    detections = detect_sharded(detector, records, world, batch_size)
+    if detections is None:
+        return None
+    return evaluate(dataset, detections, dataset.metric, records)
+
+
+def _check(dataset: DetectionDataset, opts: EvalOptions, out_dir: Path, main: bool = True) -> DataReport:
+    records, issues = dataset.records, dataset.issues
+    details = out_dir / "data_check.txt"
+    return check_dataset(dataset.name, records, issues, dataset.num_classes, opts.data_dir, details, opts.strict, main)
+
+
+def _evaluate_and_report(
+    dataset: DetectionDataset, detections: list, report: DataReport, opts: EvalOptions, out_dir: Path
+) -> Evaluation:
+    evaluation = evaluate(dataset, detections, opts.metric or dataset.metric, report.kept)
+    if report.skipped:
+        log.info(
+            "%d of %d test images skipped by the data check (their objects are not counted): see %s",
+            len(report.skipped),
+            report.total,
+            out_dir / "data_check.txt",
+        )
+    save_report(out_dir, evaluation)
+    write_html_report(
+        out_dir / "report.html", evaluation, report.kept, detections, dataset.classes, out_dir / "pr_curves.png"
+    )
+    log.info("results in %s (metric %s; report.html shows the errors)", out_dir, evaluation.metric)
+    return evaluation
+
+
+def class_mismatch(checkpoint: Path, trained: Sequence[str], data_name: str, data_classes: Sequence[str]) -> str:
+    """The error for a checkpoint evaluated on data with other classes, with the fix when only the order differs."""
+
+    def show(names: Sequence[str]) -> str:
+        return f"{list(names[:8])}{'...' if len(names) > 8 else ''}"
+
+    message = (
+        f"{checkpoint} was trained on {len(trained)} classes {show(trained)} "
+        f"but {data_name} has {len(data_classes)}: {show(data_classes)}"
+    )
+    if sorted(trained) == sorted(data_classes):
+        fix = f"list them in the dataset YAML as classes: [{', '.join(trained)}]"
+        return f"{message}; the same classes in another order: {fix}"
+    return f"{message}; evaluate it on the data it was trained for"
+
+
+def save_visualisations(
+    folder: Path, records: Sequence[ImageRecord], classes: Sequence[str], detections: Sequence[dict[str, np.ndarray]]
+) -> None:
+    """Each test image with its detections scoring 0.5 or more drawn, as <id>_det.jpg."""
+    folder.mkdir(parents=True, exist_ok=True)
+    for record, det in zip(records, detections):
+        image = read_image(record.path)
+        drawn, _ = draw_detections(image, det["boxes"], det["scores"], det["labels"], classes, thresh=0.5)
+        cv2.imwrite(str(folder / f"{Path(str(record.id)).name}_det.jpg"), drawn[:, :, ::-1])
