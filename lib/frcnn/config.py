@@ -16,6 +16,7 @@ import ast
 import copy
 import difflib
 import logging
+import math
 from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -63,7 +64,7 @@ def default_config() -> EasyDict:
     # Class-agnostic box regression (--cag): one set of 4 deltas for all classes.
     cfg.CLASS_AGNOSTIC = False
     # Backbone in channels-last memory layout: faster for the tiny net on CPU, slower for VGG16
-    # training on CPU (README), so off by default and on in cfgs/tiny.yml.
+    # training on CPU (docs/benchmarks.md), so off by default and on in cfgs/tiny.yml.
     cfg.CHANNELS_LAST = False
     # Pretrained weight format: auto (from the file name), torchvision or caffe.
     cfg.PRETRAINED_FORMAT = "auto"
@@ -100,7 +101,7 @@ def _train_defaults() -> EasyDict:
         # The short-schedule recipe of --budget runs, where --o / --lr do not say otherwise: a
         # cosine over a few thousand steps, where the original's SGD at 0.001 (set for 70k-step
         # schedules) barely trains the RPN and SGD at 0.01 leaves the box classifier at its prior
-        # (README, "Train on your own data"). Warm-up over BUDGET_WARMUP_ITERS, at most a tenth.
+        # (docs/training.md, "Train for a wall-clock budget"). Warm-up over BUDGET_WARMUP_ITERS, at most a tenth.
         BUDGET_OPTIMIZER="adam",
         BUDGET_LEARNING_RATE=0.0003,
         BUDGET_WARMUP_ITERS=100,
@@ -157,6 +158,29 @@ def _test_defaults() -> EasyDict:
     )
 
 
+class ConfigError(ValueError):
+    """A config file that cannot be read or merged; the message is one line and names the file.
+    (The data, checkpoint and model readers raise utils.errors.InputError; this module imports
+    nothing of the package, so its error is its own, and cli.run_main treats both alike.)"""
+
+
+def _number(key: str, value: Any) -> Any:
+    """`value` if it is a finite number (not a bool), else a ValueError naming the key."""
+    try:
+        finite = not isinstance(value, bool) and isinstance(value, (int, float)) and math.isfinite(value)
+    except OverflowError:  # an integer too large for a float
+        finite = False
+    if not finite:
+        raise ValueError(f"config key {key} wants a finite number; got {_shown(value)}")
+    return value
+
+
+def _shown(value: Any) -> str:
+    """A value from a file, quoted on one line and shortened."""
+    text = " ".join(repr(value).split())
+    return text if len(text) <= 80 else text[:77] + "..."
+
+
 def _check_and_convert(key: str, value: Any, default: Any) -> Any:
     """Make `value` fit the type of `default`, or raise a ValueError that names the key."""
     if isinstance(default, Mapping):
@@ -169,7 +193,8 @@ def _check_and_convert(key: str, value: Any, default: Any) -> Any:
         raise ValueError(f"config key {key} wants true/false; got {value!r}")
     if isinstance(default, (int, float)) and not isinstance(default, bool):
         if isinstance(value, bool) or not isinstance(value, (int, float)):
-            raise ValueError(f"config key {key} wants a number; got {value!r}")
+            raise ValueError(f"config key {key} wants a number; got {_shown(value)}")
+        _number(key, value)
         if isinstance(default, int) and isinstance(value, float) and not value.is_integer():
             raise ValueError(f"config key {key} wants a whole number; got {value!r}")
         return type(default)(value)
@@ -177,10 +202,13 @@ def _check_and_convert(key: str, value: Any, default: Any) -> Any:
         if isinstance(value, (int, float)) and not isinstance(value, bool):
             value = [value]
         if not isinstance(value, (list, tuple)):
-            raise ValueError(f"config key {key} wants a list; got {value!r}")
+            raise ValueError(f"config key {key} wants a list; got {_shown(value)}")
+        if default and all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in default):
+            for item in value:  # a list of numbers by default (scales, ratios, widths) holds numbers
+                _number(key, item)
         return list(value)
     if isinstance(default, str) and not isinstance(value, str):
-        raise ValueError(f"config key {key} wants a string; got {value!r}")
+        raise ValueError(f"config key {key} wants a string; got {_shown(value)}")
     return value
 
 
@@ -272,7 +300,7 @@ def _check_auto_key(key: str, value: Any) -> Any:
         return value
     if isinstance(value, str):
         raise ValueError(f"config key {key} wants a list of numbers or {AUTO}; got {value!r}")
-    return _check_and_convert(key, value, [])
+    return _check_and_convert(key, value, [0])  # the check of a list of numbers
 
 
 def merge_dict(cfg: EasyDict, overrides: Mapping[str, Any], prefix: str = "") -> None:
@@ -280,9 +308,10 @@ def merge_dict(cfg: EasyDict, overrides: Mapping[str, Any], prefix: str = "") ->
     for key, value in overrides.items():
         full = f"{prefix}{key}"
         if key not in cfg:
-            close = difflib.get_close_matches(key, [str(k) for k in cfg], n=1)
+            close = difflib.get_close_matches(str(key), [str(k) for k in cfg], n=1)
             hint = f" (did you mean {prefix}{close[0]}?)" if close else ""
-            raise ValueError(f"unknown config key {full}{hint}")
+            shown = full if full.isprintable() and len(full) <= 80 else _shown(full)
+            raise ValueError(f"unknown config key {shown}{hint}")
         if full in AUTO_KEYS:
             cfg[key] = _check_auto_key(full, value)
             continue
@@ -299,23 +328,55 @@ BASE_KEY = "_BASE_"
 
 
 def merge_file(cfg: EasyDict, path: str | Path, _seen: tuple[Path, ...] = ()) -> None:
-    """Merge a YAML file (read with yaml.safe_load) into `cfg`, after the file it names as _BASE_."""
+    """Merge a YAML file (read with yaml.safe_load) into `cfg`, after the file it names as _BASE_.
+    Raises ConfigError, naming the file, for one that is missing, unreadable or not a config."""
     path = Path(path)
     if path.resolve() in _seen:
-        raise ValueError(f"{path}: {BASE_KEY} files name each other in a loop")
+        raise ConfigError(f"{path}: {BASE_KEY} files name each other in a loop")
+    data = _read_yaml(path)
+    base = data.get(BASE_KEY)
+    if base is not None:
+        if not isinstance(base, str) or not base.strip():
+            raise ConfigError(f"{path}: {BASE_KEY} must name a config file; got {_shown(base)}")
+        base_path = path.parent / base
+        if not _is_file(base_path):
+            raise ConfigError(f"{path}: its {BASE_KEY} {base!r} is not a file ({base_path})")
+        merge_file(cfg, base_path, (*_seen, path.resolve()))
+    try:
+        merge_dict(cfg, without_original_only({k: v for k, v in data.items() if k != BASE_KEY}, str(path)))
+    except ValueError as e:
+        raise ConfigError(f"{path}: {e}") from None
+
+
+def _is_file(path: Path) -> bool:
+    try:
+        return path.is_file()
+    except (OSError, ValueError):  # a name the file system cannot hold (a NUL, an unpaired surrogate)
+        return False
+
+
+def _read_yaml(path: Path) -> Mapping:
+    """A config file's mapping; ConfigError, naming the file, for anything else."""
+    if not _is_file(path):
+        what = "is a folder, not a config file" if path.is_dir() else "not found"
+        raise ConfigError(f"config file {path} {what}")
     try:
         with open(path, encoding="utf-8") as f:
             data = yaml.safe_load(f) or {}
     except yaml.YAMLError as e:  # includes tags such as !!python/object, which safe_load refuses
-        raise ValueError(f"{path}: not a plain YAML config ({str(e).splitlines()[0]})") from None
+        raise ConfigError(f"{path}: not a plain YAML config ({_first_line(e)})") from None
+    except UnicodeDecodeError as e:
+        raise ConfigError(f"{path}: not UTF-8 text ({e.reason} at byte {e.start})") from None
+    except (OSError, RecursionError) as e:
+        raise ConfigError(f"{path}: not readable ({type(e).__name__}: {_first_line(e)})") from None
     if not isinstance(data, Mapping):
-        raise ValueError(f"{path}: a config file must hold a mapping of keys to values")
-    base = data.get(BASE_KEY)
-    if base is not None:
-        if not isinstance(base, str):
-            raise ValueError(f"{path}: {BASE_KEY} must name a config file; got {base!r}")
-        merge_file(cfg, path.parent / base, (*_seen, path.resolve()))
-    merge_dict(cfg, without_original_only({k: v for k, v in data.items() if k != BASE_KEY}, str(path)))
+        raise ConfigError(f"{path}: a config file must hold a mapping of keys to values")
+    return data
+
+
+def _first_line(error: BaseException) -> str:
+    lines = [line.strip() for line in str(error).splitlines() if line.strip()]
+    return _shown(lines[0])[1:-1] if lines else type(error).__name__
 
 
 def large_scale_file(cfgs_dir: str | Path, net: str | None) -> Path:
@@ -335,14 +396,21 @@ def build_config(
     set_cfgs: Sequence[str] = (),
     large_scale: bool = False,
     class_agnostic: bool = False,
+    profile_source: str | Path | None = None,
 ) -> EasyDict:
     """The merged configuration of a run; later sources win:
     defaults -> `profile` (the dataset's, data/datasets/factory.py) -> cfgs_dir/<net>.yml ->
     the large-scale file (large_scale: cfgs_dir/<net>_ls.yml if there is one, else large_scale.yml)
-    -> cfg_file -> class_agnostic -> set_cfgs (KEY VALUE pairs)."""
+    -> cfg_file -> class_agnostic -> set_cfgs (KEY VALUE pairs). profile_source: the file the
+    profile came from (a dataset YAML's `config:`), named by its errors."""
     cfgs_dir = Path(cfgs_dir)
     cfg = default_config()
-    merge_dict(cfg, profile or {})
+    try:
+        merge_dict(cfg, profile or {})
+    except ValueError as e:
+        if profile_source is None:
+            raise
+        raise ConfigError(f"{profile_source}: config: {e}") from None
     net_file = cfgs_dir / f"{net}.yml"
     if net_file.is_file():
         merge_file(cfg, net_file)

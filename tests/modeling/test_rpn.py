@@ -5,7 +5,7 @@ import torch
 from torchvision.ops import box_iou
 
 from frcnn.modeling.anchors import AnchorGenerator
-from frcnn.modeling.rpn import AnchorTargetSettings, ProposalSettings, RegionProposalNetwork, RPNHead
+from frcnn.modeling.rpn import AnchorTargetSettings, ProposalSettings, RegionProposalNetwork, RPNHead, ScoredAnchors
 
 
 def make_rpn(**targets) -> RegionProposalNetwork:
@@ -165,7 +165,8 @@ def test_proposals_hand_case():
     #   A4, A5 (IoU 140 / 660 = 0.21) and A0' (IoU with A4 240 / 560 = 0.43, with A5 150 / 650 = 0.23).
     rpn = make_rpn()
     settings = ProposalSettings(pre_nms_top_n=5, post_nms_top_n=10, nms_thresh=0.7, min_size=8)
-    proposals, valid = rpn._proposals(logits, deltas, anchors, in_image, sizes, scales, settings)
+    scored = ScoredAnchors(logits, deltas, anchors, in_image, [len(anchors)])
+    proposals, valid = rpn._proposals(scored, sizes, scales, settings)
     assert proposals.shape == (2, 5, 4)  # min(post_nms_top_n, pre_nms_top_n) slots
     assert valid.tolist() == [[True, True, True, False, False]] * 2
     assert proposals[0, :3].tolist() == [[2.0, 0.0, 21.0, 19.0], [30.0, 30.0, 59.0, 49.0], [0.0, 4.0, 14.0, 23.0]]
@@ -173,7 +174,7 @@ def test_proposals_hand_case():
     assert (proposals[~valid] == 0).all()
     # post_nms_top_n = 2 keeps the 2 best that survived NMS (capping before NMS would leave image 0 A1 alone).
     settings.post_nms_top_n = 2
-    proposals, valid = rpn._proposals(logits, deltas, anchors, in_image, sizes, scales, settings)
+    proposals, valid = rpn._proposals(scored, sizes, scales, settings)
     assert valid.all() and proposals.shape == (2, 2, 4)
     assert proposals[0].tolist() == [[2.0, 0.0, 21.0, 19.0], [30.0, 30.0, 59.0, 49.0]]
     assert proposals[1].tolist() == [[0.0, 4.0, 19.0, 23.0], [10.0, 10.0, 29.0, 29.0]]

@@ -113,7 +113,7 @@ def warn_small_boxes(profile: BoxProfile, scale: int, max_size: int, bound: floa
         log.warning(
             "%.0f%% of the training boxes are smaller than %g px (sqrt of area) at scale %d, where the "
             "feature map or the smallest anchor hardly sees them: --set TRAIN.SCALES auto chooses a larger "
-            "scale from the data (README, Configuration)",
+            "scale from the data (docs/your_data.md, Input scale chosen from the data)",
             100 * share,
             bound,
             scale,

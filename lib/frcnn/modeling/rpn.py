@@ -25,6 +25,22 @@ from .box_coder import BoxCoder
 from .sampling import match, per_image_weights, sample_balanced
 
 
+@dataclass
+class ScoredAnchors:
+    """The head's output laid on its anchors: logits (N, M), deltas (N, M, 4), anchors (M, 4),
+    in_image (N, M) (anchors that may become proposals), level_counts (anchors of each level, in
+    order; [M] for one level)."""
+
+    logits: Tensor
+    deltas: Tensor
+    anchors: Tensor
+    in_image: Tensor
+    level_counts: list[int]
+
+    def detached(self) -> ScoredAnchors:
+        return ScoredAnchors(self.logits.detach(), self.deltas.detach(), self.anchors, self.in_image, self.level_counts)
+
+
 class RPNHead(nn.Module):
     """3x3 conv + ReLU (conv_depth of them), then 1x1 convs giving one objectness logit and 4 box
     deltas per anchor; the same weights serve every level.
@@ -146,24 +162,21 @@ class RegionProposalNetwork(nn.Module):
         Returns proposals (N, P, 4) in input pixels, their valid mask (N, P), and the loss dict
         ({"rpn_cls", "rpn_box"} when training, empty otherwise).
         """
-        logits, deltas, anchors, counts = self._score_anchors(features, input_size)
-        in_image = self._proposal_candidates(anchors, image_sizes)
+        scored = self._score_anchors(features, input_size, image_sizes)
         settings = self.train_proposals if self.training else self.test_proposals
         with torch.no_grad():
-            proposals, valid = self._proposals(
-                logits.detach(), deltas.detach(), anchors, in_image, image_sizes, image_scales, settings, counts
-            )
+            proposals, valid = self._proposals(scored.detached(), image_sizes, image_scales, settings)
         losses: dict[str, Tensor] = {}
         if self.training:
             if gt_boxes is None or gt_valid is None:
                 raise ValueError("the RPN needs ground truth in training mode")
-            losses = self._losses(logits, deltas, anchors, image_sizes, gt_boxes, gt_valid, seeds)
+            losses = self._losses(scored.logits, scored.deltas, scored.anchors, image_sizes, gt_boxes, gt_valid, seeds)
         return proposals, valid, losses
 
     def _score_anchors(
-        self, features: Tensor | Sequence[Tensor], input_size: tuple[int, int] | None
-    ) -> tuple[Tensor, Tensor, Tensor, list[int]]:
-        """The head's logits (N, M) and deltas (N, M, 4), the anchors (M, 4) and their count per level."""
+        self, features: Tensor | Sequence[Tensor], input_size: tuple[int, int] | None, image_sizes: Tensor
+    ) -> ScoredAnchors:
+        """The head run on every level, its outputs laid on the anchors."""
         if isinstance(features, Tensor):
             features = [features]
         outputs = [self.head(level) for level in features]
@@ -174,7 +187,9 @@ class RegionProposalNetwork(nn.Module):
             stride = getattr(self.anchor_generator, "stride", 1)
             input_size = (grids[0][0] * stride, grids[0][1] * stride)
         per_level = self.anchor_generator(grids, input_size)
-        return logits, deltas, torch.cat(per_level), [a.shape[0] for a in per_level]
+        anchors = torch.cat(per_level)
+        in_image = self._proposal_candidates(anchors, image_sizes)
+        return ScoredAnchors(logits, deltas, anchors, in_image, [a.shape[0] for a in per_level])
 
     @torch.no_grad()
     def propose_one(
@@ -182,10 +197,9 @@ class RegionProposalNetwork(nn.Module):
     ) -> Tensor:
         """Inference on a batch of one image, without padding to a fixed proposal count: its
         proposals (P, 4), best first, as forward's valid ones (the form ONNX export traces)."""
-        logits, deltas, anchors, counts = self._score_anchors(features, input_size)
-        in_image = self._proposal_candidates(anchors, image_sizes)
-        args = (logits, deltas, anchors, in_image, image_sizes, image_scales, self.test_proposals, counts)
-        boxes, scores, keep, levels = (t[0] for t in self._top_boxes(*args))
+        scored = self._score_anchors(features, input_size, image_sizes)
+        top = self._top_boxes(scored, image_sizes, image_scales, self.test_proposals)
+        boxes, scores, keep, levels = (t[0] for t in top)
         boxes, scores, levels = boxes[keep], scores[keep], levels[keep]
         kept = box_ops.batched_nms(boxes, scores, levels, self.test_proposals.nms_thresh, self.box_coder.offset)
         return boxes[kept[: self.test_proposals.post_nms_top_n]]
@@ -200,22 +214,15 @@ class RegionProposalNetwork(nn.Module):
         return (centres[None, :, 0] < image_sizes[:, 1:2]) & (centres[None, :, 1] < image_sizes[:, 0:1])
 
     def _top_boxes(
-        self,
-        logits: Tensor,
-        deltas: Tensor,
-        anchors: Tensor,
-        in_image: Tensor,
-        image_sizes: Tensor,
-        image_scales: Tensor,
-        settings: ProposalSettings,
-        level_counts: Sequence[int],
+        self, scored: ScoredAnchors, image_sizes: Tensor, image_scales: Tensor, settings: ProposalSettings
     ) -> tuple[Tensor, Tensor, Tensor, Tensor]:
         """The pre_nms_top_n best anchors of each level, decoded and clipped: boxes (N, k, 4),
         their logits (N, k), whether each may become a proposal (N, k), and its level (N, k)."""
-        scores = logits.float().masked_fill(~in_image, float("-inf"))
-        top_scores, top_idx, levels = _top_per_level(scores, level_counts, settings.pre_nms_top_n)
+        scores = scored.logits.float().masked_fill(~scored.in_image, float("-inf"))
+        top_scores, top_idx, levels = _top_per_level(scores, scored.level_counts, settings.pre_nms_top_n)
         offset = self.box_coder.offset
-        boxes = self.box_coder.decode(torch.gather(deltas, 1, top_idx[..., None].expand(-1, -1, 4)), anchors[top_idx])
+        picked = torch.gather(scored.deltas, 1, top_idx[..., None].expand(-1, -1, 4))
+        boxes = self.box_coder.decode(picked, scored.anchors[top_idx])
         boxes = box_ops.clip_boxes(boxes, image_sizes, offset)
         sizes = box_ops.box_sizes(boxes, offset)
         min_size = (settings.min_size * image_scales).view(-1, 1)
@@ -225,25 +232,15 @@ class RegionProposalNetwork(nn.Module):
         return boxes, top_scores, keep, levels
 
     def _proposals(
-        self,
-        logits: Tensor,
-        deltas: Tensor,
-        anchors: Tensor,
-        in_image: Tensor,
-        image_sizes: Tensor,
-        image_scales: Tensor,
-        settings: ProposalSettings,
-        level_counts: Sequence[int] | None = None,
+        self, scored: ScoredAnchors, image_sizes: Tensor, image_scales: Tensor, settings: ProposalSettings
     ) -> tuple[Tensor, Tensor]:
-        """level_counts: anchors of each level, in order (default: one level)."""
-        n, m = logits.shape
-        counts = list(level_counts or [m])
-        boxes, top_scores, keep, levels = self._top_boxes(
-            logits, deltas, anchors, in_image, image_sizes, image_scales, settings, counts
-        )
+        """Proposals (N, P, 4) and their valid mask (N, P): each level's best, NMS within each
+        level, the post_nms_top_n best of each image."""
+        n = scored.logits.shape[0]
+        boxes, top_scores, keep, levels = self._top_boxes(scored, image_sizes, image_scales, settings)
         k = boxes.shape[1]
-        image_idx = torch.arange(n, device=logits.device)[:, None].expand(n, k)
-        groups = image_idx * len(counts) + levels
+        image_idx = torch.arange(n, device=boxes.device)[:, None].expand(n, k)
+        groups = image_idx * len(scored.level_counts) + levels
         # NMS ranks by logit (the probability's order, without the ties rounding puts in it, whose
         # order would depend on the rest of the batch).
         flat_boxes, flat_scores, flat_images = boxes[keep], top_scores[keep], image_idx[keep]

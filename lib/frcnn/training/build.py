@@ -203,6 +203,6 @@ def compile_convolutions(model: FasterRCNN, device: torch.device) -> None:
     data-dependent shapes that recompile at every new box count, and compiling the whole model
     fails in torch 2.14 on channels-last RPN outputs."""
     if device.type == "cpu":
-        log.warning("--compile on CPU measured slower than eager for the tiny net (README, speed section)")
+        log.warning("--compile on CPU measured slower than eager for the tiny net (docs/training.md, Speed and memory)")
     model.backbone.compile(dynamic=True)
     model.roi_heads.box_head.compile(dynamic=True)
