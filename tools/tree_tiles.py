@@ -7,9 +7,9 @@ about 400 px and written as a VOC-layout folder with a dataset YAML beside it.
 
 Every crown is one class, `tree` (the wheel's `Dead` / `Alive` / `Tree` names all map to it). Tiles
 do not overlap, so a split by tile keeps test pixels out of training. A crown cut by a tile's edge
-keeps its visible part; one with less than `min_visible` of its area inside is marked difficult
-(ignored by training and by VOC evaluation) rather than dropped, so that a detector that finds it is
-not called wrong.
+keeps its visible part (frcnn.data.tiling.crop_boxes); one with less than `min_visible` of its area
+inside is marked difficult (ignored by training and by VOC evaluation) rather than dropped, so that
+a detector that finds it is not called wrong.
 """
 
 from __future__ import annotations
@@ -23,6 +23,7 @@ import cv2
 import numpy as np
 
 from frcnn.data.datasets.pascal_voc import read_voc_xml, write_voc_annotation
+from frcnn.data.tiling import crop_boxes  # lives in the library, where tiled training will use it
 
 CLASS = "tree"
 YAML = "format: voc\nroot: {root}\ntrain: trainval\ntest: test\nclasses: [tree]\n"
@@ -35,27 +36,6 @@ def tile_windows(width: int, height: int, tile: int) -> list[tuple[int, int, int
     xs = np.linspace(0, width, max(1, round(width / tile)) + 1).round().astype(int)
     ys = np.linspace(0, height, max(1, round(height / tile)) + 1).round().astype(int)
     return [(x0, y0, x1, y1) for y0, y1 in zip(ys[:-1], ys[1:]) for x0, x1 in zip(xs[:-1], xs[1:])]
-
-
-def crop_boxes(
-    boxes: np.ndarray, window: tuple[int, int, int, int], min_visible: float = 0.5
-) -> tuple[np.ndarray, np.ndarray]:
-    """The (M, 4) boxes (x1, y1, x2, y2, 0-based inclusive pixels) that overlap `window` (x1, y1
-    exclusive), clipped to it and shifted to its origin, and whether each is difficult (less than
-    `min_visible` of its area inside)."""
-    x0, y0, x1, y1 = window[0], window[1], window[2] - 1, window[3] - 1
-    clipped = np.stack(
-        [boxes[:, 0].clip(x0, x1), boxes[:, 1].clip(y0, y1), boxes[:, 2].clip(x0, x1), boxes[:, 3].clip(y0, y1)], 1
-    ).reshape(-1, 4)
-
-    def sides(b: np.ndarray) -> tuple[np.ndarray, np.ndarray]:  # inclusive pixels
-        return b[:, 2] - b[:, 0] + 1, b[:, 3] - b[:, 1] + 1
-
-    (w, h), (cw, ch) = sides(boxes), sides(clipped)
-    keep = (cw >= 2) & (ch >= 2)
-    inside, area = cw * ch, w * h
-    shifted = clipped[keep] - np.array([x0, y0, x0, y0], dtype=clipped.dtype)
-    return shifted, inside[keep] < min_visible * area[keep]
 
 
 def read_wheel(wheel: str | Path, scratch: Path) -> list[tuple[str, np.ndarray, np.ndarray]]:

@@ -8,6 +8,10 @@ the `Detections` it gives, and the step between them. The Python API: `from frcn
 Images may be a path, an RGB uint8 array (h, w, 3), a PIL image, or a list of these (detected in
 batches). Boxes are in the given image's own pixels, BoxMode.XYXY: 0-based x1, y1, x2, y2 with
 both corners inside the box (a box covering one pixel has x2 = x1, width x2 - x1 + 1).
+
+A large image with small objects is detected in tiles (slicing.py, SAHI's sliced inference):
+
+    found = det("mosaic.tif", threshold=0.5, tile=400, overlap=0.2, batch_size=4)
 """
 
 from __future__ import annotations
@@ -20,6 +24,7 @@ from typing import Any, Protocol, Union
 import numpy as np
 
 from ..data.loader import read_image
+from .slicing import detect_sliced
 
 ImageInput = Union[str, Path, np.ndarray, Any]  # Any: a PIL image
 
@@ -70,25 +75,52 @@ def detect(
     images: ImageInput | Sequence[ImageInput],
     threshold: float = 0.0,
     batch_size: int = 1,
+    tile: int | None = None,
+    overlap: float = 0.2,
+    **slicing: Any,
 ) -> Detections | list[Detections]:
-    """Detections (score >= threshold) for one image, or a list of them for a list of images."""
+    """Detections (score >= threshold) for one image, or a list of them for a list of images.
+
+    tile=None: each image whole, `batch_size` images per pass. tile=SIZE: each image in SIZE x SIZE
+    tiles overlapping by `overlap` (slicing.detect_sliced, `batch_size` tiles per pass), the tiles'
+    detections merged; `slicing` takes detect_sliced's other options (merge, match_metric,
+    match_threshold, whole_image, class_agnostic, progress).
+    """
+    if tile is None and slicing:
+        raise ValueError(f"{', '.join(sorted(slicing))} apply to sliced inference: give tile=SIZE too")
     single = not isinstance(images, (list, tuple))
     arrays = [as_rgb(image) for image in ([images] if single else images)]
-    found: list[Detections] = []
-    for start in range(0, len(arrays), max(batch_size, 1)):
-        for out in detector.detect_arrays(arrays[start : start + max(batch_size, 1)]):
-            keep = out["scores"] >= threshold
-            labels = out["labels"][keep].astype(np.int64)
-            names = [detector.classes[int(label)] for label in labels]
-            found.append(Detections(out["boxes"][keep].astype(np.float32), out["scores"][keep], labels, names))
+    step = max(batch_size, 1)
+    if tile is None:
+        outs = (out for i in range(0, len(arrays), step) for out in detector.detect_arrays(arrays[i : i + step]))
+    else:
+        outs = (
+            detect_sliced(detector, a, tile, overlap, batch_size=step, threshold=threshold, **slicing) for a in arrays
+        )
+    found = [detections_of(detector, out, threshold) for out in outs]
     return found[0] if single else found
 
 
+def detections_of(detector: Runtime, out: dict[str, np.ndarray], threshold: float = 0.0) -> Detections:
+    """A detect_arrays (or detect_sliced) result as Detections, scores below threshold dropped."""
+    keep = out["scores"] >= threshold
+    labels = out["labels"][keep].astype(np.int64)
+    names = [detector.classes[int(label)] for label in labels]
+    return Detections(out["boxes"][keep].astype(np.float32), out["scores"][keep], labels, names)
+
+
 class DetectorBase:
-    """What both runtimes answer: `detector(images, threshold, batch_size)` is `detect`."""
+    """What both runtimes answer: `detector(images, threshold, batch_size, tile=None, ...)` is `detect`."""
 
     def __call__(
-        self: Runtime, images: ImageInput | Sequence[ImageInput], threshold: float = 0.0, batch_size: int = 1
+        self: Runtime,
+        images: ImageInput | Sequence[ImageInput],
+        threshold: float = 0.0,
+        batch_size: int = 1,
+        tile: int | None = None,
+        overlap: float = 0.2,
+        **slicing: Any,
     ) -> Detections | list[Detections]:
-        """Detections of one image (path, RGB uint8 array or PIL image) or of a list of them."""
-        return detect(self, images, threshold, batch_size)
+        """Detections of one image (path, RGB uint8 array or PIL image) or of a list of them; with
+        tile=SIZE, in overlapping tiles merged as SAHI merges them (detect, slicing.detect_sliced)."""
+        return detect(self, images, threshold, batch_size, tile, overlap, **slicing)

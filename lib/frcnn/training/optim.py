@@ -64,7 +64,7 @@ class StepInBackward:
     that gradient, so the large gradients never all exist at once.
 
     VGG16 holds 550 MB of gradients, 411 MB of them fc6's; updating in backward lowered its peak
-    training memory at 600 px from 1585 to 1171 MiB on CPU (docs/benchmarks.md, speed). The
+    training memory at 600 px from 1585 to 1171 MiB on CPU (docs/training.md, Speed and memory). The
     arithmetic is the optimizer's own, applied one parameter at a time (the fused SGD and Adam
     kernels work elementwise, so the result equals a single optimizer.step()), and the state stays in
     `optimizer`: its state_dict, checkpoints and resume are unchanged. Use it exactly as before:

@@ -1,0 +1,85 @@
+"""Cutting a large image (an orthomosaic, a slide) into overlapping tiles, and its boxes with it.
+
+`tile_windows` gives the same windows as SAHI's `sahi.slicing.get_slice_bboxes` with square slices
+(tested against it), so that sliced inference here and in SAHI sees the same pixels: windows of
+`size` pixels stepping by `size - int(overlap * size)`, the last one of a row or column moved back
+to end on the image's edge, and an image smaller than a tile one window of its own size.
+
+Windows are (x0, y0, x1, y1) pixel integers with EXCLUSIVE ends (`image[y0:y1, x0:x1]`); boxes are
+BoxMode.XYXY, inclusive corners, as everywhere else in the project.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+Window = tuple[int, int, int, int]
+
+
+def tile_windows(height: int, width: int, size: int, overlap: float = 0.2) -> list[Window]:
+    """The (x0, y0, x1, y1) windows (exclusive ends) of `size` x `size` tiles overlapping by
+    `int(overlap * size)` pixels that cover a height x width image, row by row, top left first.
+
+    Equals `sahi.slicing.get_slice_bboxes(height, width, size, size, overlap_height_ratio=overlap,
+    overlap_width_ratio=overlap)`. Raises ValueError for size <= 0, overlap outside [0, 1) or an
+    empty image.
+    """
+    if isinstance(size, bool) or not isinstance(size, (int, np.integer)) or size <= 0:
+        raise ValueError(f"the tile size is a positive number of pixels; got {size!r}")
+    if not 0.0 <= overlap < 1.0:
+        raise ValueError(f"the tile overlap is a fraction of the tile in [0, 1); got {overlap!r}")
+    if height < 1 or width < 1:
+        raise ValueError(f"an image to tile has at least one pixel; got {height} x {width}")
+    step_back = int(overlap * size)  # SAHI's rounding (towards zero), so that the windows agree
+    rows, columns = _spans(height, int(size), step_back), _spans(width, int(size), step_back)
+    return [(x0, y0, x1, y1) for y0, y1 in rows for x0, x1 in columns]
+
+
+def _spans(length: int, size: int, step_back: int) -> list[tuple[int, int]]:
+    """(start, end) of the windows along one axis: each starts `step_back` before the previous one
+    ends; one that would pass the edge ends on it instead (starting at 0 if the axis is short)."""
+    spans, start, end = [], 0, 0
+    while end < length:
+        end = start + size
+        if end > length:
+            end = length
+            start = max(0, end - size)
+        spans.append((start, end))
+        start = end - step_back
+    return spans
+
+
+def boxes_in_window(boxes: np.ndarray, window: Window, min_side: int = 2) -> np.ndarray:
+    """(G,) bool: which of the (G, 4) inclusive boxes show at least `min_side` x `min_side` pixels
+    inside `window` (x0, y0, x1, y1, exclusive ends). The rows `crop_boxes` keeps, so that a
+    box's label or other fields can be selected alike."""
+    x0, y0, x1, y1 = window[0], window[1], window[2] - 1, window[3] - 1
+    boxes = np.asarray(boxes).reshape(-1, 4)
+    # sides of the part inside, in inclusive pixels (<= 0 where the box misses the window)
+    visible_w = np.minimum(boxes[:, 2], x1) - np.maximum(boxes[:, 0], x0) + 1
+    visible_h = np.minimum(boxes[:, 3], y1) - np.maximum(boxes[:, 1], y0) + 1
+    return (visible_w >= min_side) & (visible_h >= min_side)
+
+
+def crop_boxes(
+    boxes: np.ndarray, window: Window, min_visible: float = 0.5, min_side: int = 2
+) -> tuple[np.ndarray, np.ndarray]:
+    """The part of each (G, 4) inclusive box (image pixels) inside `window` (x0, y0, x1, y1,
+    exclusive ends), in the window's pixels, and whether it is difficult.
+
+    Returns (K, 4) boxes of the input's dtype and (K,) bool `difficult`: less than `min_visible` of
+    the box's area is inside (a crown or cell cut by the tile's edge, kept so that a detector that
+    finds it is not called wrong). A box showing less than `min_side` pixels along a side inside
+    (none at all included) is dropped; `boxes_in_window` says which rows are kept.
+    """
+    boxes = np.asarray(boxes).reshape(-1, 4)
+    keep = boxes_in_window(boxes, window, min_side)
+    x0, y0, x1, y1 = window[0], window[1], window[2] - 1, window[3] - 1
+    kept = boxes[keep]
+    clipped = np.stack(
+        [kept[:, 0].clip(x0, x1), kept[:, 1].clip(y0, y1), kept[:, 2].clip(x0, x1), kept[:, 3].clip(y0, y1)], 1
+    ).reshape(-1, 4)
+    area = (kept[:, 2] - kept[:, 0] + 1) * (kept[:, 3] - kept[:, 1] + 1)
+    inside = (clipped[:, 2] - clipped[:, 0] + 1) * (clipped[:, 3] - clipped[:, 1] + 1)
+    shifted = clipped - np.array([x0, y0, x0, y0], dtype=clipped.dtype)
+    return shifted, inside < min_visible * area

@@ -1,0 +1,95 @@
+"""Tiles of a large image (data/tiling.py): SAHI's windows, and the boxes a tile keeps."""
+
+import numpy as np
+import pytest
+
+from frcnn.data.tiling import boxes_in_window, crop_boxes, tile_windows
+
+# (height, width): smaller than a tile, exact multiples of a tile or of its step, odd sizes, strips
+SIDES = [1, 7, 99, 100, 101, 160, 255, 256, 257, 333, 400, 401, 640, 799, 800, 1000, 1023, 2299]
+SHAPES = [(h, w) for h in SIDES for w in SIDES[::3]] + [(2472, 2299), (700, 900), (1, 5000)]
+
+
+@pytest.fixture(scope="module")
+def get_slice_bboxes():
+    slicing = pytest.importorskip("sahi.slicing", reason="sahi (requirements-test.txt) is not installed")
+    return slicing.get_slice_bboxes
+
+
+@pytest.mark.parametrize("size", [100, 256, 400])
+@pytest.mark.parametrize("overlap", [0.0, 0.2, 0.5, 0.29, 0.75])
+def test_the_windows_are_sahis(get_slice_bboxes, size, overlap):
+    for height, width in SHAPES:
+        expected = get_slice_bboxes(
+            height, width, size, size, overlap_height_ratio=overlap, overlap_width_ratio=overlap
+        )
+        assert tile_windows(height, width, size, overlap) == [tuple(w) for w in expected], (height, width)
+
+
+def test_windows_cover_the_image_with_the_overlap_asked():
+    windows = tile_windows(500, 1000, 400, 0.2)  # steps of 320; the last column and row end on the edge
+    assert windows == [(0, 0, 400, 400), (320, 0, 720, 400), (600, 0, 1000, 400)] + [
+        (0, 100, 400, 500),
+        (320, 100, 720, 500),
+        (600, 100, 1000, 500),
+    ]
+    covered = np.zeros((500, 1000), int)
+    for x0, y0, x1, y1 in windows:
+        assert (x1 - x0, y1 - y0) == (400, 400)
+        covered[y0:y1, x0:x1] += 1
+    assert covered.min() == 1
+    assert tile_windows(150, 300, 400, 0.2) == [(0, 0, 300, 150)]  # smaller than a tile: itself
+    assert tile_windows(400, 400, 400, 0.5) == [(0, 0, 400, 400)]  # exactly a tile: one
+
+
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        ((100, 100, 0, 0.2), "tile size is a positive"),
+        ((100, 100, -5, 0.2), "tile size is a positive"),
+        ((100, 100, 2.5, 0.2), "tile size is a positive"),
+        ((100, 100, 50, 1.0), r"overlap is a fraction of the tile in \[0, 1\)"),
+        ((100, 100, 50, -0.1), r"overlap is a fraction of the tile in \[0, 1\)"),
+        ((0, 100, 50, 0.2), "at least one pixel"),
+    ],
+)
+def test_bad_tiles_say_what_is_wanted(args, message):
+    with pytest.raises(ValueError, match=message):
+        tile_windows(*args)
+
+
+def test_boxes_are_clipped_to_the_tile_and_mostly_hidden_ones_are_difficult():
+    boxes = np.array(
+        [
+            [10, 10, 29, 29],  # inside: kept as is, shifted
+            [90, 50, 119, 79],  # 10 of 30 columns inside (x 90..99): a third visible, difficult
+            [95, 0, 104, 9],  # 5 of 10 columns inside: half visible, not difficult
+            [99, 0, 120, 10],  # one column inside: too thin, dropped
+            [200, 200, 220, 220],  # outside
+        ],
+        float,
+    )
+    kept, difficult = crop_boxes(boxes, (0, 0, 100, 100))
+    assert kept.tolist() == [[10, 10, 29, 29], [90, 50, 99, 79], [95, 0, 99, 9]]
+    assert difficult.tolist() == [False, True, False]
+    assert boxes_in_window(boxes, (0, 0, 100, 100)).tolist() == [True, True, True, False, False]
+    shifted, difficult = crop_boxes(boxes, (100, 0, 200, 100))  # the next tile sees the rest
+    assert shifted.tolist() == [[0, 50, 19, 79], [0, 0, 4, 9], [0, 0, 20, 10]]
+    assert difficult.tolist() == [False, False, False]
+    # one pixel is enough when asked; a box outside the tile is never kept
+    thin, _ = crop_boxes(boxes, (0, 0, 100, 100), min_side=1)
+    assert thin.tolist()[-1] == [99, 0, 99, 10] and len(thin) == 4
+    assert crop_boxes(boxes, (300, 300, 400, 400), min_side=1)[0].shape == (0, 4)
+
+
+def test_crop_boxes_takes_no_boxes_and_keeps_the_dtype():
+    kept, difficult = crop_boxes(np.zeros((0, 4), np.float32), (0, 0, 10, 10))
+    assert kept.shape == (0, 4) and kept.dtype == np.float32 and difficult.shape == (0,)
+    kept, _ = crop_boxes(np.array([[5, 5, 14, 14]], np.int64), (4, 4, 10, 10), min_visible=0.9)
+    assert kept.dtype == np.int64 and kept.tolist() == [[1, 1, 5, 5]]
+
+
+def test_the_tree_tiles_tool_uses_the_library_crop():
+    from tools import tree_tiles
+
+    assert tree_tiles.crop_boxes is crop_boxes
