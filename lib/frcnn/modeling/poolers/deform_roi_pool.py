@@ -28,7 +28,7 @@ from __future__ import annotations
 import torch
 from torch import Tensor, nn
 
-from .roi_align_grad import roi_align
+from .roi_align_grad import linear_taps, roi_align
 
 
 def deform_roi_pool(
@@ -81,12 +81,7 @@ def _axis_taps(pos: Tensor, size: int) -> tuple[Tensor, Tensor, Tensor]:
     the two taps (low, high) of each sample side by side.
     """
     valid = (pos >= -1.0) & (pos <= size)
-    clamped = pos.clamp(min=0.0)
-    low = clamped.floor()
-    edge = low >= size - 1
-    low = torch.where(edge, torch.full_like(low, size - 1), low)
-    frac = torch.where(edge, torch.zeros_like(clamped), clamped - low)
-    high = torch.where(edge, low, low + 1)
+    low, high, frac, edge = linear_taps(pos, size)
     moving = (valid & (pos > 0) & ~edge).to(pos.dtype)  # where the weights move with pos
     index = torch.stack((low, high), dim=-1).long().flatten(-2)
     weight = (torch.stack((1 - frac, frac), dim=-1) * valid.to(pos.dtype)[..., None]).flatten(-2)

@@ -51,6 +51,21 @@ class _RoIAlign(torch.autograd.Function):
         )
 
 
+def linear_taps(pos: Tensor, size: int) -> tuple[Tensor, Tensor, Tensor, Tensor]:
+    """torchvision's bilinear taps along one axis of `size` cells: for coordinates pos (...), the
+    lower and upper cell (...) as floats, the upper one's weight frac (...), and whether the
+    sample sits at or past the last cell (where both taps are that cell and frac is 0).
+    Coordinates below 0 count as 0; which samples count at all (-1 <= pos <= size) is the
+    caller's."""
+    clamped = pos.clamp(min=0.0)
+    low = clamped.floor()
+    at_edge = low >= size - 1
+    low = torch.where(at_edge, torch.full_like(low, size - 1), low)
+    frac = torch.where(at_edge, torch.zeros_like(clamped), clamped - low)
+    high = torch.where(at_edge, low, low + 1)
+    return low, high, frac, at_edge
+
+
 def _axis_weights(start: Tensor, roi_size: Tensor, sampling_ratio: int, output_size: int, size: int) -> Tensor:
     """(R, P, size): for each RoI and bin along one axis, the summed bilinear weight of its sample
     points on every feature row (or column), divided by the samples per side."""
@@ -65,12 +80,7 @@ def _axis_weights(start: Tensor, roi_size: Tensor, sampling_ratio: int, output_s
     i = torch.arange(gmax, dtype=start.dtype, device=start.device)[None, None, :]
     pos = start[:, None, None] + p * bin_size[:, None, None] + (i + 0.5) * bin_size[:, None, None] / grid[:, None, None]
     used = ((i < grid[:, None, None]) & (pos >= -1.0) & (pos <= size)).to(start.dtype)
-    pos = pos.clamp(min=0)
-    low = pos.floor()
-    at_edge = low >= size - 1
-    low = torch.where(at_edge, torch.full_like(low, size - 1), low)
-    frac = torch.where(at_edge, torch.zeros_like(pos), pos - low)
-    high = torch.where(at_edge, low, low + 1)
+    low, high, frac, _ = linear_taps(pos, size)
     weights = torch.zeros((r, output_size, size), dtype=start.dtype, device=start.device)
     weights.scatter_add_(2, low.long().view(r, output_size, -1), ((1 - frac) * used).view(r, output_size, -1))
     weights.scatter_add_(2, high.long().view(r, output_size, -1), (frac * used).view(r, output_size, -1))
