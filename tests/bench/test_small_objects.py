@@ -26,24 +26,6 @@ def test_tiles_split_the_image_evenly_without_overlap_or_gaps():
     assert tree_tiles.tile_windows(300, 100, 400) == [(0, 0, 300, 100)]  # smaller than a tile: one
 
 
-def test_boxes_are_clipped_to_the_tile_and_mostly_hidden_ones_are_difficult():
-    boxes = np.array(
-        [
-            [10, 10, 29, 29],  # inside: kept as is, shifted
-            [90, 50, 119, 79],  # 10 of 30 columns inside (x 90..99): a third visible, difficult
-            [95, 0, 104, 9],  # 5 of 10 columns inside: half visible, not difficult
-            [99, 0, 120, 10],  # one column inside: too thin, dropped
-            [200, 200, 220, 220],  # outside
-        ],
-        float,
-    )
-    kept, difficult = tree_tiles.crop_boxes(boxes, (0, 0, 100, 100))
-    assert kept.tolist() == [[10, 10, 29, 29], [90, 50, 99, 79], [95, 0, 99, 9]]
-    assert difficult.tolist() == [False, True, False]
-    shifted, _ = tree_tiles.crop_boxes(boxes, (100, 0, 200, 100))  # the next tile sees the rest
-    assert shifted.tolist() == [[0, 50, 19, 79], [0, 0, 4, 9], [0, 0, 20, 10]]
-
-
 def wheel_xml(name: str, boxes: list) -> str:
     """The wheel's annotation format: VOC tags, coordinates as written (0-based)."""
     objects = "".join(

@@ -110,17 +110,7 @@ def detections_of(detector: Runtime, out: dict[str, np.ndarray], threshold: floa
 
 
 class DetectorBase:
-    """What both runtimes answer: `detector(images, threshold, batch_size, tile=None, ...)` is `detect`."""
+    """What both runtimes answer: `detector(images, threshold, batch_size, tile=None, ...)` is
+    `detect(detector, ...)`, one signature for both."""
 
-    def __call__(
-        self: Runtime,
-        images: ImageInput | Sequence[ImageInput],
-        threshold: float = 0.0,
-        batch_size: int = 1,
-        tile: int | None = None,
-        overlap: float = 0.2,
-        **slicing: Any,
-    ) -> Detections | list[Detections]:
-        """Detections of one image (path, RGB uint8 array or PIL image) or of a list of them; with
-        tile=SIZE, in overlapping tiles merged as SAHI merges them (detect, slicing.detect_sliced)."""
-        return detect(self, images, threshold, batch_size, tile, overlap, **slicing)
+    __call__ = detect
