@@ -36,7 +36,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--webcam", "--webcam_num", dest="webcam", help="camera number or video file (-1: the images)")
     p.add_argument("--video_out", default=None, help="annotated video to write for --webcam without a display")
     p.add_argument("--thresh", type=float, default=0.5, help="lowest score drawn (default 0.5)")
-    p.add_argument("--bs", type=int, default=1, help="images per batch")
+    p.add_argument("--bs", type=int, default=1, help="images per batch (with --tile: tiles per batch)")
+    p.add_argument("--tile", type=int, default=None, help="detect large images in tiles of this many pixels")
+    p.add_argument("--overlap", type=float, default=0.2, help="tiles' overlap, a share of --tile (default 0.2)")
     p.add_argument("--max_frames", type=int, default=0, help="stop after this many frames (0: until the stream ends)")
     add_bool_flag(p, "--vis", help="accepted for compatibility: detections are always drawn")
     return p.parse_args(argv)
@@ -44,8 +46,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 
 def main() -> None:
     args = parse_args()
+    cfg_files, set_cfgs = loading_settings(args, CFGS_DIR)  # checks --cuda first
     path = resolve_checkpoint(args)
-    cfg_files, set_cfgs = loading_settings(args, CFGS_DIR)
     device = "cuda" if args.cuda else "cpu"
     detector = open_detector(
         path,
@@ -60,7 +62,7 @@ def main() -> None:
     if args.webcam is not None and str(args.webcam) != "-1":  # the original's -1: the image folder
         run_stream(detector, str(args.webcam), args.thresh, args.video_out, args.max_frames)
     else:
-        run_folder(detector, Path(args.image_dir), args.thresh, args.bs)
+        run_folder(detector, Path(args.image_dir), args.thresh, args.bs, args.tile, args.overlap)
 
 
 if __name__ == "__main__":

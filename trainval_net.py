@@ -30,9 +30,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--lr_decay_step", type=int, default=5, help="epochs between learning rate decays")
     p.add_argument("--lr_decay_gamma", type=float, default=0.1, help="learning rate decay factor")
     p.add_argument("--epochs", type=int, default=20, help="last epoch to train")
-    p.add_argument(
-        "--budget", type=parse_budget, default=None, help="train for this long instead (25m, 2h; docs/training.md)"
-    )
+    p.add_argument("--budget", type=parse_budget, default=None, help="train for this long instead (25m, 2h)")
     p.add_argument("--start_epoch", type=int, default=1, help="first epoch (without --r)")
     p.add_argument("--o", dest="optimizer", default=None, choices=("sgd", "adam"), help="optimiser (default: sgd)")
     p.add_argument("--session", "--s", dest="session", type=int, default=1, help="session (names checkpoints)")
@@ -47,9 +45,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument(
         "--checkpoint_interval", type=int, default=0, help="also save every this many steps (0: at epoch ends only)"
     )
-    p.add_argument(
-        "--pretrained", default=None, help="backbone weights, or a whole detector to fine-tune (docs/pretrained.md)"
-    )
+    p.add_argument("--pretrained", default=None, help="backbone weights, or a whole detector to fine-tune")
     p.add_argument("--seed", type=int, default=None, help="random seed (default: RNG_SEED)")
     add_bool_flag(
         p, "--mGPUs", help="one process per visible GPU (DistributedDataParallel); under torchrun no flag is needed"
@@ -60,9 +56,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--accum", type=int, default=1, help="split each batch into K parts run one by one (less memory)")
     p.add_argument("--eval_interval", type=int, default=0, help="evaluate every N epochs, keep the best (0: never)")
     add_bool_flag(p, "--use_tfb", help="also write TensorBoard event files (tensorboard --logdir <save_dir>/...)")
-    add_bool_flag(
-        p, "--compile", help="torch.compile the model (docs/training.md, Speed and memory: where it pays off)"
-    )
+    add_bool_flag(p, "--compile", help="torch.compile the model (docs/training.md: where it pays off)")
     add_bool_flag(p, "--strict", help="stop on any unusable image or annotation instead of skipping it")
     return p.parse_args(argv)
 

@@ -196,3 +196,55 @@ def build():
         bad_voc=bad_voc,
         good_image=good_image,
     )
+
+
+# ---- a tiny ONNX detector file (export.py's inputs, outputs and metadata), for the readers ----
+
+TINY_ONNX_METADATA = {
+    "classes": ["__background__", "circle", "square"],
+    "net": "tiny",
+    "dataset": "shapes",
+    "config": {"TEST": {"SCALES": [64], "MAX_SIZE": 128}},
+}
+
+
+def tiny_onnx(metadata: dict | str | None = None) -> bytes:
+    """The bytes of an .onnx file with export.py's graph signature (image, scale -> boxes, scores,
+    labels) whose graph gives one constant detection, and `metadata` (default TINY_ONNX_METADATA)
+    as its frcnn metadata (a str is stored as it is)."""
+    import json
+
+    from onnx import TensorProto, helper
+
+    outputs = {
+        "boxes": np.array([[4.0, 6.0, 20.0, 30.0]], np.float32),
+        "scores": np.array([0.9], np.float32),
+        "labels": np.array([1], np.int64),
+    }
+    nodes = [
+        helper.make_node("Constant", [], [name], value=helper.make_tensor(name + "_value", *_onnx_tensor(v)))
+        for name, v in outputs.items()
+    ]
+    graph = helper.make_graph(
+        nodes,
+        "tiny",
+        [
+            helper.make_tensor_value_info("image", TensorProto.FLOAT, [1, 3, "h", "w"]),
+            helper.make_tensor_value_info("scale", TensorProto.FLOAT, [2]),
+        ],
+        [
+            helper.make_tensor_value_info("boxes", TensorProto.FLOAT, ["d", 4]),
+            helper.make_tensor_value_info("scores", TensorProto.FLOAT, ["d"]),
+            helper.make_tensor_value_info("labels", TensorProto.INT64, ["d"]),
+        ],
+    )
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 18)], ir_version=9)
+    meta = TINY_ONNX_METADATA if metadata is None else metadata
+    helper.set_model_props(model, {"frcnn": meta if isinstance(meta, str) else json.dumps(meta)})
+    return model.SerializeToString()
+
+
+def _onnx_tensor(value: np.ndarray) -> tuple:
+    from onnx import helper
+
+    return helper.np_dtype_to_tensor_dtype(value.dtype), value.shape, value.flatten().tolist()

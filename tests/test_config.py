@@ -1,8 +1,18 @@
+import re
 from pathlib import Path
 
 import pytest
 
-from frcnn.config import build_config, default_config, from_plain, merge_file, merge_pairs, parse_literal, to_plain
+from frcnn.config import (
+    ConfigError,
+    build_config,
+    default_config,
+    from_plain,
+    merge_file,
+    merge_pairs,
+    parse_literal,
+    to_plain,
+)
 
 CFGS = Path(__file__).resolve().parents[1] / "cfgs"
 
@@ -123,3 +133,39 @@ def test_a_misspelt_key_is_an_error_that_suggests_the_name(tmp_path):
         merge_file(default_config(), tmp_path / "typo.yml")
     with pytest.raises(ValueError, match=r"POOLNG_MODE \(did you mean POOLING_MODE\?\)"):
         merge_pairs(default_config(), ["POOLNG_MODE", "align"])
+
+
+def test_a_missing_base_names_the_file_that_names_it(tmp_path):
+    """It was open()'s FileNotFoundError for the base alone."""
+    (tmp_path / "child.yml").write_text("_BASE_: nowhere.yml\nTRAIN:\n  LEARNING_RATE: 0.02\n")
+    with pytest.raises(ConfigError) as info:
+        merge_file(default_config(), tmp_path / "child.yml")
+    assert (
+        str(info.value)
+        == f"{tmp_path / 'child.yml'}: its _BASE_ 'nowhere.yml' is not a file ({tmp_path / 'nowhere.yml'})"
+    )
+
+
+@pytest.mark.parametrize(
+    "make, message",
+    [
+        (lambda p: p.mkdir(), "is a folder, not a config file"),  # was IsADirectoryError's traceback
+        (lambda p: p.write_bytes(b"TRAIN:\n  LEARNING_RATE: 0.01 \xe9t\xe9\n"), "not UTF-8 text"),  # named no file
+        (lambda p: p.write_text("TRAIN:\n  LEARNING_RATE: .nan\n"), "TRAIN.LEARNING_RATE wants a finite number"),
+        (lambda p: p.write_text("TRAIN:\n  LEARNING_RATE: " + "9" * 400 + "\n"), "wants a finite number"),
+        (lambda p: p.write_text("TEST:\n  SCALES: [600, abc]\n"), "TEST.SCALES wants a finite number; got 'abc'"),
+        (lambda p: p.write_text("TRAIN:\n  NOPE: 1\n"), "unknown config key TRAIN.NOPE"),
+        (lambda p: p.write_text("[" * 5000), "not"),
+    ],
+)
+def test_a_config_file_that_cannot_be_used_is_one_line_naming_it(tmp_path, make, message):
+    path = tmp_path / "mine.yml"
+    make(path)
+    with pytest.raises(ConfigError, match=re.escape(message)) as info:
+        build_config("tiny", CFGS, cfg_file=path)
+    assert str(path) in str(info.value) and "\n" not in str(info.value)
+
+
+def test_a_dataset_profile_error_names_the_dataset_file(tmp_path):
+    with pytest.raises(ConfigError, match=r"data.yaml: config: unknown config key ANCHOR_SCALE \(did you mean"):
+        build_config("tiny", CFGS, {"ANCHOR_SCALE": [4]}, profile_source=tmp_path / "data.yaml")

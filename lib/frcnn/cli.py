@@ -6,16 +6,18 @@ import argparse
 import logging
 import os
 import sys
+import traceback
 from pathlib import Path
 from typing import Callable
 
 import torch
 from easydict import EasyDict
 
-from .config import build_config, large_scale_file
+from .config import ConfigError, build_config, large_scale_file
 from .data.datasets.factory import dataset_spec
 from .modeling.backbones import NETS, WeightFileError
 from .runs.checkpoint import CheckpointError, find_checkpoint, latest_checkpoint
+from .utils.errors import InputError, file_being_read
 
 log = logging.getLogger("frcnn")
 
@@ -134,8 +136,17 @@ def config_from_args(args: argparse.Namespace, cfgs_dir: Path) -> EasyDict:
     """The run's configuration from add_model_flags' flags (config.build_config's merge order)."""
     if args.dataset is None:
         raise ValueError("--dataset is needed here (the dataset name or YAML file)")
-    profile = dataset_spec(args.dataset, args.data_dir).profile
-    return build_config(args.net or "tiny", cfgs_dir, profile, args.cfg_file, args.set_cfgs, args.ls, args.cag)
+    spec = dataset_spec(args.dataset, args.data_dir)
+    return build_config(
+        args.net or "tiny",
+        cfgs_dir,
+        spec.profile,
+        args.cfg_file,
+        args.set_cfgs,
+        args.ls,
+        args.cag,
+        profile_source=spec.source,
+    )
 
 
 def check_cuda(args: argparse.Namespace) -> None:
@@ -170,20 +181,49 @@ def setup_logging() -> None:
     )
 
 
-USER_ERRORS: tuple[type[Exception], ...] = (ValueError, FileNotFoundError, CheckpointError, WeightFileError)
+# Input that cannot be used (InputError: data, checkpoints, exported models, detections files;
+# ConfigError: config files), a bad flag (ValueError) or a missing file: the user's to fix.
+USER_ERRORS: tuple[type[Exception], ...] = (
+    InputError,
+    ConfigError,
+    ValueError,
+    FileNotFoundError,
+    CheckpointError,
+    WeightFileError,
+)
 
 
 def run_main(main: Callable[[], object], user_errors: tuple[type[Exception], ...] = ()) -> None:
     """Run a script's main; a user error prints one line and exits with status 2, no traceback
-    (set FRCNN_DEBUG=1 to see it)."""
+    (set FRCNN_DEBUG=1 to see it). Any other exception is a bug: its traceback is printed and,
+    when it escaped a reader, a last line names the file being read (exit status 1)."""
     setup_logging()
     try:
         main()
     except USER_ERRORS + user_errors as e:
         if os.environ.get("FRCNN_DEBUG"):
             raise
-        print(f"error: {e}", file=sys.stderr)
+        print(f"error: {user_message(e)}", file=sys.stderr)
         sys.exit(2)
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         sys.exit(130)
+    except Exception as e:
+        where = file_being_read(e)
+        if where is None:
+            raise
+        traceback.print_exc()
+        print(
+            f"error: unexpected {type(e).__name__} while reading {where} (a bug: the traceback is above)",
+            file=sys.stderr,
+        )
+        sys.exit(1)
+
+
+def user_message(error: Exception) -> str:
+    """The one line printed for a user error: its message, with the file being read when the
+    message does not name it (a ValueError from a library, inside a reader)."""
+    lines = [line.strip() for line in str(error).splitlines() if line.strip()] or [type(error).__name__]
+    message = " ".join(lines[:1] + ["; ".join(lines[1:])]).strip()  # "...: a; b" for a listed message
+    where = file_being_read(error)
+    return f"{message} (while reading {where})" if where and where not in message else message

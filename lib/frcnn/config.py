@@ -64,7 +64,7 @@ def default_config() -> EasyDict:
     # Class-agnostic box regression (--cag): one set of 4 deltas for all classes.
     cfg.CLASS_AGNOSTIC = False
     # Backbone in channels-last memory layout: faster for the tiny net on CPU, slower for VGG16
-    # training on CPU (docs/benchmarks.md), so off by default and on in cfgs/tiny.yml.
+    # training on CPU (docs/training.md, Speed and memory), so off by default and on in cfgs/tiny.yml.
     cfg.CHANNELS_LAST = False
     # Pretrained weight format: auto (from the file name), torchvision or caffe.
     cfg.PRETRAINED_FORMAT = "auto"
@@ -181,22 +181,76 @@ def _shown(value: Any) -> str:
     return text if len(text) <= 80 else text[:77] + "..."
 
 
+# Keys that size the model or its input: more than zero (a whole number where "int"), as the
+# builders take them; a value that passes the type check alone would fail them with a TypeError
+# or a negative tensor dimension (a checkpoint's or an exported graph's config is read here too).
+POSITIVE = {
+    "FEAT_STRIDE": "int",
+    "POOLING_SIZE": "int",
+    "RPN_CHANNELS": "int",
+    "RPN_CONV_DEPTH": "int",
+    "TINY.HEAD_DIM": "int",
+    "TINY.CHANNELS": "int",
+    "ANCHOR_SCALES": "number",
+    "ANCHOR_RATIOS": "number",
+    "TRAIN.SCALES": "int",
+    "TEST.SCALES": "int",
+    "TRAIN.MAX_SIZE": "int",
+    "TEST.MAX_SIZE": "int",
+}
+
+
+LARGEST = 1e6  # no layer width, image side or anchor scale of a working model comes near it
+
+
+def _check_positive(key: str, value: Any) -> Any:
+    """`value` (a number or a list of them) if each is more than zero and at most LARGEST, and
+    whole where POSITIVE says "int" (then made an int); else a ValueError naming the key."""
+    kind = POSITIVE.get(key)
+    if kind is None or value == AUTO:
+        return value
+    items = value if isinstance(value, list) else [value]
+    wholes = kind != "int" or all(float(v).is_integer() for v in items)
+    if not items or not wholes or not all(0 < v <= LARGEST for v in items):
+        wanted = "whole numbers" if kind == "int" else "numbers"
+        raise ValueError(f"config key {key} wants {wanted} more than 0 and at most {LARGEST:g}; got {_shown(value)}")
+    if kind == "int":
+        return [int(v) for v in value] if isinstance(value, list) else int(value)
+    return value
+
+
+def _check_anchor_sizes(key: str, value: list) -> list:
+    """ANCHOR_SIZES: empty, or one non-empty list of positive sizes per pyramid level."""
+    for level in value:
+        if not (isinstance(level, list) and level and all(_number(key, v) > 0 for v in level)):
+            raise ValueError(f"config key {key} wants lists of sizes more than 0, one per level; got {_shown(value)}")
+    return value
+
+
 def _check_and_convert(key: str, value: Any, default: Any) -> Any:
-    """Make `value` fit the type of `default`, or raise a ValueError that names the key."""
+    """Make `value` fit the type of `default` (and POSITIVE's ranges), or raise a ValueError that
+    names the key."""
+    value = _convert(key, value, default)
+    if key == "ANCHOR_SIZES":
+        return _check_anchor_sizes(key, value)
+    return _check_positive(key, value)
+
+
+def _convert(key: str, value: Any, default: Any) -> Any:
     if isinstance(default, Mapping):
         if not isinstance(value, Mapping):
-            raise ValueError(f"config key {key} is a section; got {value!r}")
+            raise ValueError(f"config key {key} is a section; got {_shown(value)}")
         return value
     if isinstance(default, bool):
         if isinstance(value, bool):
             return value
-        raise ValueError(f"config key {key} wants true/false; got {value!r}")
+        raise ValueError(f"config key {key} wants true/false; got {_shown(value)}")
     if isinstance(default, (int, float)) and not isinstance(default, bool):
         if isinstance(value, bool) or not isinstance(value, (int, float)):
             raise ValueError(f"config key {key} wants a number; got {_shown(value)}")
         _number(key, value)
         if isinstance(default, int) and isinstance(value, float) and not value.is_integer():
-            raise ValueError(f"config key {key} wants a whole number; got {value!r}")
+            raise ValueError(f"config key {key} wants a whole number; got {_shown(value)}")
         return type(default)(value)
     if isinstance(default, (list, tuple)):
         if isinstance(value, (int, float)) and not isinstance(value, bool):
@@ -299,7 +353,7 @@ def _check_auto_key(key: str, value: Any) -> Any:
     if value == AUTO:
         return value
     if isinstance(value, str):
-        raise ValueError(f"config key {key} wants a list of numbers or {AUTO}; got {value!r}")
+        raise ValueError(f"config key {key} wants a list of numbers or {AUTO}; got {_shown(value)}")
     return _check_and_convert(key, value, [0])  # the check of a list of numbers
 
 
@@ -340,8 +394,11 @@ def merge_file(cfg: EasyDict, path: str | Path, _seen: tuple[Path, ...] = ()) ->
             raise ConfigError(f"{path}: {BASE_KEY} must name a config file; got {_shown(base)}")
         base_path = path.parent / base
         if not _is_file(base_path):
-            raise ConfigError(f"{path}: its {BASE_KEY} {base!r} is not a file ({base_path})")
-        merge_file(cfg, base_path, (*_seen, path.resolve()))
+            raise ConfigError(f"{path}: its {BASE_KEY} {_shown(base)} is not a file ({base_path})")
+        try:
+            merge_file(cfg, base_path, (*_seen, path.resolve()))
+        except ConfigError as e:  # a base's error says which file names it as its base
+            raise ConfigError(f"{e} (the {BASE_KEY} of {path})") from None
     try:
         merge_dict(cfg, without_original_only({k: v for k, v in data.items() if k != BASE_KEY}, str(path)))
     except ValueError as e:

@@ -212,6 +212,22 @@ def test_a_file_of_another_kind_is_refused_with_what_it_holds(tmp_path):
         load_detector(tmp_path / "other.pth")
 
 
+def test_a_state_dict_with_keys_of_mixed_types_is_refused_in_one_line(tmp_path):
+    """sorted() of int and str keys was a TypeError ("'<' not supported") with a traceback."""
+    from frcnn.convert import UnknownCheckpointError
+
+    torch.save({1: torch.zeros(1), "conv.weight": torch.zeros(1), (2, 3): 4}, tmp_path / "mixed.pth")
+    with pytest.raises(UnknownCheckpointError, match="not a detector file this project reads") as info:
+        load_detector(tmp_path / "mixed.pth")
+    assert "keys ['conv.weight', (2, 3), 1]" in str(info.value) and "\n" not in str(info.value)
+    # torchvision's layout with a key of another type among its own is not torchvision's
+    torch.save(
+        {"roi_heads.box_predictor.cls_score.weight": torch.zeros(3, 4), "rpn.head.x": 1, 5: 1}, tmp_path / "t.pth"
+    )
+    with pytest.raises(UnknownCheckpointError, match="not a detector file this project reads"):
+        load_detector(tmp_path / "t.pth")
+
+
 def test_a_coco_detector_is_evaluated_on_coco_data_by_category_id(tmp_path):
     """The 91 labels of a torchvision COCO detector are category ids: on COCO-format data they
     are matched to its categories by id (here 1, 3, 18 for person, car, dog), not by position."""

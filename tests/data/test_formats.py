@@ -136,9 +136,26 @@ def test_dataset_yaml_voc_reads_classes_from_data(tmp_path, build):
     assert record.difficult.tolist() == [d for _, _, d in samples[0][1]]
 
 
+def test_voc_class_discovery_reads_no_annotation_outside_the_root(tmp_path, build):
+    """A split that lists ../../secret: the image was skipped, but class discovery (no classes:
+    in the YAML) read <root>/Annotations/../../secret.xml, outside the root, for its names."""
+    root = tmp_path / "data"
+    ids = build.write_voc(root, "trainval", build.shapes_samples(2, seed=4))
+    build.zero_based_xml(tmp_path / "secret.xml", 80, 60, [("password", [1, 1, 9, 9])])
+    (root / "ImageSets" / "Main" / "trainval.txt").write_text("\n".join([*ids, "../../secret"]) + "\n")
+    (root / "voc.yml").write_text("format: voc\ntrain: trainval\ntest: trainval\n")
+    (train,) = dataset_spec(str(root / "voc.yml")).train()
+    assert "password" not in train.classes and len(train.classes) > 1
+    assert [r.id for r in train.records] == ids
+    assert [i.kind for i in train.issues] == ["path leaves the dataset root"]
+
+
 @pytest.mark.parametrize(
     "text, message",
     [
+        ("format: voc\ntrain: ../../../../etc/x\ntest: b\n", "leaves the dataset root"),
+        ("format: voc\ntrain: a\ntest: b\nclasses: [cat, dog, cat]\n", r"classes lists \['cat'\] more than once"),
+        ("format: voc\nroot: [1]\ntrain: a\ntest: b\n", "root should be a path or name"),
         ("format: tfrecord\ntrain: a\ntest: b\n", "format must be coco or voc"),
         ("format: voc\ntrain: a\n", "missing 'test'"),
         (

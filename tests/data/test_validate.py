@@ -144,3 +144,74 @@ def test_coco_file_of_the_wrong_shape_is_a_clear_error(tmp_path, content, messag
     (tmp_path / "ann.json").write_text(content)
     with pytest.raises(COCOFormatError, match=message):
         _ = COCOFormatDataset("c", tmp_path / "ann.json", tmp_path).records
+
+
+def two_image_coco(tmp_path, good_image, images, annotations):
+    (tmp_path / "images").mkdir(exist_ok=True)
+    for name in ("a.jpg", "b.jpg", "c.jpg"):
+        good_image(tmp_path / "images" / name)
+    data = {"images": images, "annotations": annotations, "categories": [{"id": 5, "name": "circle"}]}
+    (tmp_path / "ann.json").write_text(json.dumps(data))
+    ds = COCOFormatDataset("c", tmp_path / "ann.json", tmp_path / "images")
+    return check_records(ds.name, ds.records, ds.issues, progress=False)
+
+
+def test_coco_images_sharing_an_id_are_skipped_with_an_issue_naming_both(tmp_path, build):
+    """Two files under id 1: which boxes are whose is unknown, so both are skipped (the second
+    one used to take the first one's boxes), and the issue names both; a repeated annotation id
+    is an issue too, its boxes both kept."""
+    images = [
+        {"id": 1, "file_name": "a.jpg", "width": 80, "height": 60},
+        {"id": 1, "file_name": "b.jpg", "width": 80, "height": 60},
+        {"id": 2, "file_name": "c.jpg", "width": 80, "height": 60},
+    ]
+    box = {"category_id": 5, "bbox": [10, 10, 20, 20], "iscrowd": 0, "area": 400}
+    moved = {**box, "bbox": [30, 20, 20, 20]}
+    annotations = [{"id": 1, "image_id": 1, **box}, {"id": 2, "image_id": 2, **box}, {"id": 2, "image_id": 2, **moved}]
+    report = two_image_coco(tmp_path, build.good_image, images, annotations)
+    assert [(r.id, Path(r.path).name, len(r.boxes)) for r in report.kept] == [(2, "c.jpg", 2)]
+    shared = [i for i in report.skipped if "image id 1" in i.problem]
+    assert len(shared) == 1 and "'a.jpg' and 'b.jpg'" in shared[0].problem
+    assert any("annotations[2] has id 2, as annotations[1] has" in i.problem for i in report.fixed)
+
+
+def test_an_object_given_twice_is_dropped_once(tmp_path, build):
+    """The same class and box twice in an image (a double click in an annotation tool): the VOC
+    devkit can match only one of them, so the check keeps one and says so."""
+    images = [{"id": 1, "file_name": "a.jpg", "width": 80, "height": 60}]
+    box = {"image_id": 1, "category_id": 5, "bbox": [10, 10, 20, 20]}
+    corner = {"image_id": 1, "category_id": 5, "bbox": [70, 50, 10, 10]}
+    beyond = {**corner, "bbox": [70, 50, 40, 40]}  # the same box once clipped to the image
+    report = two_image_coco(tmp_path, build.good_image, images, [box, box, corner, beyond, {**box, "iscrowd": 1}])
+    assert report.kept[0].boxes.tolist() == [[10, 10, 29, 29], [70, 50, 79, 59], [10, 10, 29, 29]]
+    assert report.kept[0].crowd.tolist() == [False, False, True]
+    again = [i.problem for i in report.issues if i.kind == "duplicate objects dropped"]
+    assert again == [
+        f"object {b} given again (same class, same box) dropped"
+        for b in ([10.0, 10.0, 29.0, 29.0], [70.0, 50.0, 109.0, 89.0])
+    ]
+
+
+def test_coco_entries_of_the_wrong_type_are_issues_not_errors(tmp_path, build):
+    """An "image_id" of [1] and a "category_id" of "5" are malformed annotations; an infinite, negative
+    or missing width is read off the image; a 400-digit coordinate is infinite, and dropped."""
+    images = [
+        {"id": 1, "file_name": "a.jpg", "width": float("inf"), "height": 60},
+        {"id": 2, "file_name": "b.jpg", "width": -80, "height": "sixty"},
+    ]
+    box = {"bbox": [10, 10, 20, 20]}
+    annotations = [
+        {"id": 1, "image_id": [1], "category_id": 5, **box},
+        {"id": 2, "image_id": 1, "category_id": "5", **box},
+        {"id": 3, "image_id": 1, "category_id": 5, **box},
+        {"id": 4, "image_id": 2, "category_id": 5, "bbox": [10**400, 10, 20, 20]},
+    ]
+    report = two_image_coco(tmp_path, build.good_image, images, annotations)
+    assert [(r.id, r.width, r.height, r.boxes.tolist()) for r in report.kept] == [
+        (1, 80, 60, [[10, 10, 29, 29]]),
+        (2, 80, 60, []),
+    ]
+    problems = " | ".join(i.problem for i in report.issues)
+    assert "annotations[0] points at image id [1]" in problems
+    assert "annotations[1] needs a 4-number 'bbox' and an integer 'category_id'" in problems
+    assert "non-finite box" in problems and "annotation says 0x60, image is 80x60" in problems

@@ -86,3 +86,55 @@ def test_coco_metric_on_voc_format_ignores_difficult(tmp_path, build):
     )  # a detected difficult object costs nothing
     assert evaluate(ds, with_difficult, "voc").mean_ap == pytest.approx(1.0)
     assert evaluate(ds, with_difficult, "voc07").mean_ap == pytest.approx(1.0)
+
+
+def one_image_coco(tmp_path, annotations, size=(80, 60)):
+    """A COCO split of one 80 x 60 image with `annotations` (category 3, "a"), checked as
+    test_net.py checks it: the dataset and the records the data check keeps."""
+    from conftest import good_image
+
+    from frcnn.data.validate import check_records
+
+    (tmp_path / "img").mkdir(exist_ok=True)
+    good_image(tmp_path / "img" / "a.jpg", h=size[1], w=size[0])
+    data = {
+        "images": [{"id": 7, "file_name": "a.jpg", "width": size[0], "height": size[1]}],
+        "annotations": [{"id": n + 1, "image_id": 7, "category_id": 3, **a} for n, a in enumerate(annotations)],
+        "categories": [{"id": 3, "name": "a"}],
+    }
+    (tmp_path / "gt.json").write_text(json.dumps(data))  # NaN as JSON's NaN, as tools write it
+    ds = COCOFormatDataset("t", tmp_path / "gt.json", tmp_path / "img")
+    return ds, check_records(ds.name, ds.records, ds.issues, progress=False).kept
+
+
+def found(*boxes):
+    n = len(boxes)
+    return {
+        "boxes": np.array(boxes, np.float32).reshape(-1, 4),
+        "scores": np.linspace(0.9, 0.5, n).astype(np.float32),
+        "labels": np.ones(n, np.int64),
+    }
+
+
+def test_annotations_without_iscrowd_or_area_are_evaluated(tmp_path):
+    """Annotation tools leave out iscrowd and area: absent iscrowd is 0, absent area the box's
+    w * h (a 10 x 10 box is small); a given area is kept (4000 px: medium, whatever the box)."""
+    ds, kept = one_image_coco(tmp_path, [{"bbox": [5, 5, 10, 10]}, {"bbox": [40, 20, 10, 10], "area": 4000}])
+    result = evaluate(ds, [found([5, 5, 14, 14], [40, 20, 49, 29])], "coco", kept)
+    assert result.mean_ap == pytest.approx(1.0)
+    assert result.stats["APs"] == pytest.approx(1.0) and result.stats["APm"] == pytest.approx(1.0)
+    assert result.stats["APl"] == -1  # no large object
+    assert result.classes[0].num_positives == 2
+
+
+def test_boxes_the_data_check_drops_are_gone_from_the_coco_metric(tmp_path):
+    """One good box, one NaN box and one outside the image: the check drops two, and perfect
+    detections of the one left score 1.0 in every metric (the raw file gave 0.3366; 0.5049 with
+    the NaN box alone)."""
+    boxes = [[5, 5, 20, 20], [float("nan"), 5, 20, 20], [200, 200, 10, 10]]
+    ds, kept = one_image_coco(tmp_path, [{"bbox": b, "iscrowd": 0, "area": 400} for b in boxes])
+    assert kept[0].boxes.tolist() == [[5, 5, 24, 24]]
+    for metric in ("coco", "voc", "voc07"):
+        result = evaluate(ds, [found([5, 5, 24, 24])], metric, kept)
+        assert result.mean_ap == pytest.approx(1.0), metric
+        assert result.classes[0].num_positives == 1, metric

@@ -79,3 +79,40 @@ def test_demo_writes_the_drawn_detections_as_json(tmp_path):
     assert not list(tmp_path.glob(".*.tmp"))  # written through a temporary file, renamed into place
     entries_again = demo.detections_json(as_found(detections), FakeDetector.classes, thresh=0.0)
     assert len(entries_again) == 4 and entries_again[-1]["label"] == "dog" and entries_again[-1]["score"] == 0.2
+
+
+def test_images_that_share_a_name_get_outputs_of_their_own(tmp_path):
+    """photo.jpg and photo.png both wrote photo_det.jpg / photo_det.json: the second silently
+    overwrote the first. They get photo_jpg_det.* and photo_png_det.*; a name of its own keeps
+    <name>_det.*, and a second run does not read the outputs back as images."""
+    import json
+
+    cv2.imwrite(str(tmp_path / "photo.jpg"), np.full((60, 80, 3), 255, np.uint8))
+    cv2.imwrite(str(tmp_path / "photo.png"), np.full((40, 50, 3), 255, np.uint8))
+    cv2.imwrite(str(tmp_path / "other.jpg"), np.full((30, 30, 3), 255, np.uint8))
+
+    class FakeDetector:  # one detection whose box is the image's own size, so each file says whose it is
+        classes = ("__background__", "thing")
+
+        def __call__(self, images, batch_size=1):
+            return [
+                as_found(
+                    {
+                        "boxes": np.array([[0, 0, im.shape[1], im.shape[0]]], np.float32),
+                        "scores": np.array([0.9]),
+                        "labels": np.array([1]),
+                    }
+                )
+                for im in images
+            ]
+
+    assert demo.run_folder(FakeDetector(), tmp_path, thresh=0.5, batch_size=2) == 3
+    boxes = {p.name: json.loads(p.read_text())[0]["box"] for p in tmp_path.glob("*_det.json")}
+    assert boxes == {
+        "photo_jpg_det.json": [0, 0, 80, 60],
+        "photo_png_det.json": [0, 0, 50, 40],
+        "other_det.json": [0, 0, 30, 30],
+    }
+    assert cv2.imread(str(tmp_path / "photo_jpg_det.jpg")).shape == (60, 80, 3)
+    assert cv2.imread(str(tmp_path / "photo_png_det.jpg")).shape == (40, 50, 3)
+    assert [p.name for p in demo.image_files(tmp_path)] == ["other.jpg", "photo.jpg", "photo.png"]

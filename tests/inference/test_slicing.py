@@ -2,6 +2,8 @@
 hand-built cases with known answers, and the whole of it against SAHI 0.12.8's own
 get_sliced_prediction around the same detector."""
 
+import json
+
 import cv2
 import numpy as np
 import pytest
@@ -9,9 +11,12 @@ import torch
 from conftest import CFGS, SMALL_NET, shapes_samples
 
 from frcnn.config import build_config
+from frcnn.data.datasets.base import ImageRecord
 from frcnn.data.datasets.factory import dataset_spec
 from frcnn.data.tiling import tile_windows
+from frcnn.inference import demo
 from frcnn.inference.detections import Detections, DetectorBase
+from frcnn.inference.records import detect_records
 from frcnn.inference.slicing import detect_sliced, merge_detections, tile_detections, x_overlapping_pairs
 from frcnn.inference.torch_detector import Detector
 from frcnn.modeling import build_model
@@ -328,3 +333,18 @@ def test_merges_equal_sahis_on_thousands_of_crowded_boxes(sahi, postprocess, met
     ours = merge_detections(boxes, scores, labels, "greedy_nmm" if postprocess == "GREEDYNMM" else "nms", metric)
     assert len(ours["scores"]) < 4000  # a tenth or more matched
     assert_same_detections(ours, from_sahi(theirs))
+
+
+def test_the_runners_detect_whole_images_in_tiles(random_tiny_detector, large_image, tmp_path):
+    """test_net.py --tile (records.detect_records) and demo.py --tile (demo.run_folder) give what
+    detect_sliced gives for the same image."""
+    cv2.imwrite(str(tmp_path / "scene.png"), large_image[:, :, ::-1])
+    record = ImageRecord("scene", str(tmp_path / "scene.png"), 900, 700)
+    expected = detect_sliced(random_tiny_detector, large_image, 256, 0.2, batch_size=3)
+    assert len(expected["scores"]) > 10
+    (found,) = detect_records(random_tiny_detector, [record], 3, progress=False, tile=256, overlap=0.2)
+    for key in ("boxes", "scores", "labels"):
+        np.testing.assert_array_equal(found[key], expected[key])
+    drawn = demo.run_folder(random_tiny_detector, tmp_path, 0.0, 3, tile=256, overlap=0.2)
+    saved = json.loads((tmp_path / "scene_det.json").read_text())
+    assert drawn == len(expected["scores"]) == len(saved)

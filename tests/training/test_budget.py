@@ -33,6 +33,29 @@ def test_a_budget_that_is_no_duration_is_refused(text):
         budget.parse_budget(text)
 
 
+@pytest.mark.parametrize("text", ["0", "0.0", "0s", "0h0m", "9" * 400, "367d", "9000h"])
+def test_a_budget_of_nothing_or_of_more_than_a_year_is_refused(text):
+    """0 and 0.0 were 0 s; 400 digits were inf, and an OverflowError later in the run."""
+    with pytest.raises(budget.BudgetError, match="give a duration such as 25m"):
+        budget.parse_budget(text)
+
+
+def test_the_command_line_shows_the_budgets_own_message(capsys):
+    """argparse said "invalid parse_budget value: '0'" for a ValueError; it prints an
+    ArgumentTypeError's own message."""
+    import importlib.util
+
+    from conftest import ROOT
+
+    spec = importlib.util.spec_from_file_location("trainval_net", ROOT / "trainval_net.py")
+    script = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(script)
+    with pytest.raises(SystemExit) as info:
+        script.parse_args(["--budget", "0"])
+    assert info.value.code == 2
+    assert "--budget '0': give a duration such as 25m, 2h, 90s or 1h30m" in capsys.readouterr().err
+
+
 class Clock(Hook):
     """Stands in for time.perf_counter in budget.py: each step takes `step_seconds(iteration)`."""
 

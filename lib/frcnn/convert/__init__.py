@@ -14,6 +14,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
+from ..utils.errors import one_line
 from . import original, torchvision_detectors
 from .context import LoadContext, UnknownCheckpointError
 
@@ -31,9 +32,15 @@ def as_checkpoint(state: Any, path: str | Path, context: LoadContext) -> dict[st
     for kind in (original, torchvision_detectors):
         if kind.recognises(state):
             return kind.convert(state, Path(path), context)
-    what = f"keys {sorted(state)[:6]}" if isinstance(state, Mapping) else type(state).__name__
+    what = f"keys {_some_keys(state)}" if isinstance(state, Mapping) else type(state).__name__
     raise UnknownCheckpointError(
         f"{path}: not a detector file this project reads ({what}); it reads its own checkpoints "
         "(trainval_net.py), the original faster-rcnn.pytorch's (a dict with 'model' holding RCNN_base.* keys) "
         "and torchvision's Faster R-CNN state_dicts (backbone.body.*, rpn.head.*, roi_heads.*)"
     )
+
+
+def _some_keys(state: Mapping) -> str:
+    """A few of a mapping's keys for a message: sorted as text (a file's keys may be of any type)."""
+    names = sorted({one_line(repr(k), 60) for k in state})
+    return f"[{', '.join(names[:6])}{', ...' if len(names) > 6 else ''}]"

@@ -8,9 +8,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from ..config import DEFAULT_CFGS_DIR
+from ..utils.errors import InputError
 
 
-class UnknownCheckpointError(ValueError):
+class UnknownCheckpointError(InputError):
     """A file that none of the known checkpoint layouts fits."""
 
 

@@ -36,6 +36,7 @@ from ..data.datasets.coco import COCO_91_CATEGORIES, COCOFormatDataset
 from ..data.datasets.factory import DATASET_NAMES, dataset_spec
 from ..modeling import build_model
 from ..modeling.backbones.base import CAFFE_PIXELS
+from ..utils.errors import InputError
 from .context import LoadContext
 
 log = logging.getLogger("frcnn.convert")
@@ -63,6 +64,7 @@ _HEADS = (
     ("RCNN_bbox_pred.", "roi_heads.predictor.bbox_pred."),
 )
 RPN_SCORES = "RCNN_rpn.RPN_cls_score."
+ORIGINAL_POOLING_MODES = ("align", "pool", "crop")  # its cfg.POOLING_MODE choices
 CLASS_SCORES = "RCNN_cls_score.weight"
 _BUFFERS = ("pixel_mean", "pixel_std")  # the model's input normalisation, not in the original's file
 # What the original fixed rather than configured: its box-delta normalisation, its input format
@@ -85,7 +87,7 @@ _ORIGINAL_SETTINGS = (
 )
 
 
-class OriginalCheckpointError(ValueError):
+class OriginalCheckpointError(InputError):
     """An original's file that cannot be read as the model --net and --dataset describe."""
 
 
@@ -187,12 +189,12 @@ def _file_settings(state: Mapping, weights: Mapping[str, Tensor], net: str) -> l
     """--set pairs for what the file says: its pooling mode and class-agnostic box regression
     (from the box layer's shape when the file has no flag)."""
     agnostic = state.get("class_agnostic")
-    if agnostic is None:
-        boxes, scores = weights.get("RCNN_bbox_pred.weight"), weights.get(CLASS_SCORES)
-        agnostic = boxes is not None and scores is not None and boxes.shape[0] == 4 and scores.shape[0] != 1
+    if not isinstance(agnostic, (bool, int)):  # absent (or not a flag): the box layer's shape says
+        boxes, scores = _rows(weights.get("RCNN_bbox_pred.weight")), _rows(weights.get(CLASS_SCORES))
+        agnostic = boxes == 4 and scores not in (None, 1)
     pairs = ["CLASS_AGNOSTIC", str(bool(agnostic))]
     mode = state.get("pooling_mode")
-    if isinstance(mode, str):
+    if mode in ORIGINAL_POOLING_MODES:
         pairs += ["POOLING_MODE", mode]
         if mode == "crop" and net in ("vgg16", "res101"):
             log.warning(
@@ -203,11 +205,16 @@ def _file_settings(state: Mapping, weights: Mapping[str, Tensor], net: str) -> l
     return pairs
 
 
+def _rows(tensor: Tensor | None) -> int | None:
+    """The first dimension of a tensor from the file (None for none, or for a 0-d one)."""
+    return tensor.shape[0] if tensor is not None and tensor.dim() > 0 else None
+
+
 def _check_class_count(weights: Mapping[str, Tensor], classes: tuple[str, ...], dataset: str, path: Path) -> None:
-    scores = weights.get(CLASS_SCORES)
-    if scores is not None and scores.shape[0] != len(classes):
+    rows = _rows(weights.get(CLASS_SCORES))
+    if rows is not None and rows != len(classes):
         raise ClassCountError(
-            f"{path} was trained on {scores.shape[0] - 1} classes ({CLASS_SCORES} has {scores.shape[0]} rows, "
+            f"{path} was trained on {rows - 1} classes ({CLASS_SCORES} has {rows} rows, "
             f"background included), but --dataset {dataset} has {len(classes) - 1}: name the dataset it was "
             "trained on with --dataset (the original's: pascal_voc 20, coco 80, imagenet 200, vg 1600)"
         )
@@ -256,17 +263,17 @@ def _check_fit(
     lines = [f"{path} does not fit the original's --net {net} with this configuration:"]
     for title, keys in (("missing keys", missing), ("unexpected keys", unexpected), ("shape mismatches", wrong)):
         if keys:
-            lines.append(f"  {title}: {', '.join(keys[:6])}" + (f", ... ({len(keys)} in all)" if len(keys) > 6 else ""))
+            lines.append(f"{title}: {', '.join(keys[:6])}" + (f", ... ({len(keys)} in all)" if len(keys) > 6 else ""))
     if any(k.startswith(("RCNN_base.", "RCNN_top.")) for k in missing + unexpected):
-        lines.append(f"  is --net {net} the backbone it was trained with? ({', '.join(ORIGINAL_NETS)})")
-    scores = weights.get(RPN_SCORES + "weight")
+        lines.append(f"is --net {net} the backbone it was trained with? ({', '.join(ORIGINAL_NETS)})")
+    scores = _rows(weights.get(RPN_SCORES + "weight"))
     if scores is not None and any(k.startswith(RPN_SCORES) for k in wrong):
         lines.append(
-            f"  the file has {scores.shape[0] // 2} anchors per cell, ANCHOR_SCALES {cfg.ANCHOR_SCALES} x "
+            f"the file has {scores // 2} anchors per cell, ANCHOR_SCALES {cfg.ANCHOR_SCALES} x "
             f"ANCHOR_RATIOS {cfg.ANCHOR_RATIOS} give {len(cfg.ANCHOR_SCALES) * len(cfg.ANCHOR_RATIOS)}: "
             "name its --dataset, or its scales with --set ANCHOR_SCALES [...]"
         )
-    raise OriginalCheckpointError("\n".join(lines))
+    raise OriginalCheckpointError(lines[0] + " " + "; ".join(lines[1:]))
 
 
 def _to_project(weights: Mapping[str, Tensor], net: str) -> dict[str, Tensor]:

@@ -22,7 +22,7 @@ from ..config import build_config, merge_dict, parse_literal, to_plain
 from ..data.datasets.coco import COCO_91_CATEGORIES
 from ..data.datasets.factory import dataset_spec
 from ..modeling.backbones.base import TORCHVISION_PIXELS
-from .context import LoadContext
+from .context import LoadContext, UnknownCheckpointError
 
 # torchvision's FasterRCNN defaults (and, for the MobileNets, its builders' overrides).
 TORCHVISION_SETTINGS = {
@@ -51,9 +51,23 @@ _PREDICTOR = "roi_heads.box_predictor.cls_score.weight"
 def _tensors(state: Any) -> Mapping[str, Any] | None:
     if isinstance(state, Mapping) and isinstance(state.get("model"), Mapping):
         state = state["model"]
-    if isinstance(state, Mapping) and _PREDICTOR in state and any(k.startswith("rpn.head.") for k in state):
+    if not isinstance(state, Mapping) or not all(isinstance(k, str) for k in state):
+        return None
+    if _PREDICTOR in state and any(k.startswith("rpn.head.") for k in state):
         return state
     return None
+
+
+def _checked(tensors: Mapping[str, Any], path: Path) -> int:
+    """The number of classes of a torchvision state_dict whose entries are all tensors."""
+    not_tensors = [k for k, v in tensors.items() if not isinstance(v, torch.Tensor)]
+    if not_tensors:
+        raise UnknownCheckpointError(f"{path}: entries that are not tensors: {', '.join(not_tensors[:5])}")
+    predictor = tensors[_PREDICTOR]
+    if predictor.dim() != 2 or predictor.shape[0] < 2:
+        shape = tuple(predictor.shape)
+        raise UnknownCheckpointError(f"{path}: {_PREDICTOR} has shape {shape}, not (classes, features)")
+    return predictor.shape[0]
 
 
 def recognises(state: Any) -> bool:
@@ -65,16 +79,18 @@ def recognise_net(keys: set[str], path: Path, overrides: tuple[str, ...] = ()) -
     if "backbone.body.0.0.weight" in keys:
         return "mobilenet_v3_fpn", "320" in path.name or _test_scale(overrides) == 320
     if "backbone.body.layer1.0.conv1.weight" not in keys:
-        raise ValueError(
+        raise UnknownCheckpointError(
             f"{path}: a torchvision detector with a backbone this project does not build ({sorted(keys)[:4]})"
         )
     blocks = {int(m.group(1)) for k in keys if (m := re.match(r"backbone\.body\.layer3\.(\d+)\.", k))}
     depth = {6: 50, 23: 101}.get(len(blocks))
     if depth is None:
-        raise ValueError(f"{path}: a ResNet FPN with {len(blocks)} blocks in layer3; only ResNet-50 / 101 are built")
+        raise UnknownCheckpointError(
+            f"{path}: a ResNet FPN with {len(blocks)} blocks in layer3; only ResNet-50 / 101 are built"
+        )
     if "roi_heads.box_head.0.0.weight" in keys:
         if depth != 50:
-            raise ValueError(f"{path}: the v2 design is built on ResNet-50 only")
+            raise UnknownCheckpointError(f"{path}: the v2 design is built on ResNet-50 only")
         return "res50_fpn_v2", False
     return f"res{depth}_fpn", False
 
@@ -98,14 +114,14 @@ def rename_key(key: str) -> str:
 def convert(state: Any, path: Path, context: LoadContext) -> dict[str, Any]:
     tensors = _tensors(state)
     assert tensors is not None
+    num_classes = _checked(tensors, path)
     net, is_320 = recognise_net(set(tensors), path, tuple(context.overrides))
     if context.net not in (None, net):
-        raise ValueError(f"{path} holds a torchvision {net} detector; --net {context.net} does not fit it")
+        raise UnknownCheckpointError(f"{path} holds a torchvision {net} detector; --net {context.net} does not fit it")
     cfg = build_config(net, context.cfgs_dir)
     merge_dict(cfg, TORCHVISION_SETTINGS)
     if is_320:
         merge_dict(cfg, MOBILENET_320_SETTINGS)
-    num_classes = tensors[_PREDICTOR].shape[0]
     model = {rename_key(k): v for k, v in tensors.items() if not k.endswith("num_batches_tracked")}
     # torchvision keeps its normalisation in the model's transform, not in the state_dict.
     model["pixel_mean"] = torch.tensor(TORCHVISION_PIXELS.mean).view(1, 3, 1, 1)

@@ -16,6 +16,7 @@ import torch
 from torch.utils.data import DataLoader, Dataset
 
 from ..structures.batch import Batch, Sample
+from ..utils.errors import InputError
 from .augment import Augment
 from .datasets.base import ImageRecord
 from .sampler import GroupedBatchSampler, SampleKey
@@ -23,7 +24,7 @@ from .sampler import GroupedBatchSampler, SampleKey
 log = logging.getLogger(__name__)
 
 
-class ImageReadError(RuntimeError):
+class ImageReadError(InputError):
     """An image file that cannot be read as an image."""
 
 

@@ -35,6 +35,7 @@ def training_record(record: ImageRecord, use_difficult: bool = False) -> ImageRe
         labels=record.labels[keep],
         difficult=record.difficult[keep],
         crowd=record.crowd[keep],
+        area=record.area[keep] if record.area.size == len(keep) else record.area[:0],
     )
 
 

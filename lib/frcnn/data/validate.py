@@ -28,8 +28,10 @@ import numpy as np
 from PIL import Image, UnidentifiedImageError
 from tqdm import tqdm
 
+from ..utils.errors import InputError
 from ..utils.files import atomic_write
 from .datasets.base import DataIssue, ImageRecord
+from .loader import ImageReadError, read_image
 
 log = logging.getLogger(__name__)
 MIN_IMAGE_SIDE = 16  # a stride-16 feature map needs at least one cell
@@ -47,7 +49,7 @@ _CONVERTED_MODES = {
 }
 
 
-class DataError(ValueError):
+class DataError(InputError):
     """Data that cannot be used: with --strict, any unrecoverable problem; always, an empty split."""
 
 
@@ -92,25 +94,47 @@ class DataReport:
 def inspect_image(path: str) -> tuple[str | None, int, int, str | None]:
     """Decode an image fully: (problem or None, width, height, conversion needed or None)."""
     p = Path(path)
-    if not p.is_file():
-        return "missing", 0, 0, None
-    if p.stat().st_size == 0:
-        return "zero bytes", 0, 0, None
+    try:
+        if not p.is_file():
+            return "missing", 0, 0, None
+        if p.stat().st_size == 0:
+            return "zero bytes", 0, 0, None
+    except (OSError, ValueError) as e:  # a name the file system refuses (too long, a NUL)
+        return f"unreadable path ({type(e).__name__})", 0, 0, None
     try:
         with Image.open(p) as im:
             im.load()  # full decode: truncated or corrupt data fails here
             width, height, mode, kind = im.width, im.height, im.mode, im.format
     except UnidentifiedImageError:
         return "not an image", 0, 0, None
-    except (OSError, SyntaxError, ValueError) as e:
-        return f"corrupt or truncated ({e})", 0, 0, None
     except Image.DecompressionBombError as e:
-        return f"too large ({e})", 0, 0, None
+        return f"too large ({_flat(e)})", 0, 0, None
+    except Exception as e:  # noqa: BLE001 - on damaged bytes Pillow's decoders fail in many ways
+        return f"corrupt or truncated ({type(e).__name__}: {_flat(e)})", 0, 0, None
     if min(width, height) < MIN_IMAGE_SIDE:
         return f"too small ({width}x{height} pixels)", width, height, None
+    problem = _loader_problem(path, width, height)
+    if problem:
+        return problem, 0, 0, None
     if kind == "PNG" and _png_bit_depth(p) == 16:  # Pillow opens 16-bit colour PNGs as 8-bit RGB
         return None, width, height, "16-bit"
     return None, width, height, _CONVERTED_MODES.get(mode)
+
+
+def _loader_problem(path: str, width: int, height: int) -> str | None:
+    """What keeps the loader's decoder (OpenCV) from reading an image Pillow read, or None: the
+    two differ on damaged files (OpenCV's libpng checks what Pillow lets pass)."""
+    try:
+        image = read_image(path)
+    except ImageReadError:
+        return "corrupt or truncated (OpenCV, which reads images for training, cannot decode it)"
+    if image.shape[:2] != (height, width):
+        return f"corrupt (OpenCV reads it as {image.shape[1]}x{image.shape[0]}, Pillow as {width}x{height})"
+    return None
+
+
+def _flat(error: Exception) -> str:
+    return " ".join(str(error).split())[:200]
 
 
 def _png_bit_depth(path: Path) -> int:
@@ -128,7 +152,9 @@ class ImageCheckCache:
         if path is not None and path.is_file():
             try:
                 self.entries = json.loads(path.read_text())
-            except (json.JSONDecodeError, OSError):
+            except (ValueError, OSError):  # damaged: every image is decoded again
+                self.entries = {}
+            if not isinstance(self.entries, dict):
                 self.entries = {}
 
     @staticmethod
@@ -136,13 +162,16 @@ class ImageCheckCache:
         try:
             st = os.stat(path)
             return [st.st_size, st.st_mtime_ns]
-        except OSError:
+        except (OSError, ValueError):
             return [-1, -1]
 
     def get(self, path: str) -> tuple | None:
         entry = self.entries.get(path)
-        if entry and entry[0] == self._stamp(path):
-            return tuple(entry[1])
+        # [stamp, verdict of 4]; anything else (an older or damaged cache file) is decoded again
+        if isinstance(entry, list) and len(entry) == 2 and entry[0] == self._stamp(path):
+            verdict = entry[1]
+            if isinstance(verdict, list) and len(verdict) == 4:
+                return tuple(verdict)
         return None
 
     def put(self, path: str, verdict: tuple) -> None:
@@ -211,15 +240,14 @@ def sanitize_boxes(record: ImageRecord, num_classes: int | None = None) -> tuple
     if num_classes is not None:
         bad_label = (record.labels < 1) | (record.labels >= num_classes)
         for label in record.labels[keep & bad_label]:
-            issues.append(
-                DataIssue(
-                    where,
-                    f"object with label {int(label)} outside 1..{num_classes - 1} dropped",
-                    "dropped",
-                    "objects of unknown classes dropped",
-                )
-            )
+            problem = f"object with label {int(label)} outside 1..{num_classes - 1} dropped"
+            issues.append(DataIssue(where, problem, "dropped", "objects of unknown classes dropped"))
         keep &= ~bad_label
+    again = _repeated(record, clipped, keep)
+    for box in boxes[again]:
+        problem = f"object {np.round(box, 1).tolist()} given again (same class, same box) dropped"
+        issues.append(DataIssue(where, problem, "dropped", "duplicate objects dropped"))
+    keep &= ~again
     for box in boxes[keep & moved]:
         issues.append(
             DataIssue(where, f"box {np.round(box, 1).tolist()} clipped to the {w}x{h} image", "fixed", "box clipped")
@@ -228,7 +256,20 @@ def sanitize_boxes(record: ImageRecord, num_classes: int | None = None) -> tuple
     for name in ("difficult", "crowd"):
         values = getattr(record, name)
         fields[name] = values[keep] if values.size == len(keep) else np.zeros(int(keep.sum()), dtype=bool)
+    fields["area"] = record.area[keep] if record.area.size == len(keep) else record.area[:0]
     return dataclasses.replace(record, **fields), issues
+
+
+def _repeated(record: ImageRecord, clipped: np.ndarray, keep: np.ndarray) -> np.ndarray:
+    """Kept objects equal to an earlier kept one: same label, box (once clipped) and flags. The VOC
+    devkit can match only one of them (the other is a miss whatever is detected), so they go."""
+    flags = [f if f.size == len(keep) else np.zeros(len(keep), bool) for f in (record.difficult, record.crowd)]
+    seen, again = set(), np.zeros(len(keep), bool)
+    for i in np.flatnonzero(keep):
+        key = (int(record.labels[i]), *clipped[i].tolist(), bool(flags[0][i]), bool(flags[1][i]))
+        again[i] = key in seen
+        seen.add(key)
+    return again
 
 
 def check_records(

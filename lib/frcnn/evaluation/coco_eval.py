@@ -1,9 +1,16 @@
 """COCO metrics through pycocotools' COCOeval, for COCO data and for VOC-format data alike.
 
-For VOC-format data the ground truth is converted in memory: boxes to [x, y, w, h] with
-w = x2 - x1 + 1 (BoxMode.XYWH), and difficult objects become crowd regions, which COCOeval ignores
-the way the VOC metric ignores difficult objects. Per-class AP is COCOeval's precision averaged over
-IoU .50:.95, all recall thresholds, all areas, 100 detections per image, for that class.
+The ground truth is always the records that passed the data check (data/validate.py), never the
+annotation file itself: what the check dropped (non-finite, degenerate or outside boxes, objects of
+unknown classes, skipped images) is gone from the metric, what it clipped is clipped, and fields
+annotation tools leave out cannot break it. Boxes go to [x, y, w, h] with w = x2 - x1 + 1
+(BoxMode.XYWH); an object's area is the annotation's own (COCO's segment area, for the size
+ranges) or else the box's w * h, as pycocotools' loadRes takes it for results; crowd regions, and
+difficult objects of VOC-format data, are crowd regions, which COCOeval ignores the way the VOC
+metric ignores difficult objects. Images are numbered by position and classes by label inside the
+index, so ids the data gives (strings, duplicates) do not matter. Per-class AP is COCOeval's
+precision averaged over IoU .50:.95, all recall thresholds, all areas, 100 detections per image,
+for that class.
 """
 
 from __future__ import annotations
@@ -34,21 +41,26 @@ class CocoResult:
 
 
 def ground_truth_from_records(records: Sequence[ImageRecord], num_classes: int):
-    """A pycocotools COCO index of the records' objects (image ids are record positions)."""
+    """A pycocotools COCO index of the records' objects (image ids are record positions, category
+    ids labels)."""
     images, annotations = [], []
     for i, r in enumerate(records):
         images.append({"id": i, "width": r.width, "height": r.height})
-        crowd = r.crowd if r.crowd.size else np.zeros(len(r.labels), bool)
-        xywh = BoxMode.convert(r.boxes, BoxMode.XYXY, BoxMode.XYWH)
-        for box, label, difficult, is_crowd in zip(xywh, r.labels, r.difficult, crowd):
+        crowd = r.crowd if r.crowd.size == len(r.labels) else np.zeros(len(r.labels), bool)
+        difficult = r.difficult if r.difficult.size == len(r.labels) else np.zeros(len(r.labels), bool)
+        xywh = BoxMode.convert(r.boxes.reshape(-1, 4), BoxMode.XYXY, BoxMode.XYWH)
+        areas = xywh[:, 2] * xywh[:, 3]  # of the checked (clipped) box, where the annotation gives none
+        if r.area.size == len(r.labels):
+            areas = np.where(np.isnan(r.area), areas, r.area)
+        for box, label, ignored, area in zip(xywh, r.labels, difficult | crowd, areas):
             annotations.append(
                 {
                     "id": len(annotations) + 1,
                     "image_id": i,
                     "category_id": int(label),
                     "bbox": [float(v) for v in box],
-                    "area": float(box[2] * box[3]),
-                    "iscrowd": int(bool(difficult) or bool(is_crowd)),
+                    "area": float(area),
+                    "iscrowd": int(ignored),
                 }
             )
     gt = COCO()
@@ -62,10 +74,8 @@ def ground_truth_from_records(records: Sequence[ImageRecord], num_classes: int):
     return gt
 
 
-def detections_to_results(
-    detections: Sequence[dict[str, np.ndarray]], image_ids: Sequence, category_ids: Sequence[int]
-) -> list[dict]:
-    """Per-image detections -> COCO results entries (category_ids[label - 1] per label)."""
+def detections_to_results(detections: Sequence[dict[str, np.ndarray]], image_ids: Sequence) -> list[dict]:
+    """Per-image detections -> COCO results entries (category id = label)."""
     results = []
     for image_id, det in zip(image_ids, detections):
         xywh = BoxMode.convert(det["boxes"].reshape(-1, 4), BoxMode.XYXY, BoxMode.XYWH)
@@ -73,7 +83,7 @@ def detections_to_results(
             results.append(
                 {
                     "image_id": image_id,
-                    "category_id": int(category_ids[int(label) - 1]),
+                    "category_id": int(label),
                     "bbox": [float(v) for v in box],
                     "score": float(score),
                 }
@@ -82,50 +92,40 @@ def detections_to_results(
 
 
 def evaluate_coco(
-    records: Sequence[ImageRecord],
-    detections: Sequence[dict[str, np.ndarray]],
-    num_classes: int,
-    coco_gt=None,
-    category_ids: Sequence[int] | None = None,
+    records: Sequence[ImageRecord], detections: Sequence[dict[str, np.ndarray]], num_classes: int
 ) -> CocoResult:
-    """COCOeval on the detections (one dict per record, in record order).
-
-    coco_gt / category_ids: the dataset's own COCO index and the category id of each label, for
-    COCO data; None converts the records (VOC-format data; labels are the category ids).
-    """
-    if coco_gt is None:
-        coco_gt = ground_truth_from_records(records, num_classes)
-        image_ids, category_ids = list(range(len(records))), list(range(1, num_classes))
-    else:
-        image_ids = [r.id for r in records]
-        if category_ids is None:
-            raise ValueError("category_ids are needed with a dataset's own COCO index")
-    results = detections_to_results(detections, image_ids, category_ids)
+    """COCOeval on the detections (one dict per record, in record order, labels 1..num_classes-1)
+    against the records' objects (those that passed the data check)."""
+    coco_gt = ground_truth_from_records(records, num_classes)
+    image_ids, category_ids = list(range(len(records))), list(range(1, num_classes))
+    results = detections_to_results(detections, image_ids)
     buffer = io.StringIO()
     with contextlib.redirect_stdout(buffer):
         coco_dt = coco_gt.loadRes(results) if results else _empty_results(coco_gt)
         evaluator = COCOeval(coco_gt, coco_dt, "bbox")
         evaluator.params.imgIds = image_ids
-        evaluator.params.catIds = list(category_ids)
+        evaluator.params.catIds = category_ids
         evaluator.evaluate()
         evaluator.accumulate()
     summary = io.StringIO()
     with contextlib.redirect_stdout(summary):
         evaluator.summarize()
     stats = dict(zip(STAT_NAMES, (float(v) for v in evaluator.stats[:6])))
-    precision = evaluator.eval["precision"]  # (IoU T, recall R, class K, area A, max dets M)
-    recall_points = evaluator.params.recThrs
-    classes = []
-    for k, cat in enumerate(evaluator.params.catIds):
-        p = precision[:, :, k, 0, -1]
-        valid = p[p > -1]
-        ap = float(valid.mean()) if valid.size else float("nan")
-        curve = precision[0, :, k, 0, -1]  # at IoU 0.5, for the plot
-        keep = curve > -1
-        num_gt = len(coco_gt.getAnnIds(imgIds=image_ids, catIds=[cat], iscrowd=False))
-        num_det = sum(1 for r in results if r["category_id"] == cat)
-        classes.append(ClassResult(ap if num_gt else float("nan"), curve[keep], recall_points[keep], num_gt, num_det))
+    classes = [_class_result(evaluator, coco_gt, k, cat, image_ids, results) for k, cat in enumerate(category_ids)]
     return CocoResult(stats, classes, summary.getvalue())
+
+
+def _class_result(evaluator: COCOeval, coco_gt, k: int, cat: int, image_ids: list, results: list) -> ClassResult:
+    precision = evaluator.eval["precision"]  # (IoU T, recall R, class K, area A, max dets M)
+    p = precision[:, :, k, 0, -1]
+    valid = p[p > -1]
+    ap = float(valid.mean()) if valid.size else float("nan")
+    curve = precision[0, :, k, 0, -1]  # at IoU 0.5, for the plot
+    keep = curve > -1
+    num_gt = len(coco_gt.getAnnIds(imgIds=image_ids, catIds=[cat], iscrowd=False))
+    num_det = sum(1 for r in results if r["category_id"] == cat)
+    recall_points = evaluator.params.recThrs
+    return ClassResult(ap if num_gt else float("nan"), curve[keep], recall_points[keep], num_gt, num_det)
 
 
 def _empty_results(coco_gt):

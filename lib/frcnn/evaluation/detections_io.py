@@ -17,6 +17,8 @@ import numpy as np
 
 from ..data.datasets.base import ImageRecord
 from ..structures import BoxMode
+from ..utils.errors import InputError, one_line, reading
+from ..utils.files import is_dir, is_file
 
 
 def to_results(
@@ -38,36 +40,35 @@ def to_results(
     return results
 
 
+class DetectionsFileError(InputError):
+    """A detections file (test_net.py --detections) that cannot be evaluated."""
+
+
 def from_results(
     results: Sequence[dict],
     records: Sequence[ImageRecord],
     label_of: Callable[[str | int], int | None],
     ignored_ids: Sequence = (),
+    source: str | Path = "detections",
 ) -> list[dict[str, np.ndarray]]:
-    """A COCO results list -> detections per record. Entries of unknown images or classes raise,
-    except those of `ignored_ids` (images the data check skipped), which are left out."""
+    """A COCO results list -> detections per record. Entries of unknown images or classes, and
+    entries that are not {image_id, category_id, bbox [x, y, w, h] of finite numbers, w and h
+    >= 0, finite score}, raise DetectionsFileError naming `source`, except those of `ignored_ids`
+    (images the data check skipped), which are left out."""
     index = {r.id: i for i, r in enumerate(records)}
     ignored = set(ignored_ids)
     per_image: list[list[tuple]] = [[] for _ in records]
     for n, entry in enumerate(results):
-        try:
-            image, category, box, score = (
-                entry["image_id"],
-                entry["category_id"],
-                BoxMode.convert(entry["bbox"], BoxMode.XYWH, BoxMode.XYXY),
-                float(entry["score"]),
-            )
-        except (KeyError, TypeError, ValueError):
-            raise ValueError(
-                f"detection {n} is not of the form {{image_id, category_id, bbox [x, y, w, h], score}}: {entry!r}"
-            ) from None
+        image, category, box, score = _entry(entry, n, source)
         if image in ignored:
             continue
         if image not in index:
-            raise ValueError(f"detection {n}: image_id {image!r} is not in the dataset")
+            raise DetectionsFileError(f"{source}: detection {n}: image_id {image!r} is not in the dataset")
         label = label_of(category)
         if label is None:
-            raise ValueError(f"detection {n}: category_id {category!r} is not a class of the dataset")
+            raise DetectionsFileError(
+                f"{source}: detection {n}: category_id {category!r} is not a class of the dataset"
+            )
         per_image[index[image]].append((*box, score, label))
     out = []
     for dets in per_image:
@@ -82,16 +83,54 @@ def from_results(
     return out
 
 
+def _entry(entry: object, n: int, source: str | Path) -> tuple:
+    """(image id, category id, XYXY box, score) of one results entry, or DetectionsFileError."""
+    wanted = "{image_id, category_id, bbox [x, y, w, h], score}"
+    if not isinstance(entry, dict) or not all(k in entry for k in ("image_id", "category_id", "bbox", "score")):
+        raise DetectionsFileError(f"{source}: detection {n} is not of the form {wanted}: {one_line(repr(entry), 80)}")
+    image, category, bbox, score = (entry[k] for k in ("image_id", "category_id", "bbox", "score"))
+    for key, value in (("image_id", image), ("category_id", category)):
+        if isinstance(value, bool) or not isinstance(value, (int, str)):
+            shown = one_line(repr(value), 60)
+            raise DetectionsFileError(f"{source}: detection {n}: {key} should be a number or a name; got {shown}")
+    numbers = [*bbox, score] if isinstance(bbox, list) and len(bbox) == 4 else None
+    if numbers is None or not all(_finite(v) for v in numbers) or bbox[2] < 0 or bbox[3] < 0:
+        shown = one_line(f"bbox {bbox!r}, score {score!r}", 100)
+        raise DetectionsFileError(
+            f"{source}: detection {n}: bbox should be 4 finite numbers with w, h >= 0 and score a finite number; "
+            f"got {shown}"
+        )
+    return image, category, BoxMode.convert([float(v) for v in bbox], BoxMode.XYWH, BoxMode.XYXY), float(score)
+
+
+def _finite(value: object) -> bool:
+    """A number that stays finite as float32 (the detections' type)."""
+    try:
+        return isinstance(value, (int, float)) and not isinstance(value, bool) and abs(value) <= FLOAT32_LIMIT
+    except OverflowError:  # an integer too large for a float
+        return False
+
+
+FLOAT32_LIMIT = 1e30  # well inside float32's 3.4e38, so x + w stays finite too; NaN compares False
+
+
 def save_results(path: Path, results: list[dict]) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(json.dumps(results))
 
 
 def load_results(path: Path) -> list[dict]:
+    """A results file's list; DetectionsFileError naming it when it is no JSON list."""
+    path = Path(path)
+    if not is_file(path):
+        raise (DetectionsFileError if is_dir(path) else FileNotFoundError)(f"detections file {path} is not a file")
     try:
-        data = json.loads(Path(path).read_text())
-    except json.JSONDecodeError as e:
-        raise ValueError(f"{path}: not JSON ({e})") from None
+        with reading(path):
+            data = json.loads(path.read_bytes())
+    except (ValueError, RecursionError) as e:  # JSONDecodeError and UnicodeDecodeError are ValueErrors
+        raise DetectionsFileError(f"{path}: not JSON ({one_line(e, 160)})") from None
+    except OSError as e:
+        raise DetectionsFileError(f"{path}: not readable ({one_line(e, 160)})") from None
     if not isinstance(data, list):
-        raise ValueError(f"{path}: expected a JSON list of detections")
+        raise DetectionsFileError(f"{path}: expected a JSON list of detections")
     return data

@@ -80,11 +80,8 @@ def evaluate(
     if len(detections) != len(records):
         raise ValueError(f"{len(detections)} images of detections for the {len(records)} images of {dataset.name}")
     names = dataset.classes[1:]
-    if metric == "coco":
-        if isinstance(dataset, COCOFormatDataset):
-            result = evaluate_coco(records, detections, dataset.num_classes, dataset.coco, dataset.category_ids)
-        else:
-            result = evaluate_coco(records, detections, dataset.num_classes)
+    if metric == "coco":  # against the records, as the VOC metrics: never the file the check read
+        result = evaluate_coco(records, detections, dataset.num_classes)
         return Evaluation(metric, names, result.classes, result.stats["AP"], result.stats, result.summary)
     gt = [(r.boxes, r.labels, r.difficult | (r.crowd if r.crowd.size else False)) for r in records]
     dets = [(d["boxes"], d["scores"], d["labels"]) for d in detections]

@@ -66,7 +66,10 @@ def plot_pr_curves(path: Path, class_names: Sequence[str], results: Sequence[Cla
     for ax, name, r in zip(axes.flat, class_names, results):
         if r.recall.size:
             ax.plot(r.recall, r.precision, lw=1.5)
-        ax.set_title(f"{name}: AP {r.ap:.3f}" if not math.isnan(r.ap) else f"{name}: no ground truth", fontsize=9)
+        title = f"{name}: AP {r.ap:.3f}" if not math.isnan(r.ap) else f"{name}: no ground truth"
+        # parse_math=False: a class name is text; "$...$" in it is not matplotlib's math (which fails
+        # on unknown macros and would leave no figure, and report.html after it, written)
+        ax.set_title(title, fontsize=9, parse_math=False)
         ax.set_xlim(0, 1)
         ax.set_ylim(0, 1.02)
         ax.set_xlabel("recall", fontsize=8)

@@ -27,6 +27,7 @@ from ..data.loader import resize
 from ..modeling import FasterRCNN
 from ..modeling.conventions import get_convention
 from ..modeling.transform import resize_factor
+from ..utils.errors import InputError, one_line
 from .graph import DetectionGraph
 
 MIN_OPSET = 17
@@ -125,8 +126,35 @@ def resize_for_model(image: np.ndarray, cfg: EasyDict) -> tuple[np.ndarray, np.n
     return tensor, np.asarray(scale, dtype=np.float32)
 
 
+class ExportedFileError(InputError):
+    """An .onnx file that is not a detector written by export.py, or whose graph does not run."""
+
+
+# What export_onnx stores under METADATA_KEY: each entry's test and what it should be.
+_METADATA = {
+    "classes": (
+        lambda v: isinstance(v, list) and len(v) >= 2 and all(isinstance(c, str) for c in v),
+        "a list of at least two class names",
+    ),
+    "net": (lambda v: isinstance(v, str), "a net name"),
+    "dataset": (lambda v: v is None or isinstance(v, str), "a dataset name or null"),
+    "config": (lambda v: isinstance(v, dict), "a mapping of config keys"),
+}
+
+
 def read_metadata(custom_metadata: Mapping[str, str], path: str | Path) -> dict[str, Any]:
-    """The metadata export_onnx stored, from an ONNX Runtime session's custom metadata map."""
+    """The metadata export_onnx stored, from an ONNX Runtime session's custom metadata map;
+    ExportedFileError when it is missing or not of that shape."""
     if METADATA_KEY not in custom_metadata:
-        raise ValueError(f"{path} was not written by export.py: it has no '{METADATA_KEY}' metadata")
-    return json.loads(custom_metadata[METADATA_KEY])
+        raise ExportedFileError(f"{path} was not written by export.py: it has no '{METADATA_KEY}' metadata")
+    try:
+        meta = json.loads(custom_metadata[METADATA_KEY])
+    except (ValueError, RecursionError) as e:
+        raise ExportedFileError(f"{path}: its '{METADATA_KEY}' metadata is not JSON ({one_line(e, 120)})") from None
+    if not isinstance(meta, dict):
+        raise ExportedFileError(f"{path}: its '{METADATA_KEY}' metadata should be a JSON object")
+    for key, (fits, wanted) in _METADATA.items():
+        if not fits(meta.get(key)):
+            found = type(meta[key]).__name__ if key in meta else "missing"
+            raise ExportedFileError(f"{path}: its metadata's '{key}' should be {wanted} (found: {found})")
+    return meta

@@ -1,7 +1,8 @@
 """Running a detector over a folder of images, a camera or a video, drawing what it finds (demo.py).
 
 For a folder, each image gets `<name>_det.jpg` (detections drawn) and `<name>_det.json` (the same
-detections as data) beside it.
+detections as data) beside it; images that share a name (photo.jpg, photo.png) get their
+extension in it, `photo_jpg_det.jpg` and `photo_png_det.jpg`, so that none overwrites another's.
 
 Without a display, camera and video input are written to an annotated video instead of a window.
 """
@@ -12,6 +13,7 @@ import json
 import logging
 import os
 import time
+from collections import Counter
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -35,15 +37,29 @@ def image_files(folder: Path) -> list[Path]:
     return sorted(p for p in folder.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES and not p.stem.endswith("_det"))
 
 
-def run_folder(detector: Detector, folder: Path, thresh: float, batch_size: int) -> int:
+def output_stems(files: Sequence[Path]) -> dict[Path, str]:
+    """The name each image's outputs take: its stem, or where images share one, stem_extension."""
+    count = Counter(p.stem for p in files)
+    return {p: p.stem if count[p.stem] == 1 else f"{p.stem}_{p.suffix.lstrip('.')}" for p in files}
+
+
+def run_folder(
+    detector: Detector, folder: Path, thresh: float, batch_size: int, tile: int | None = None, overlap: float = 0.2
+) -> int:
+    """Detect every image of `folder` and save each one drawn, with its detections in JSON; with
+    `tile`, one image at a time in tiles of that size (batch_size tiles per pass). Returns the
+    number of detections drawn."""
+    tiling = {"tile": tile, "overlap": overlap, "progress": True} if tile else {}
+    per_pass = 1 if tile else batch_size  # images read and detected together
     files = image_files(folder)
     if not files:
         log.info("no images in %s", folder)
         return 0
+    stems = output_stems(files)
     total = 0
-    for start in range(0, len(files), batch_size):
+    for start in range(0, len(files), per_pass):
         chunk, images = [], []
-        for path in files[start : start + batch_size]:
+        for path in files[start : start + per_pass]:
             try:
                 images.append(read_image(str(path)))
                 chunk.append(path)
@@ -52,10 +68,10 @@ def run_folder(detector: Detector, folder: Path, thresh: float, batch_size: int)
         if not images:
             continue
         tic = time.perf_counter()
-        outputs = detector(images, batch_size=len(images))
+        outputs = detector(images, batch_size=batch_size if tile else len(images), **tiling)
         elapsed = time.perf_counter() - tic
         for path, image, det in zip(chunk, images, outputs):
-            out, count = save_detections(path, image, det, detector.classes, thresh)
+            out, count = save_detections(path, image, det, detector.classes, thresh, stems[path])
             total += count
             log.info(
                 "%s: %d detections drawn (score >= %.2f), %.3f s -> %s",
@@ -69,15 +85,16 @@ def run_folder(detector: Detector, folder: Path, thresh: float, batch_size: int)
 
 
 def save_detections(
-    path: Path, image: np.ndarray, det: Detections, classes: Sequence[str], thresh: float
+    path: Path, image: np.ndarray, det: Detections, classes: Sequence[str], thresh: float, stem: str | None = None
 ) -> tuple[Path, int]:
-    """Write `<name>_det.jpg` (the image with detections scoring >= thresh drawn) and, beside it,
-    `<name>_det.json` listing the same detections, so that programs need not read boxes off a
-    picture. Returns the image's path and the number of detections drawn."""
+    """Write `<stem>_det.jpg` (the image with detections scoring >= thresh drawn) and, beside it,
+    `<stem>_det.json` listing the same detections, so that programs need not read boxes off a
+    picture; stem defaults to the image's. Returns the image's path and the number drawn."""
     drawn, count = draw_detections(image, det.boxes, det.scores, det.labels, classes, thresh)
-    out = path.with_name(f"{path.stem}_det.jpg")
+    stem = stem or path.stem
+    out = path.with_name(f"{stem}_det.jpg")
     cv2.imwrite(str(out), drawn[:, :, ::-1])
-    with atomic_write(path.with_name(f"{path.stem}_det.json"), "w") as f:
+    with atomic_write(path.with_name(f"{stem}_det.json"), "w") as f:
         json.dump(detections_json(det, classes, thresh), f, indent=1)
     return out, count
 

@@ -55,6 +55,8 @@ class EvalOptions:
     net: str | None = None
     cfg_files: list[str] = field(default_factory=list)  # applied to the checkpoint's config, then set_cfgs
     set_cfgs: list[str] = field(default_factory=list)
+    tile: int | None = None  # detect each whole test image in tiles of this size (slicing.py)
+    overlap: float = 0.2
 
 
 def evaluate_checkpoint(path: Path, opts: EvalOptions) -> Evaluation | None:
@@ -82,7 +84,9 @@ def evaluate_checkpoint(path: Path, opts: EvalOptions) -> Evaluation | None:
     report = _check(dataset, opts, out_dir, world.is_main)
     processes = f", {world.world_size} processes" if world.distributed else ""
     log.info("evaluating %s on %s (%d images%s)", path, dataset.name, len(report.kept), processes)
-    detections = detect_sharded(detector, report.kept, world, opts.batch_size, opts.num_workers)
+    detections = detect_sharded(
+        detector, report.kept, world, opts.batch_size, opts.num_workers, tile=opts.tile, overlap=opts.overlap
+    )
     distributed.shutdown()
     if detections is None:  # not rank 0: rank 0 evaluates
         return None
@@ -103,7 +107,7 @@ def evaluate_results_file(results_file: Path, opts: EvalOptions, vg_version: str
     report = _check(dataset, opts, out_dir)
     _, label_of = category_maps(dataset)
     skipped_ids = {r.id for r in dataset.records} - {r.id for r in report.kept}
-    detections = from_results(load_results(results_file), report.kept, label_of, skipped_ids)
+    detections = from_results(load_results(results_file), report.kept, label_of, skipped_ids, results_file)
     log.info("evaluating %s on %s (%d images)", results_file, dataset.name, len(report.kept))
     return _evaluate_and_report(dataset, detections, report, opts, out_dir)
 

@@ -15,7 +15,9 @@ import numpy as np
 from easydict import EasyDict
 
 from ..config import from_plain
-from ..export.onnx import read_metadata, resize_for_model
+from ..export.onnx import INPUT_NAMES, OUTPUT_NAMES, ExportedFileError, read_metadata, resize_for_model
+from ..utils.errors import one_line, reading
+from ..utils.files import is_file
 from .detections import DetectorBase
 
 
@@ -38,13 +40,22 @@ class OnnxDetector(DetectorBase):
         except ImportError as e:
             raise ImportError("running an .onnx detector needs onnxruntime: pip install -e .[onnx]") from e
         path = Path(path)
-        if not path.is_file():
+        if not is_file(path):
             raise FileNotFoundError(f"no ONNX file {path}")
         options = onnxruntime.SessionOptions()
         options.intra_op_num_threads = threads
-        session = onnxruntime.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
-        meta = read_metadata(session.get_modelmeta().custom_metadata_map, path)
-        return cls(session, from_plain(meta["config"]), tuple(meta["classes"]), meta["net"], path, meta.get("dataset"))
+        with reading(path):
+            session = _session(onnxruntime, path, options)
+            try:
+                custom = session.get_modelmeta().custom_metadata_map
+            except UnicodeDecodeError as e:
+                raise ExportedFileError(f"{path}: its metadata is not UTF-8 text ({e.reason})") from None
+            meta = read_metadata(custom, path)
+            try:
+                cfg = from_plain(meta["config"])
+            except ValueError as e:
+                raise ExportedFileError(f"{path}: its stored config does not load ({one_line(e)})") from None
+        return cls(session, cfg, tuple(meta["classes"]), meta["net"], path, meta.get("dataset"))
 
     def detect_arrays(self, images: Sequence[np.ndarray]) -> list[dict[str, np.ndarray]]:
         """As torch_detector.detect_images: RGB uint8 images -> boxes (D, 4) BoxMode.XYXY in each
@@ -52,6 +63,41 @@ class OnnxDetector(DetectorBase):
         found = []
         for image in images:
             tensor, scale = resize_for_model(image, self.cfg)
-            boxes, scores, labels = self.session.run(None, {"image": tensor, "scale": scale})
-            found.append({"boxes": boxes, "scores": scores, "labels": labels})
+            found.append(self._run(tensor, scale))
         return found
+
+    def _run(self, tensor: np.ndarray, scale: np.ndarray) -> dict[str, np.ndarray]:
+        try:
+            boxes, scores, labels = self.session.run(None, {"image": tensor, "scale": scale})
+        except Exception as e:  # noqa: BLE001 - onnxruntime's own error types: the file's graph failed
+            raise ExportedFileError(f"{self.checkpoint}: its graph failed on an image ({one_line(e, 200)})") from None
+        shapes = [np.shape(v) for v in (boxes, scores, labels)]
+        n = shapes[1][0] if len(shapes[1]) == 1 else -1
+        if shapes != [(n, 4), (n,), (n,)]:
+            raise ExportedFileError(
+                f"{self.checkpoint}: its graph gave boxes, scores and labels of shapes {shapes}, not (D, 4), (D,), (D,)"
+            )
+        return {
+            "boxes": np.asarray(boxes, np.float32),
+            "scores": np.asarray(scores, np.float32),
+            "labels": np.asarray(labels, np.int64),
+        }
+
+
+def _session(onnxruntime: Any, path: Path, options: Any) -> Any:
+    """An ONNX Runtime session of the file, whose graph takes and gives what export.py's does."""
+    try:
+        session = onnxruntime.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+    except Exception as e:  # noqa: BLE001 - onnxruntime's InvalidProtobuf, Fail, InvalidGraph, ...
+        raise ExportedFileError(f"{path}: not an ONNX graph ONNX Runtime can load ({one_line(e, 200)})") from None
+    try:
+        inputs = tuple(i.name for i in session.get_inputs())
+        outputs = tuple(o.name for o in session.get_outputs())
+    except UnicodeDecodeError as e:
+        raise ExportedFileError(f"{path}: its graph's input and output names are not UTF-8 text ({e.reason})") from None
+    if inputs != INPUT_NAMES or outputs != OUTPUT_NAMES:
+        raise ExportedFileError(
+            f"{path}: not a detector graph of export.py (inputs {list(inputs)}, outputs {list(outputs)}; "
+            f"expected {list(INPUT_NAMES)} and {list(OUTPUT_NAMES)})"
+        )
+    return session

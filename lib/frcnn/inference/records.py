@@ -15,6 +15,7 @@ from ..data.loader import RoidbDataset, collate, read_image
 from ..runs import distributed
 from ..runs.distributed import World
 from .onnx_detector import OnnxDetector
+from .slicing import detect_sliced
 from .torch_detector import Detector, loader_resizes
 
 
@@ -25,12 +26,17 @@ def detect_records(
     batch_size: int = 1,
     num_workers: int = 0,
     progress: bool = True,
+    tile: int | None = None,
+    overlap: float = 0.2,
 ) -> list[dict[str, np.ndarray]]:
-    """Detections for every record of a dataset split, in record order (an OnnxDetector takes
-    the images one at a time)."""
-    if isinstance(detector, OnnxDetector):
+    """Detections for every record of a dataset split, in record order. With `tile`, each whole
+    image in overlapping tiles (slicing.detect_sliced, `batch_size` tiles per pass); an
+    OnnxDetector takes the images one at a time."""
+    if tile is not None or isinstance(detector, OnnxDetector):
         bar = tqdm(records, desc="detect", unit="img", file=sys.stderr, disable=not progress, mininterval=30.0)
-        return [detector.detect_arrays([read_image(str(record.path))])[0] for record in bar]
+        if tile is None:
+            return [detector.detect_arrays([read_image(str(record.path))])[0] for record in bar]
+        return [detect_sliced(detector, read_image(str(r.path)), tile, overlap, batch_size=batch_size) for r in bar]
     cfg = detector.cfg.TEST
     dataset = RoidbDataset(records, cfg.SCALES, cfg.MAX_SIZE, resize=loader_resizes(detector))
     batches = [list(range(i, min(i + batch_size, len(records)))) for i in range(0, len(records), batch_size)]
@@ -58,10 +64,14 @@ def detect_sharded(
     world: World,
     batch_size: int = 1,
     num_workers: int = 0,
+    tile: int | None = None,
+    overlap: float = 0.2,
 ) -> list[dict[str, np.ndarray]] | None:
     """detect_records across processes: each detects every world_size-th image; rank 0 gets them
     all, in record order, and the others None."""
     mine = list(range(world.rank, len(records), world.world_size))
-    found = detect_records(detector, [records[i] for i in mine], batch_size, num_workers, progress=world.is_main)
+    found = detect_records(
+        detector, [records[i] for i in mine], batch_size, num_workers, world.is_main, tile=tile, overlap=overlap
+    )
     gathered = distributed.gather_to_main(list(zip(mine, found)))
     return None if gathered is None else [det for _, det in sorted(gathered, key=lambda pair: pair[0])]

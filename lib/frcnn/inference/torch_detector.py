@@ -5,7 +5,7 @@ in ONNX Runtime (onnx_detector.py), any other in PyTorch (load_detector)."""
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -18,9 +18,11 @@ from ..config import from_plain, merge_file, merge_pairs, to_plain
 from ..convert import LoadContext, as_checkpoint
 from ..data.loader import collate, resize
 from ..modeling import FasterRCNN, build_model
+from ..modeling.backbones import NETS
 from ..modeling.conventions import get_convention
 from ..runs.checkpoint import CheckpointError, load_checkpoint, model_differences
 from ..structures.batch import Sample
+from ..utils.errors import one_line, reading
 from .detections import DetectorBase
 from .onnx_detector import OnnxDetector
 
@@ -90,26 +92,85 @@ def load_detector(
     """
     path = Path(path)
     context = LoadContext(net, dataset, data_dir, overrides=tuple(overrides))
-    state = as_checkpoint(load_checkpoint(path, require_model=False), path, context)
-    cfg = from_plain(state["config"])
+    with reading(path):
+        state = checked_checkpoint(as_checkpoint(load_checkpoint(path, require_model=False), path, context), path)
+        cfg = stored_config(state["config"], path)
     for cfg_file in cfg_files:
         merge_file(cfg, cfg_file)
     merge_pairs(cfg, overrides)
     classes = tuple(state["classes"])
     differences = model_differences(state, net or state["net"], classes, to_plain(cfg))
     if differences:
-        raise CheckpointError(f"--set/--cfg would change the model {path} holds:\n  " + "\n  ".join(differences))
-    model, _ = build_model(cfg, state["net"], len(classes), use_default_weights=False)
-    missing, unexpected = model.load_state_dict(state["model"], strict=False)
-    missing = [k for k in missing if not k.endswith("num_batches_tracked")]  # not in every file's BatchNorm
-    if missing or unexpected:
-        raise CheckpointError(
-            f"{path} does not fit the model it describes: "
-            f"missing {sorted(missing)[:8]}, unexpected {sorted(unexpected)[:8]}"
-        )
+        raise CheckpointError(f"--set/--cfg would change the model {path} holds: " + "; ".join(differences))
+    with reading(path):
+        model = _model_with_weights(cfg, state, path)
     device = torch.device(device)
     model.to(device).eval()
     return Detector(model, cfg, classes, state["net"], path, device, state.get("dataset"))
+
+
+def checked_checkpoint(state: dict[str, Any], path: Path) -> dict[str, Any]:
+    """`state` if its entries have the types a checkpoint's have, else CheckpointError naming the
+    first that does not (a file's values are quoted by type only)."""
+    problems = {
+        "model": isinstance(state.get("model"), Mapping)
+        and all(isinstance(k, str) and isinstance(v, torch.Tensor) for k, v in state["model"].items()),
+        "config": isinstance(state.get("config"), Mapping),
+        "classes": isinstance(state.get("classes"), (list, tuple))
+        and len(state["classes"]) >= 2
+        and all(isinstance(c, str) for c in state["classes"]),
+        "net": state.get("net") in NETS,
+        "dataset": state.get("dataset") is None or isinstance(state.get("dataset"), str),
+    }
+    wanted = {
+        "model": "a mapping of parameter names to tensors",
+        "config": "a mapping of config keys",
+        "classes": "a list of at least two class names, background first",
+        "net": f"one of {', '.join(NETS)}",
+        "dataset": "a dataset name or none",
+    }
+    for key, fine in problems.items():
+        if not fine:
+            found = type(state.get(key)).__name__ if key in state else "missing"
+            raise CheckpointError(f"{path}: its '{key}' should be {wanted[key]} (found: {found})")
+    return state
+
+
+def stored_config(data: Mapping, path: Path) -> EasyDict:
+    """from_plain of a file's stored config; a value of the wrong type is the file's error."""
+    try:
+        return from_plain(data)
+    except ValueError as e:
+        raise CheckpointError(f"{path}: its stored config does not load ({one_line(e)})") from None
+
+
+def _model_with_weights(cfg: EasyDict, state: dict[str, Any], path: Path) -> FasterRCNN:
+    """The model the checkpoint describes, with its weights. Its names and shapes are compared on
+    the meta device first, so that a config from a damaged file (a layer 2^31 wide) is refused
+    before any memory is taken for it."""
+    with torch.device("meta"):
+        expected = {k: tuple(v.shape) for k, v in _build(cfg, state, path).state_dict().items()}
+    weights = state["model"]
+    missing = [k for k in expected if k not in weights and not k.endswith("num_batches_tracked")]  # not in every file
+    unexpected = [k for k in weights if k not in expected]
+    shapes = {k: tuple(weights[k].shape) for k in expected if k in weights}
+    wrong = [f"{k} {shape} for {expected[k]}" for k, shape in shapes.items() if shape != expected[k]]
+    if missing or unexpected or wrong:
+        raise CheckpointError(
+            f"{path} does not fit the model it describes: "
+            f"missing {sorted(missing)[:8]}, unexpected {sorted(unexpected)[:8]}, shapes {wrong[:4]}"
+        )
+    model = _build(cfg, state, path)
+    model.load_state_dict(weights, strict=False)
+    return model
+
+
+def _build(cfg: EasyDict, state: dict[str, Any], path: Path) -> FasterRCNN:
+    try:
+        model, _ = build_model(cfg, state["net"], len(state["classes"]), use_default_weights=False)
+    except ValueError as e:  # the model builders' own refusals of a config (ValueError, never an InputError)
+        raise CheckpointError(f"{path}: its config describes no model this project builds ({one_line(e)})") from None
+    return model
 
 
 def loader_resizes(detector: Detector) -> bool:

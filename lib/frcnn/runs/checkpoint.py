@@ -15,14 +15,15 @@ from typing import Any
 
 import torch
 
-from ..utils.files import atomic_write
+from ..utils.errors import InputError
+from ..utils.files import atomic_write, is_file
 from ..utils.safe_load import UnreadableFileError, UnsafeFileError, safe_torch_load
 
 FORMAT_VERSION = 1
 _NAME = re.compile(r"^faster_rcnn_(\d+)_(\d+)_(\d+)\.pth$")
 
 
-class CheckpointError(ValueError):
+class CheckpointError(InputError):
     """A checkpoint that is missing, unreadable, unsafe, or does not fit the model."""
 
 
@@ -129,7 +130,7 @@ def load_checkpoint(
     """Read a checkpoint with weights_only=True; raise CheckpointError with the reason otherwise.
     require_model=False accepts any dict (files of other projects, see frcnn.convert)."""
     path = Path(path)
-    if not path.is_file():
+    if not is_file(path):
         raise CheckpointError(f"checkpoint not found: {path}")
     try:
         state = safe_torch_load(path, map_location)

@@ -12,6 +12,7 @@ checkpoint (and evaluates) as at an epoch's end; the log says how many epochs th
 
 from __future__ import annotations
 
+import argparse
 import logging
 import math
 import re
@@ -33,15 +34,31 @@ REPLAN_UNTIL = 0.5  # re-plan at epoch ends until this share of the planned step
 REPLAN_TOLERANCE = 0.02  # ... when the new plan differs by more than this share
 
 
+MAX_BUDGET = 366 * 24 * 3600.0  # a year: a longer budget is a typo (and later arithmetic overflows)
+
+
+class BudgetError(ValueError, argparse.ArgumentTypeError):
+    """A --budget that is no duration. An ArgumentTypeError too, so argparse prints this message
+    rather than its own "invalid parse_budget value"."""
+
+
 def parse_budget(text: str) -> float:
-    """'25m', '2h', '90s', '1h30m' -> seconds (a bare number is minutes)."""
+    """'25m', '2h', '90s', '1h30m' -> seconds (a bare number is minutes); more than zero and at
+    most a year, else BudgetError."""
     text = text.strip().lower()
+    refused = BudgetError(
+        f"--budget {text[:40]!r}: give a duration such as 25m, 2h, 90s or 1h30m (more than 0, at most a year)"
+    )
     if re.fullmatch(r"\d+(\.\d+)?", text):
-        return float(text) * 60.0
-    parts = re.findall(r"(\d+(?:\.\d+)?)([smh])", text)
-    if not parts or "".join(n + u for n, u in parts) != text or float(sum(float(n) for n, _ in parts)) <= 0:
-        raise ValueError(f"--budget {text!r}: give a duration such as 25m, 2h, 90s or 1h30m")
-    return sum(float(n) * UNITS[u] for n, u in parts)
+        seconds = float(text) * 60.0
+    else:
+        parts = re.findall(r"(\d+(?:\.\d+)?)([smh])", text)
+        if not parts or "".join(n + u for n, u in parts) != text:
+            raise refused
+        seconds = sum(float(n) * UNITS[u] for n, u in parts)
+    if not 0 < seconds <= MAX_BUDGET:  # a 400-digit number is inf, which this refuses too
+        raise refused
+    return seconds
 
 
 def format_duration(seconds: float) -> str:

@@ -3,6 +3,7 @@
 - `is_inside(root, path)`: whether `path` stays inside `root` once both are resolved, so that
   paths read from annotation, list or dataset files cannot reach elsewhere with `..`, an absolute
   path or a symlink.
+- `is_file(path)`, `is_dir(path)`: as Path's, False for names the file system refuses.
 - `atomic_write(path)`: a file that appears under its name complete or not at all; a crash, kill
   or exception while writing leaves the previous file (if any) as it was.
 """
@@ -15,6 +16,23 @@ import secrets
 from collections.abc import Iterator
 from pathlib import Path
 from typing import IO
+
+
+def is_file(path: str | os.PathLike) -> bool:
+    """Path.is_file, but False (not an exception) for a name the file system refuses: too long,
+    a NUL, an unpaired surrogate. Readers ask it of names read from files."""
+    try:
+        return Path(path).is_file()
+    except (OSError, ValueError):
+        return False
+
+
+def is_dir(path: str | os.PathLike) -> bool:
+    """Path.is_dir, False for a name the file system refuses (as is_file)."""
+    try:
+        return Path(path).is_dir()
+    except (OSError, ValueError):
+        return False
 
 
 def is_inside(root: str | os.PathLike, path: str | os.PathLike) -> bool:

@@ -49,6 +49,9 @@ class ImageRecord:
     difficult: (G,) bool, objects the VOC metric ignores.
     crowd: (G,) bool, COCO crowd regions (never trained on).
     flipped: the roidb's horizontally flipped copy of the image.
+    area: (G,) float32, each object's area as its annotation gives it (COCO's `area`, the
+        segment's pixels, which the COCO metric's size ranges use), NaN where it gives none; or
+        empty: every area is the box's w * h.
     """
 
     id: str | int
@@ -60,6 +63,7 @@ class ImageRecord:
     difficult: np.ndarray = field(default_factory=lambda: _empty(bool))
     crowd: np.ndarray = field(default_factory=lambda: _empty(bool))
     flipped: bool = False
+    area: np.ndarray = field(default_factory=lambda: _empty(np.float32))
 
     @property
     def aspect_ratio(self) -> float:

@@ -29,12 +29,14 @@ from .visual_genome import DEFAULT_VERSION, VisualGenome
 @dataclass
 class DatasetSpec:
     """train: datasets joined for training; test: the evaluation split; profile: config overrides;
-    val: the split for choosing among checkpoints during training, when the dataset has one."""
+    val: the split for choosing among checkpoints during training, when the dataset has one;
+    source: the dataset YAML file the profile comes from, if any (named by config errors)."""
 
     train: Callable[[], list[DetectionDataset]]
     test: Callable[[], DetectionDataset]
     profile: dict = field(default_factory=dict)
     val: Callable[[], DetectionDataset] | None = None
+    source: str | None = None
 
 
 # The profile of data this project knows nothing of in advance: anchors chosen from its boxes.
@@ -95,7 +97,7 @@ def dataset_spec(name: str, data_dir: str | Path = "data", vg_version: str = DEF
     if is_dataset_file(name):
         spec = DatasetFile(name)
         profile = {**AUTO_ANCHORS, **spec.profile}  # the file's own anchors, if it has any, win
-        return DatasetSpec(spec.train, spec.test, profile, spec.val if spec.has_val else None)
+        return DatasetSpec(spec.train, spec.test, profile, spec.val if spec.has_val else None, str(spec.path))
     if name == "shapes":
         root = data_dir / "shapes"
         return DatasetSpec(

@@ -83,7 +83,7 @@ def _shape_extent(shape: object) -> tuple[str, list[float]]:
     label, kind = shape["label"], shape.get("shape_type") or "polygon"  # LabelMe reads None as polygon
     if kind in LINE_SHAPES:
         raise LabelMeError(f"({label!r}) is a {kind}, which encloses no box: dropped", f"{kind} shapes dropped")
-    if kind not in AREA_SHAPES:
+    if not isinstance(kind, str) or kind not in AREA_SHAPES:  # (a list is no key of AREA_SHAPES)
         raise LabelMeError(f"({label!r}) has unknown shape_type {one_line(repr(kind), 40)}", "malformed shapes dropped")
     points = shape.get("points")
     if not (isinstance(points, list) and all(_is_point(p) for p in points)):

@@ -15,7 +15,8 @@ from xml.sax.saxutils import escape
 import numpy as np
 from PIL import Image
 
-from ...utils.files import is_inside
+from ...utils.errors import InputError, one_line, reading
+from ...utils.files import is_file, is_inside
 from .base import DataIssue, DetectionDataset, ImageRecord
 
 VOC_CLASSES = (
@@ -60,23 +61,22 @@ class VOCFormatDataset(DetectionDataset):
         self.split = split
 
     def image_ids(self) -> list[str]:
-        split_file = self.root / "ImageSets" / "Main" / f"{self.split}.txt"
-        if not split_file.is_file():
-            raise FileNotFoundError(f"{self.name}: split file not found: {split_file}")
-        return [line.split()[0] for line in split_file.read_text().splitlines() if line.strip()]
+        """The ids the split file lists, in its order (each line's first word)."""
+        return read_split_file(self.root / "ImageSets" / "Main" / f"{self.split}.txt", self.name)
 
     def image_path(self, image_id: str) -> Path:
         folder = self.root / "JPEGImages"
         for ext in IMAGE_EXTENSIONS:
             candidate = folder / f"{image_id}{ext}"
-            if candidate.is_file():
+            if is_file(candidate):
                 return candidate
         return folder / f"{image_id}.jpg"
 
     def _load_records(self) -> list[ImageRecord]:
         index = {name: i + 1 for i, name in enumerate(self.foreground_classes)}
+        split_file = str(self.root / "ImageSets" / "Main" / f"{self.split}.txt")
         records = []
-        for image_id in self.image_ids():
+        for image_id in usable_ids(self.image_ids(), split_file, self.issues):
             xml = self.root / "Annotations" / f"{image_id}.xml"
             record = read_or_skip(self, self.root, xml, image_id, self.image_path(image_id), index)
             if record is not None:
@@ -107,7 +107,44 @@ def read_or_skip(
     return record
 
 
-class AnnotationError(ValueError):
+MAX_ID_BYTES = 240  # a file name is at most 255 bytes, with its extension
+
+
+class VOCFormatError(InputError):
+    """A split file that cannot be read."""
+
+
+def read_split_file(path: Path, name: str) -> list[str]:
+    """The first word of each non-blank line of an ImageSets list; VOCFormatError naming the file
+    when it is not UTF-8 text, FileNotFoundError when it is missing."""
+    if not is_file(path):
+        raise FileNotFoundError(f"{name}: split file not found: {path}")
+    try:
+        text = path.read_bytes().decode("utf-8-sig")
+    except UnicodeDecodeError as e:
+        raise VOCFormatError(f"{path}: not UTF-8 text ({e.reason} at byte {e.start})") from None
+    except OSError as e:
+        raise VOCFormatError(f"{path}: not readable ({one_line(e, 160)})") from None
+    return [line.split()[0] for line in text.splitlines() if line.strip()]
+
+
+def usable_ids(ids: Sequence[str], split_file: str, issues: list[DataIssue]) -> list[str]:
+    """`ids` less those listed before (read once) and those no file name can hold (a NUL), each
+    an issue added to `issues`."""
+    seen, usable = set(), []
+    for image_id in ids:
+        if image_id in seen:
+            issues.append(DataIssue(split_file, f"{image_id!r} listed again: read once", "fixed", "ids listed twice"))
+        elif "\x00" in image_id or len(image_id.encode("utf-8", "replace")) > MAX_ID_BYTES:
+            problem = f"{one_line(repr(image_id), 80)} is no file name (a NUL, or too long)"
+            issues.append(DataIssue(split_file, problem, "skipped", "unusable ids in the split file"))
+        else:
+            usable.append(image_id)
+        seen.add(image_id)
+    return usable
+
+
+class AnnotationError(InputError):
     """An annotation file that cannot be used; `kind` groups alike problems."""
 
     def __init__(self, message: str, kind: str) -> None:
@@ -135,12 +172,7 @@ def read_voc_xml(
     one_based: VOC's coordinates start at 1 (ImageNet's and Visual Genome's at 0).
     lowercase: match class names case-insensitively (ImageNet's WordNet ids, Visual Genome).
     """
-    if not xml_path.is_file():
-        raise AnnotationError("annotation file missing", "annotation missing")
-    try:
-        tree = ET.parse(xml_path).getroot()
-    except ET.ParseError as e:
-        raise AnnotationError(f"XML does not parse ({e})", "annotation does not parse") from None
+    tree = _parse(xml_path)
     width, height = _declared_size(tree)
     if width <= 0 or height <= 0:
         width, height = _image_size(image_path)
@@ -164,12 +196,14 @@ def read_voc_xml(
         boxes.append(coords)
         labels.append(label)
         difficult.append(_flag(_text(obj, "difficult")))
+    with np.errstate(over="ignore"):  # a coordinate beyond float32 is infinite: the check drops it
+        boxes = np.asarray(boxes, dtype=np.float32).reshape(-1, 4)
     record = ImageRecord(
         id=image_id,
         path=str(image_path),
         width=width,
         height=height,
-        boxes=np.asarray(boxes, dtype=np.float32).reshape(-1, 4),
+        boxes=boxes,
         labels=np.asarray(labels, dtype=np.int64),
         difficult=np.asarray(difficult, dtype=bool),
         crowd=np.zeros(len(labels), dtype=bool),
@@ -177,15 +211,32 @@ def read_voc_xml(
     return record, issues
 
 
+def _parse(xml_path: Path) -> ET.Element:
+    """The XML file's root element; AnnotationError when it is missing or does not parse."""
+    if not is_file(xml_path):
+        raise AnnotationError("annotation file missing", "annotation missing")
+    try:
+        with reading(xml_path):
+            return ET.parse(xml_path).getroot()
+    except ET.ParseError as e:
+        raise AnnotationError(f"XML does not parse ({one_line(e, 160)})", "annotation does not parse") from None
+    except OSError as e:
+        raise AnnotationError(f"not readable ({one_line(e, 160)})", "annotation does not parse") from None
+
+
 def _declared_size(tree: ET.Element) -> tuple[int, int]:
     """(width, height) from <size>, or (0, 0) when missing or unreadable."""
     size = tree.find("size")
+    return _side(_text(size, "width")), _side(_text(size, "height"))
+
+
+def _side(text: str | None) -> int:
+    """A side from <size>: a finite positive number, else 0 (read from the image instead)."""
     try:
-        width = int(float(_text(size, "width") or 0)) if size is not None else 0
-        height = int(float(_text(size, "height") or 0)) if size is not None else 0
+        value = float(text) if text is not None else 0.0
     except ValueError:
-        return 0, 0
-    return width, height
+        return 0
+    return int(value) if 0 < value < 1e9 else 0  # NaN compares False
 
 
 def voc_class_names(xml_paths: Sequence[Path]) -> tuple[str, ...]:
@@ -195,7 +246,7 @@ def voc_class_names(xml_paths: Sequence[Path]) -> tuple[str, ...]:
     for path in xml_paths:
         try:
             objects = ET.parse(path).getroot().findall("object")
-        except (ET.ParseError, OSError):
+        except (ET.ParseError, OSError, ValueError):  # ValueError: a name no file can have (a NUL)
             continue
         for obj in objects:
             name = (_text(obj, "name") or "").strip()
@@ -213,7 +264,7 @@ def _flag(text: str | None) -> bool:
     """<difficult>1</difficult> -> True; empty, missing or 0 -> False."""
     try:
         return bool(int(float(text))) if text and text.strip() else False
-    except ValueError:
+    except (ValueError, OverflowError):  # not a number, or infinite
         return False
 
 
