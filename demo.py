@@ -37,8 +37,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--video_out", default=None, help="annotated video to write for --webcam without a display")
     p.add_argument("--thresh", type=float, default=0.5, help="lowest score drawn (default 0.5)")
     p.add_argument("--bs", type=int, default=1, help="images per batch (with --tile: tiles per batch)")
-    p.add_argument("--tile", type=int, default=None, help="detect large images in tiles of this many pixels")
-    p.add_argument("--overlap", type=float, default=0.2, help="tiles' overlap, a share of --tile (default 0.2)")
+    p.add_argument(
+        "--tile", type=int, default=None, help="detect whole images in tiles this large (default: the model's; 0: none)"
+    )
+    p.add_argument("--overlap", type=float, default=None, help="tiles' overlap, a share of --tile (default 0.2)")
     p.add_argument("--max_frames", type=int, default=0, help="stop after this many frames (0: until the stream ends)")
     add_bool_flag(p, "--vis", help="accepted for compatibility: detections are always drawn")
     return p.parse_args(argv)

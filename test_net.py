@@ -39,8 +39,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--output_dir", default="output", help="where results go (default: output)")
     p.add_argument("--bs", dest="batch_size", type=int, default=1, help="images per inference batch")
     p.add_argument("--nw", dest="num_workers", type=int, default=0, help="data loading worker processes")
-    p.add_argument("--tile", type=int, default=None, help="detect each whole image in tiles of this many pixels")
-    p.add_argument("--overlap", type=float, default=0.2, help="tiles' overlap, a share of --tile (default 0.2)")
+    p.add_argument(
+        "--tile", type=int, default=None, help="detect whole images in tiles this large (default: the model's; 0: none)"
+    )
+    p.add_argument("--overlap", type=float, default=None, help="tiles' overlap, a share of --tile (default 0.2)")
     add_bool_flag(p, "--strict", help="stop on any unusable test image or annotation instead of skipping it")
     return p.parse_args(argv)
 

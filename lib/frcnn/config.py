@@ -48,6 +48,12 @@ def default_config() -> EasyDict:
     # Pyramid nets (FPN): anchor sides in pixels, one list per level (torchvision's anchors); when
     # set, FEAT_STRIDE and ANCHOR_SCALES are unused.
     cfg.ANCHOR_SIZES = []
+    # Large images in tiles (data/tiling.py), set per dataset by `tiles:` in its YAML: with SIZE > 0
+    # training images larger than a tile are cut at load into SIZE x SIZE tiles overlapping by
+    # OVERLAP x SIZE pixels; a box cut by a tile's edge keeps its visible part (difficult when less
+    # than half of it is inside); EMPTY_SHARE of the tiles without objects are kept. test_net.py,
+    # demo.py and the Python API then detect whole images in the same tiles (inference/slicing.py).
+    cfg.TILES = EasyDict(SIZE=0, OVERLAP=0.2, EMPTY_SHARE=0.25)
     cfg.RPN_CHANNELS = 512
     cfg.RPN_CONV_DEPTH = 1  # 3x3 convolutions of the RPN head (2 in torchvision's v2 detector)
     cfg.RPN_SCORE_THRESH = 0.0  # lowest objectness probability of a proposal

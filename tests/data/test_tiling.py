@@ -1,9 +1,14 @@
 """Tiles of a large image (data/tiling.py): SAHI's windows, and the boxes a tile keeps."""
 
+import dataclasses
+
+import cv2
 import numpy as np
 import pytest
 
-from frcnn.data.tiling import boxes_in_window, crop_boxes, tile_windows
+from frcnn.data.datasets.base import ImageRecord
+from frcnn.data.loader import RoidbDataset
+from frcnn.data.tiling import boxes_in_window, crop_boxes, tile_record, tile_records, tile_windows
 
 # (height, width): smaller than a tile, exact multiples of a tile or of its step, odd sizes, strips
 SIDES = [1, 7, 99, 100, 101, 160, 255, 256, 257, 333, 400, 401, 640, 799, 800, 1000, 1023, 2299]
@@ -93,3 +98,51 @@ def test_the_tree_tiles_tool_uses_the_library_crop():
     from tools import tree_tiles
 
     assert tree_tiles.crop_boxes is crop_boxes
+
+
+# ---- training on tiles ----------------------------------------------------------------------
+
+
+def large_record(path: str = "scene.png") -> ImageRecord:
+    boxes = np.array([[10, 10, 29, 29], [90, 50, 119, 79], [150, 150, 159, 159]], np.float32)
+    return ImageRecord(
+        "scene",
+        path,
+        width=200,
+        height=100,
+        boxes=boxes,
+        labels=np.array([1, 2, 3]),
+        difficult=np.array([False, False, True]),
+        crowd=np.zeros(3, bool),
+    )
+
+
+def test_a_tile_record_holds_the_visible_parts_of_its_objects():
+    tile = tile_record(large_record(), (0, 0, 100, 100))
+    assert (tile.id, tile.width, tile.height, tile.window) == ("scene@0,0", 100, 100, (0, 0, 100, 100))
+    assert tile.boxes.tolist() == [[10, 10, 29, 29], [90, 50, 99, 79]]  # the third is in the other tile
+    assert tile.labels.tolist() == [1, 2]
+    assert tile.difficult.tolist() == [False, True]  # a third of the second box shows: difficult
+    other = tile_record(large_record(), (100, 0, 200, 100))
+    # the rest of the second box (20 of 30 columns: not difficult there); the third is below y 100
+    assert (other.boxes.tolist(), other.labels.tolist(), other.difficult.tolist()) == ([[0, 50, 19, 79]], [2], [False])
+
+
+def test_large_records_become_tiles_and_empty_tiles_are_kept_at_their_share():
+    small = dataclasses.replace(large_record(), id="small", width=64, height=64, boxes=np.zeros((0, 4), np.float32))
+    small = dataclasses.replace(small, labels=np.zeros(0, int), difficult=np.zeros(0, bool), crowd=np.zeros(0, bool))
+    tiles = tile_records([large_record(), small], size=100, overlap=0.0, empty_share=0.0)
+    assert [t.id for t in tiles] == ["scene@0,0", "scene@100,0", "small"]  # small: as it is
+    empty = dataclasses.replace(large_record(), boxes=large_record().boxes[:1], labels=np.array([1]))
+    empty = dataclasses.replace(empty, difficult=np.array([False]), crowd=np.zeros(1, bool))
+    assert [t.id for t in tile_records([empty], 100, 0.0, empty_share=0.0)] == ["scene@0,0"]
+    assert [t.id for t in tile_records([empty], 100, 0.0, empty_share=1.0)] == ["scene@0,0", "scene@100,0"]
+
+
+def test_the_loader_cuts_a_tile_out_of_its_image_at_load(tmp_path):
+    image = np.random.default_rng(0).integers(0, 255, (100, 200, 3), np.uint8)
+    cv2.imwrite(str(tmp_path / "scene.png"), image[:, :, ::-1])
+    tile = tile_record(large_record(str(tmp_path / "scene.png")), (100, 0, 200, 100))
+    sample = RoidbDataset([tile], [100], 1000)[0]
+    assert sample.image.permute(1, 2, 0).numpy().tolist() == image[:, 100:200].tolist()
+    assert sample.boxes.tolist() == tile.boxes.tolist()

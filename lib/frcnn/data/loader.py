@@ -89,6 +89,9 @@ class RoidbDataset(Dataset):
         record = self.roidb[key.index]
         try:
             image = read_image(record.path)
+            if record.window is not None:  # a tile of a large image: cut at load, nothing written
+                x0, y0, x1, y1 = record.window
+                image = image[y0:y1, x0:x1]
         except ImageReadError as e:
             # Checked before training, so the file changed since: a blank stand-in with no weight.
             log.warning("%s; it is left out of this step", e)

@@ -11,7 +11,12 @@ BoxMode.XYXY, inclusive corners, as everywhere else in the project.
 
 from __future__ import annotations
 
+import dataclasses
+from collections.abc import Sequence
+
 import numpy as np
+
+from .datasets.base import ImageRecord
 
 Window = tuple[int, int, int, int]
 
@@ -83,3 +88,40 @@ def crop_boxes(
     inside = (clipped[:, 2] - clipped[:, 0] + 1) * (clipped[:, 3] - clipped[:, 1] + 1)
     shifted = clipped - np.array([x0, y0, x0, y0], dtype=clipped.dtype)
     return shifted, inside < min_visible * area
+
+
+def tile_record(record: ImageRecord, window: Window, min_visible: float = 0.5) -> ImageRecord:
+    """The tile `window` of a record: its size, and the objects that show in it cut to their
+    visible part (difficult where less than `min_visible` of the object is inside)."""
+    keep = boxes_in_window(record.boxes, window)
+    boxes, hidden = crop_boxes(record.boxes, window, min_visible)
+    return dataclasses.replace(
+        record,
+        id=f"{record.id}@{window[0]},{window[1]}",
+        width=window[2] - window[0],
+        height=window[3] - window[1],
+        boxes=boxes.astype(np.float32),
+        labels=record.labels[keep],
+        difficult=record.difficult[keep] | hidden,
+        crowd=record.crowd[keep],
+        window=window,
+    )
+
+
+def tile_records(
+    records: Sequence[ImageRecord], size: int, overlap: float, empty_share: float, seed: int = 0
+) -> list[ImageRecord]:
+    """Every record larger than a `size` tile on either side as its tiles (tile_windows), the
+    others as they are. Of the tiles with no object to learn, `empty_share` are kept (drawn with
+    `seed`): they teach the background, but a scene is mostly background."""
+    tiles: list[ImageRecord] = []
+    empty: list[ImageRecord] = []
+    for record in records:
+        if record.width <= size and record.height <= size:
+            tiles.append(record)
+            continue
+        for window in tile_windows(record.height, record.width, size, overlap):
+            tile = tile_record(record, window)
+            (tiles if (~tile.difficult).any() else empty).append(tile)
+    kept = np.random.default_rng(seed).random(len(empty)) < empty_share
+    return tiles + [tile for tile, keep in zip(empty, kept) if keep]

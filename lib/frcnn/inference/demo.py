@@ -24,6 +24,7 @@ from ..data.loader import ImageReadError, read_image
 from ..utils.files import atomic_write
 from ..utils.vis import draw_detections
 from .detections import Detections
+from .slicing import own_tiling
 from .torch_detector import Detector
 
 log = logging.getLogger("frcnn.demo")
@@ -44,11 +45,17 @@ def output_stems(files: Sequence[Path]) -> dict[Path, str]:
 
 
 def run_folder(
-    detector: Detector, folder: Path, thresh: float, batch_size: int, tile: int | None = None, overlap: float = 0.2
+    detector: Detector,
+    folder: Path,
+    thresh: float,
+    batch_size: int,
+    tile: int | None = None,
+    overlap: float | None = None,
 ) -> int:
     """Detect every image of `folder` and save each one drawn, with its detections in JSON; with
-    `tile`, one image at a time in tiles of that size (batch_size tiles per pass). Returns the
-    number of detections drawn."""
+    tiles (`tile`, or with None the model's own), one image at a time in tiles of that size
+    (batch_size tiles per pass). Returns the number of detections drawn."""
+    tile, overlap = own_tiling(detector, tile, overlap)
     tiling = {"tile": tile, "overlap": overlap, "progress": True} if tile else {}
     per_pass = 1 if tile else batch_size  # images read and detected together
     files = image_files(folder)

@@ -24,7 +24,7 @@ from typing import Any, Protocol, Union
 import numpy as np
 
 from ..data.loader import read_image
-from .slicing import detect_sliced
+from .slicing import detect_sliced, own_tiling
 
 ImageInput = Union[str, Path, np.ndarray, Any]  # Any: a PIL image
 
@@ -76,16 +76,18 @@ def detect(
     threshold: float = 0.0,
     batch_size: int = 1,
     tile: int | None = None,
-    overlap: float = 0.2,
+    overlap: float | None = None,
     **slicing: Any,
 ) -> Detections | list[Detections]:
     """Detections (score >= threshold) for one image, or a list of them for a list of images.
 
-    tile=None: each image whole, `batch_size` images per pass. tile=SIZE: each image in SIZE x SIZE
-    tiles overlapping by `overlap` (slicing.detect_sliced, `batch_size` tiles per pass), the tiles'
-    detections merged; `slicing` takes detect_sliced's other options (merge, match_metric,
-    match_threshold, whole_image, class_agnostic, progress).
+    tile=SIZE: each image in SIZE x SIZE tiles overlapping by `overlap` (default 0.2) of SIZE
+    (slicing.detect_sliced, `batch_size` tiles per pass), the tiles' detections merged; `slicing`
+    takes detect_sliced's other options (merge, match_metric, match_threshold, whole_image,
+    class_agnostic, progress). tile=None: the tiles the model was trained on (config TILES), if
+    any; tile=0 or no tiles: each image whole, `batch_size` images per pass.
     """
+    tile, overlap = own_tiling(detector, tile, overlap)
     if tile is None and slicing:
         raise ValueError(f"{', '.join(sorted(slicing))} apply to sliced inference: give tile=SIZE too")
     single = not isinstance(images, (list, tuple))

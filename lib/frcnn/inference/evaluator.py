@@ -55,8 +55,8 @@ class EvalOptions:
     net: str | None = None
     cfg_files: list[str] = field(default_factory=list)  # applied to the checkpoint's config, then set_cfgs
     set_cfgs: list[str] = field(default_factory=list)
-    tile: int | None = None  # detect each whole test image in tiles of this size (slicing.py)
-    overlap: float = 0.2
+    tile: int | None = None  # tiles of this size (slicing.py); None: the model's own (TILES), 0: none
+    overlap: float | None = None
 
 
 def evaluate_checkpoint(path: Path, opts: EvalOptions) -> Evaluation | None:

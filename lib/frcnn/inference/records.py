@@ -15,7 +15,7 @@ from ..data.loader import RoidbDataset, collate, read_image
 from ..runs import distributed
 from ..runs.distributed import World
 from .onnx_detector import OnnxDetector
-from .slicing import detect_sliced
+from .slicing import detect_sliced, own_tiling
 from .torch_detector import Detector, loader_resizes
 
 
@@ -27,11 +27,13 @@ def detect_records(
     num_workers: int = 0,
     progress: bool = True,
     tile: int | None = None,
-    overlap: float = 0.2,
+    overlap: float | None = None,
 ) -> list[dict[str, np.ndarray]]:
-    """Detections for every record of a dataset split, in record order. With `tile`, each whole
-    image in overlapping tiles (slicing.detect_sliced, `batch_size` tiles per pass); an
-    OnnxDetector takes the images one at a time."""
+    """Detections for every record of a dataset split, in record order. With tiles (`tile`, or
+    with None the model's own: slicing.own_tiling), each whole image in overlapping tiles
+    (slicing.detect_sliced, `batch_size` tiles per pass); an OnnxDetector takes the images one
+    at a time."""
+    tile, overlap = own_tiling(detector, tile, overlap)
     if tile is not None or isinstance(detector, OnnxDetector):
         bar = tqdm(records, desc="detect", unit="img", file=sys.stderr, disable=not progress, mininterval=30.0)
         if tile is None:
@@ -65,7 +67,7 @@ def detect_sharded(
     batch_size: int = 1,
     num_workers: int = 0,
     tile: int | None = None,
-    overlap: float = 0.2,
+    overlap: float | None = None,
 ) -> list[dict[str, np.ndarray]] | None:
     """detect_records across processes: each detects every world_size-th image; rank 0 gets them
     all, in record order, and the others None."""

@@ -294,3 +294,12 @@ def _matches(a: list[float], b: list[float], match_metric: str, match_threshold:
     area_a, area_b = (a[2] - a[0]) * (a[3] - a[1]), (b[2] - b[0]) * (b[3] - b[1])
     denominator = area_a + area_b - inter if match_metric == "iou" else min(area_a, area_b)
     return denominator > 0 and inter / denominator >= match_threshold
+
+
+def own_tiling(detector: object, tile: int | None, overlap: float | None) -> tuple[int | None, float]:
+    """(tile size or None for whole images, overlap): as asked, or with tile=None the tiles the
+    detector was trained on (its config's TILES; SIZE 0: none); tile=0 asks for whole images."""
+    tiles = getattr(getattr(detector, "cfg", None), "TILES", None)
+    if tile is None and tiles:
+        tile, overlap = tiles.SIZE, tiles.OVERLAP if overlap is None else overlap
+    return (tile or None), (0.2 if overlap is None else overlap)

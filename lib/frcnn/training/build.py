@@ -23,6 +23,7 @@ from ..data.datasets.factory import dataset_spec
 from ..data.loader import RoidbDataset
 from ..data.roidb import build_roidb, joined_records
 from ..data.sampler import GroupedBatchSampler
+from ..data.tiling import tile_records
 from ..data.validate import check_dataset
 from ..modeling import FasterRCNN, build_model
 from ..modeling.backbones import has_default_weights
@@ -171,7 +172,11 @@ def training_roidb(
         opts.strict,
         world.is_main,
     )
-    roidb = build_roidb(report.kept, cfg.TRAIN.USE_FLIPPED, cfg.TRAIN.USE_DIFFICULT)
+    kept = report.kept
+    if cfg.TILES.SIZE:
+        kept = tile_records(kept, cfg.TILES.SIZE, cfg.TILES.OVERLAP, cfg.TILES.EMPTY_SHARE, cfg.RNG_SEED)
+        log.info("tiles of %d px: %d training images cut into %d tiles", cfg.TILES.SIZE, len(report.kept), len(kept))
+    roidb = build_roidb(kept, cfg.TRAIN.USE_FLIPPED, cfg.TRAIN.USE_DIFFICULT)
     log.info(
         "dataset %s: %d training images (%s), %d classes: %s",
         opts.dataset,

@@ -49,6 +49,8 @@ class ImageRecord:
     difficult: (G,) bool, objects the VOC metric ignores.
     crowd: (G,) bool, COCO crowd regions (never trained on).
     flipped: the roidb's horizontally flipped copy of the image.
+    window: for a tile of a large image (data/tiling.py), the part of the file it is, (x0, y0, x1,
+        y1) with exclusive ends; width, height and boxes are then the tile's.
     area: (G,) float32, each object's area as its annotation gives it (COCO's `area`, the
         segment's pixels, which the COCO metric's size ranges use), NaN where it gives none; or
         empty: every area is the box's w * h.
@@ -63,6 +65,7 @@ class ImageRecord:
     difficult: np.ndarray = field(default_factory=lambda: _empty(bool))
     crowd: np.ndarray = field(default_factory=lambda: _empty(bool))
     flipped: bool = False
+    window: tuple[int, int, int, int] | None = None
     area: np.ndarray = field(default_factory=lambda: _empty(np.float32))
 
     @property

@@ -33,6 +33,9 @@ Label-file formats (each reader's docstring states its box convention):
     test: {csv: test.csv, images: images}     # (default: the CSV's folder); or train: train.csv
     classes: [cat, dog]     # optional; default: every label in the training CSV, sorted
 
+Large images: `tiles: {size: 512, overlap: 0.2, empty_share: 0.25}` (or `tiles: 512`) trains on
+tiles cut at load and detects whole test images in the same tiles (config TILES).
+
 The file is read with yaml.safe_load. Paths inside it may not leave `root` (`path` for YOLO data),
 and neither may the images and label files they lead to.
 """
@@ -162,6 +165,15 @@ class DatasetFile:
         self.profile = spec.get("config") or {}
         if not isinstance(self.profile, dict):
             raise DatasetFileError(f"{self.path}: config must be a mapping of config keys")
+        if spec.get("tiles") is not None:
+            self.profile = {**self.profile, "TILES": self._tiles(spec["tiles"])}
+
+    def _tiles(self, tiles: Any) -> dict:
+        """`tiles: {size: 512, overlap: 0.2, empty_share: 0.25}` (or `tiles: 512`) as TILES config."""
+        tiles = {"size": tiles} if isinstance(tiles, int) and not isinstance(tiles, bool) else tiles
+        if not isinstance(tiles, dict) or not set(tiles) <= {"size", "overlap", "empty_share"}:
+            raise DatasetFileError(f"{self.path}: tiles is a size, or a mapping of size, overlap and empty_share")
+        return {str(key).upper(): value for key, value in tiles.items()}
 
     def train(self) -> list[DetectionDataset]:
         if self.format == "coco":
