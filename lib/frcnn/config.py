@@ -21,8 +21,9 @@ from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-import yaml
 from easydict import EasyDict
+
+from .utils.files import read_yaml
 
 # The cfgs/ folder of a source checkout (pip install -e .), where each net's settings live.
 DEFAULT_CFGS_DIR = Path(__file__).resolve().parents[2] / "cfgs"
@@ -423,23 +424,10 @@ def _read_yaml(path: Path) -> Mapping:
     if not _is_file(path):
         what = "is a folder, not a config file" if path.is_dir() else "not found"
         raise ConfigError(f"config file {path} {what}")
-    try:
-        with open(path, encoding="utf-8") as f:
-            data = yaml.safe_load(f) or {}
-    except yaml.YAMLError as e:  # includes tags such as !!python/object, which safe_load refuses
-        raise ConfigError(f"{path}: not a plain YAML config ({_first_line(e)})") from None
-    except UnicodeDecodeError as e:
-        raise ConfigError(f"{path}: not UTF-8 text ({e.reason} at byte {e.start})") from None
-    except (OSError, RecursionError) as e:
-        raise ConfigError(f"{path}: not readable ({type(e).__name__}: {_first_line(e)})") from None
+    data = read_yaml(Path(path), ConfigError, "a plain YAML config") or {}
     if not isinstance(data, Mapping):
         raise ConfigError(f"{path}: a config file must hold a mapping of keys to values")
     return data
-
-
-def _first_line(error: BaseException) -> str:
-    lines = [line.strip() for line in str(error).splitlines() if line.strip()]
-    return _shown(lines[0])[1:-1] if lines else type(error).__name__
 
 
 def large_scale_file(cfgs_dir: str | Path, net: str | None) -> Path:

@@ -15,7 +15,11 @@ import os
 import secrets
 from collections.abc import Iterator
 from pathlib import Path
-from typing import IO
+from typing import IO, Any
+
+import yaml
+
+from .errors import one_line
 
 
 def is_file(path: str | os.PathLike) -> bool:
@@ -84,3 +88,17 @@ def _fsync_folder(folder: Path) -> None:
         pass
     finally:
         os.close(fd)
+
+
+def read_yaml(path: Path, error: type[Exception], kind: str = "valid YAML") -> Any:
+    """yaml.safe_load of a UTF-8 file (a byte-order mark allowed). Whatever stops it, unparsable
+    YAML (tags such as !!python/object included), other bytes than UTF-8, an unreadable file, is
+    an `error` of one line that names the file: "<path>: not <kind> (...)"."""
+    try:
+        return yaml.safe_load(path.read_bytes().decode("utf-8-sig"))
+    except yaml.YAMLError as e:
+        raise error(f"{path}: not {kind} ({one_line(e, 160)})") from None
+    except UnicodeDecodeError as e:
+        raise error(f"{path}: not UTF-8 text ({e.reason} at byte {e.start})") from None
+    except (OSError, RecursionError) as e:
+        raise error(f"{path}: not readable ({type(e).__name__}: {one_line(e, 120)})") from None

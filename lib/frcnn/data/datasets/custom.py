@@ -46,10 +46,8 @@ import os
 from pathlib import Path
 from typing import Any
 
-import yaml
-
 from ...utils.errors import InputError, one_line, reading
-from ...utils.files import is_dir, is_file, is_inside
+from ...utils.files import is_dir, is_file, is_inside, read_yaml
 from .base import DetectionDataset
 from .coco import COCOFormatDataset
 from .csv_boxes import CSVFormatDataset
@@ -94,14 +92,7 @@ def _path_text(value: object, what: str, source: Path) -> str:
 def _read_spec(path: Path) -> dict:
     if not is_file(path):
         raise (DatasetFileError if is_dir(path) else FileNotFoundError)(f"dataset file not found: {path}")
-    try:
-        spec: Any = yaml.safe_load(path.read_bytes().decode("utf-8-sig"))
-    except yaml.YAMLError as e:
-        raise DatasetFileError(f"{path}: not valid YAML ({one_line(e, 160)})") from None
-    except UnicodeDecodeError as e:
-        raise DatasetFileError(f"{path}: not UTF-8 text ({e.reason} at byte {e.start})") from None
-    except (OSError, RecursionError) as e:
-        raise DatasetFileError(f"{path}: not readable ({type(e).__name__}: {one_line(e, 120)})") from None
+    spec: Any = read_yaml(path, DatasetFileError)
     if not isinstance(spec, dict):
         raise DatasetFileError(f"{path}: expected a mapping with format, train and test")
     return spec
