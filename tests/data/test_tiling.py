@@ -146,3 +146,11 @@ def test_the_loader_cuts_a_tile_out_of_its_image_at_load(tmp_path):
     sample = RoidbDataset([tile], [100], 1000)[0]
     assert sample.image.permute(1, 2, 0).numpy().tolist() == image[:, 100:200].tolist()
     assert sample.boxes.tolist() == tile.boxes.tolist()
+
+
+def test_a_tile_selects_every_per_object_field_and_drops_the_whole_objects_areas():
+    record = dataclasses.replace(large_record(), area=np.array([400.0, 900.0, 100.0], np.float32))
+    tile = tile_record(record, (0, 0, 100, 100))
+    assert (len(tile.boxes), len(tile.labels), len(tile.difficult), len(tile.crowd)) == (2, 2, 2, 2)
+    assert tile.area.size == 0  # 900 was the whole second box's; a third of it is in this tile
+    assert record.objects(np.array([False, True, True])).area.tolist() == [900.0, 100.0]

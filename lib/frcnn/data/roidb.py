@@ -29,14 +29,7 @@ def training_record(record: ImageRecord, use_difficult: bool = False) -> ImageRe
     keep = ~record.crowd if record.crowd.size else np.ones(len(record.labels), dtype=bool)
     if not use_difficult and record.difficult.size:
         keep &= ~record.difficult
-    return dataclasses.replace(
-        record,
-        boxes=record.boxes[keep],
-        labels=record.labels[keep],
-        difficult=record.difficult[keep],
-        crowd=record.crowd[keep],
-        area=record.area[keep] if record.area.size == len(keep) else record.area[:0],
-    )
+    return record.objects(keep)
 
 
 def joined_records(datasets: Sequence[DetectionDataset]) -> list[ImageRecord]:

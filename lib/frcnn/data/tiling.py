@@ -95,15 +95,15 @@ def tile_record(record: ImageRecord, window: Window, min_visible: float = 0.5) -
     visible part (difficult where less than `min_visible` of the object is inside)."""
     keep = boxes_in_window(record.boxes, window)
     boxes, hidden = crop_boxes(record.boxes, window, min_visible)
+    kept = record.objects(keep)
     return dataclasses.replace(
-        record,
+        kept,
         id=f"{record.id}@{window[0]},{window[1]}",
         width=window[2] - window[0],
         height=window[3] - window[1],
         boxes=boxes.astype(np.float32),
-        labels=record.labels[keep],
-        difficult=record.difficult[keep] | hidden,
-        crowd=record.crowd[keep],
+        difficult=kept.difficult | hidden,
+        area=record.area[:0],  # an annotated area is the whole object's, not its part in a tile
         window=window,
     )
 

@@ -252,12 +252,7 @@ def sanitize_boxes(record: ImageRecord, num_classes: int | None = None) -> tuple
         issues.append(
             DataIssue(where, f"box {np.round(box, 1).tolist()} clipped to the {w}x{h} image", "fixed", "box clipped")
         )
-    fields = {"boxes": clipped[keep], "labels": record.labels[keep]}
-    for name in ("difficult", "crowd"):
-        values = getattr(record, name)
-        fields[name] = values[keep] if values.size == len(keep) else np.zeros(int(keep.sum()), dtype=bool)
-    fields["area"] = record.area[keep] if record.area.size == len(keep) else record.area[:0]
-    return dataclasses.replace(record, **fields), issues
+    return record.objects(keep, boxes=clipped[keep]), issues
 
 
 def _repeated(record: ImageRecord, clipped: np.ndarray, keep: np.ndarray) -> np.ndarray:

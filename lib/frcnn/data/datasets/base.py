@@ -6,6 +6,7 @@ format's reader converts to it (VOC XML is 1-based, COCO is [x, y, w, h]).
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
@@ -71,6 +72,24 @@ class ImageRecord:
     @property
     def aspect_ratio(self) -> float:
         return self.width / self.height
+
+    def objects(self, keep: np.ndarray, **replaced: object) -> ImageRecord:
+        """The record with only the objects `keep` (G,) selects, in every per-object field; the
+        optional flags and areas (empty when a reader gives none) stay empty or are selected
+        alike. `replaced` sets other fields at the same time (boxes=, window=, ...)."""
+
+        def pick(values: np.ndarray, empty_as: np.ndarray) -> np.ndarray:
+            return values[keep] if values.size == len(keep) else empty_as
+
+        count = int(np.count_nonzero(keep))
+        fields = {
+            "boxes": self.boxes[keep],
+            "labels": self.labels[keep],
+            "difficult": pick(self.difficult, np.zeros(count, bool)),
+            "crowd": pick(self.crowd, np.zeros(count, bool)),
+            "area": pick(self.area, self.area[:0]),
+        }
+        return dataclasses.replace(self, **{**fields, **replaced})
 
 
 class DetectionDataset:
