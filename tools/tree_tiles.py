@@ -7,9 +7,13 @@ about 400 px and written as a VOC-layout folder with a dataset YAML beside it.
 
 Every crown is one class, `tree` (the wheel's `Dead` / `Alive` / `Tree` names all map to it). Tiles
 do not overlap, so a split by tile keeps test pixels out of training. A crown cut by a tile's edge
-keeps its visible part (frcnn.data.tiling.crop_boxes); one with less than `min_visible` of its area
-inside is marked difficult (ignored by training and by VOC evaluation) rather than dropped, so that
-a detector that finds it is not called wrong.
+keeps its visible part, and one with less than half of its area inside is marked difficult
+(ignored by training and by VOC evaluation) rather than dropped, so that a detector that finds it
+is not called wrong: the library's own tile of a record (frcnn.data.tiling.tile_record), which
+tiled training cuts at load. Only the grid is this tool's: tiles that never overlap, so that no
+test pixel is trained on, where the library's grid overlaps as SAHI's does.
+
+The whole scenes, untiled, with tiles chosen at load: tools/tree_scenes.py.
 """
 
 from __future__ import annotations
@@ -22,8 +26,9 @@ from pathlib import Path
 import cv2
 import numpy as np
 
+from frcnn.data.datasets.base import ImageRecord
 from frcnn.data.datasets.pascal_voc import read_voc_xml, write_voc_annotation
-from frcnn.data.tiling import crop_boxes  # lives in the library, where tiled training will use it
+from frcnn.data.tiling import tile_record
 
 CLASS = "tree"
 YAML = "format: voc\nroot: {root}\ntrain: trainval\ntest: test\nclasses: [tree]\n"
@@ -38,8 +43,8 @@ def tile_windows(width: int, height: int, tile: int) -> list[tuple[int, int, int
     return [(x0, y0, x1, y1) for y0, y1 in zip(ys[:-1], ys[1:]) for x0, x1 in zip(xs[:-1], xs[1:])]
 
 
-def read_wheel(wheel: str | Path, scratch: Path) -> list[tuple[str, np.ndarray, np.ndarray]]:
-    """(name, BGR image, (M, 4) boxes) for every annotated PNG under the wheel's data/ folder."""
+def read_wheel(wheel: str | Path, scratch: Path) -> list[tuple[ImageRecord, np.ndarray]]:
+    """(record, BGR image) for every annotated PNG under the wheel's data/ folder."""
     found = []
     with zipfile.ZipFile(wheel) as archive:
         for member in sorted(n for n in archive.namelist() if "/data/" in n and n.endswith(".xml")):
@@ -51,7 +56,8 @@ def read_wheel(wheel: str | Path, scratch: Path) -> list[tuple[str, np.ndarray, 
             image = cv2.imdecode(np.frombuffer(archive.read(png), np.uint8), cv2.IMREAD_COLOR)
             # one class, whatever the wheel calls a crown; its coordinates are 0-based
             record, _ = read_voc_xml(xml, xml.stem, Path(png), {"tree": 1, "dead": 1, "alive": 1}, False, True)
-            found.append((xml.stem, image, record.boxes.astype(np.float64)))
+            xml.unlink()
+            found.append((record, image))
     return found
 
 
@@ -62,17 +68,17 @@ def build(wheel: str | Path, out: str | Path, tile: int = 400, test_fraction: fl
     for sub in ("JPEGImages", "Annotations", "ImageSets/Main"):
         (out / sub).mkdir(parents=True, exist_ok=True)
     tiles = []
-    for name, image, boxes in read_wheel(wheel, out / "Annotations"):
-        (out / "Annotations" / f"{name}.xml").unlink()
-        height, width = image.shape[:2]
+    for record, image in read_wheel(wheel, out / "Annotations"):
+        height, width = image.shape[:2]  # the pixels, whatever the annotation's <size> says
         for window in tile_windows(width, height, tile):
             x0, y0, x1, y1 = window
-            tile_id = f"{name}_{x0}_{y0}"
+            tile_id = f"{record.id}_{x0}_{y0}"
             cv2.imwrite(str(out / "JPEGImages" / f"{tile_id}.png"), image[y0:y1, x0:x1])
-            kept, difficult = crop_boxes(boxes, window)
-            objects = [(CLASS, box, bool(d)) for box, d in zip(kept.tolist(), difficult)]
+            cut = tile_record(record, window)
+            boxes = cut.boxes.astype(np.float64).tolist()
+            objects = [(CLASS, box, bool(d)) for box, d in zip(boxes, cut.difficult)]
             write_voc_annotation(out / "Annotations" / f"{tile_id}.xml", f"{tile_id}.png", x1 - x0, y1 - y0, objects)
-            tiles.append((tile_id, int((~difficult).sum())))
+            tiles.append((tile_id, int((~cut.difficult).sum())))
     order = np.random.default_rng(seed).permutation(len(tiles))
     n_test = min(max(6, round(test_fraction * len(tiles))), len(tiles) - 2)  # a batch of 2 left to train
     splits = {"test": sorted(order[:n_test]), "trainval": sorted(order[n_test:])}

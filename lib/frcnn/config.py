@@ -54,6 +54,7 @@ def default_config() -> EasyDict:
     # OVERLAP x SIZE pixels; a box cut by a tile's edge keeps its visible part (difficult when less
     # than half of it is inside); EMPTY_SHARE of the tiles without objects are kept. test_net.py,
     # demo.py and the Python API then detect whole images in the same tiles (inference/slicing.py).
+    # SIZE `auto` (AUTO, the default of dataset YAML data): chosen from the data (autofit/tiles.py).
     cfg.TILES = EasyDict(SIZE=0, OVERLAP=0.2, EMPTY_SHARE=0.25)
     cfg.RPN_CHANNELS = 512
     cfg.RPN_CONV_DEPTH = 1  # 3x3 convolutions of the RPN head (2 in torchvision's v2 detector)
@@ -347,21 +348,22 @@ def without_original_only(data: Mapping[str, Any], source: str, prefix: str = ""
     return kept
 
 
-# `ANCHOR_SCALES: auto` and `TRAIN.SCALES: auto`: chosen from the training data by the trainer
-# (autofit/anchors.py, autofit/scale.py), which writes the numbers back, so a checkpoint
-# never holds `auto`.
+# `ANCHOR_SCALES: auto`, `TRAIN.SCALES: auto` and `TILES.SIZE: auto`: chosen from the training
+# data by the trainer (autofit/anchors.py, scale.py, tiles.py), which writes the numbers back, so
+# a checkpoint never holds `auto`. Each key's value, `auto` aside: a list of numbers, or a number.
 AUTO = "auto"
-AUTO_KEYS = frozenset({"ANCHOR_SCALES", "TRAIN.SCALES"})
+AUTO_KEYS = {"ANCHOR_SCALES": [0], "TRAIN.SCALES": [0], "TILES.SIZE": 0}
 
 
 def _check_auto_key(key: str, value: Any) -> Any:
-    """A key of AUTO_KEYS takes `auto` or a list of numbers, whichever it holds now (the type check
-    against the current value would refuse a list after `auto` and `auto` after a list)."""
+    """A key of AUTO_KEYS takes `auto` or what AUTO_KEYS says, whichever it holds now (the type
+    check against the current value would refuse a number after `auto` and `auto` after a number)."""
     if value == AUTO:
         return value
+    wanted = "a list of numbers" if isinstance(AUTO_KEYS[key], list) else "a number"
     if isinstance(value, str):
-        raise ValueError(f"config key {key} wants a list of numbers or {AUTO}; got {_shown(value)}")
-    return _check_and_convert(key, value, [0])  # the check of a list of numbers
+        raise ValueError(f"config key {key} wants {wanted} or {AUTO}; got {_shown(value)}")
+    return _check_and_convert(key, value, AUTO_KEYS[key])
 
 
 def merge_dict(cfg: EasyDict, overrides: Mapping[str, Any], prefix: str = "") -> None:

@@ -115,7 +115,7 @@ def test_dataset_yaml_coco(tmp_path, build):
     spec = dataset_spec(str(spec_file))
     (train,), test = spec.train(), spec.test()
     assert train.classes[1:] == tuple(names) and test.classes == train.classes
-    assert test.metric == "coco" and spec.profile == {"ANCHOR_SCALES": [2, 4, 8]}
+    assert test.metric == "coco" and spec.profile == {"ANCHOR_SCALES": [2, 4, 8], "TILES": {"SIZE": "auto"}}
     assert [r.id for r in test.records] == [500]
     assert test.records[0].boxes.tolist() == [box for _, box, _ in samples[2][1]]
 

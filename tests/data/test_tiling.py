@@ -94,10 +94,10 @@ def test_crop_boxes_takes_no_boxes_and_keeps_the_dtype():
     assert kept.dtype == np.int64 and kept.tolist() == [[1, 1, 5, 5]]
 
 
-def test_the_tree_tiles_tool_uses_the_library_crop():
+def test_the_tree_tiles_tool_uses_the_library_tile():
     from tools import tree_tiles
 
-    assert tree_tiles.crop_boxes is crop_boxes
+    assert tree_tiles.tile_record is tile_record
 
 
 # ---- training on tiles ----------------------------------------------------------------------

@@ -73,7 +73,7 @@ def test_ultralytics_data_yaml_with_a_names_mapping_and_no_test(tmp_path):
     assert train.classes == ("__background__", "cat", "dog", "bird") and test.classes == train.classes
     assert [len(r.boxes) for r in train.records] == [3, 0, 3]
     assert [r.id for r in test.records] == [r.id for r in val.records] == ["images/val/sample_000.png"]
-    assert spec.profile == {"ANCHOR_SCALES": "auto"}
+    assert spec.profile == {"ANCHOR_SCALES": "auto", "TILES": {"SIZE": "auto"}}
 
 
 def test_txt_lists_of_images_and_a_list_of_sources(tmp_path):

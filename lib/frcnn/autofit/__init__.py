@@ -1,6 +1,7 @@
 """How the project fits itself to the data: one pass over the training boxes (profile.py), from
 which the input scale (scale.py), the anchors (anchors.py), the anchor coverage (coverage.py) and
-the box statistics a person reads (summary.py) are all computed."""
+the box statistics a person reads (summary.py) are all computed; and, over the whole images before
+that, whether to cut them into tiles and how large (tiles.py)."""
 
 from __future__ import annotations
 
@@ -13,8 +14,11 @@ from easydict import EasyDict
 from ..data.datasets.base import ImageRecord
 from . import scale, summary
 from .profile import BoxProfile
+from .tiles import resolve_auto_tiles
 
 log = logging.getLogger("frcnn.train")
+
+__all__ = ["fit_scale", "resolve_auto_tiles"]
 
 
 def fit_scale(cfg: EasyDict, records: Sequence[ImageRecord], summary_dir: Path | None) -> BoxProfile:

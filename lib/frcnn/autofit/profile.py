@@ -63,6 +63,11 @@ class BoxProfile:
     def __len__(self) -> int:
         return len(self.boxes)
 
+    def object_sides(self) -> np.ndarray:
+        """(B,) float32 objects' extents in their image's own pixels (module docstring)."""
+        b = self.boxes
+        return np.sqrt((b[:, 2] - b[:, 0] + 1) * (b[:, 3] - b[:, 1] + 1))
+
     def at_scale(self, scale: int, max_size: int) -> ScaledBoxes:
         """The boxes and images resized as the loader resizes them for `scale` / `max_size`."""
         factors = np.array([resize_scale(int(h), int(w), scale, max_size) for h, w in zip(self.heights, self.widths)])
@@ -70,8 +75,7 @@ class BoxProfile:
         # Python float give, bit for bit
         per_box = factors.astype(np.float32)[self.image_of_box]
         boxes = self.boxes * per_box[:, None]
-        b = self.boxes
-        object_sides = np.sqrt((b[:, 2] - b[:, 0] + 1) * (b[:, 3] - b[:, 1] + 1)) * per_box
+        object_sides = self.object_sides() * per_box
         sizes = np.stack((self.heights * factors, self.widths * factors), axis=1)
         return ScaledBoxes(boxes, object_sides, self.image_of_box, sizes, self.objects)
 

@@ -300,6 +300,6 @@ def own_tiling(detector: object, tile: int | None, overlap: float | None) -> tup
     """(tile size or None for whole images, overlap): as asked, or with tile=None the tiles the
     detector was trained on (its config's TILES; SIZE 0: none); tile=0 asks for whole images."""
     tiles = getattr(getattr(detector, "cfg", None), "TILES", None)
-    if tile is None and tiles:
+    if tile is None and tiles and isinstance(tiles.SIZE, int):  # `auto` unresolved: never trained
         tile, overlap = tiles.SIZE, tiles.OVERLAP if overlap is None else overlap
     return (tile or None), (0.2 if overlap is None else overlap)

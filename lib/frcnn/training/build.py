@@ -173,6 +173,7 @@ def training_roidb(
         world.is_main,
     )
     kept = report.kept
+    autofit.resolve_auto_tiles(cfg, kept)
     if cfg.TILES.SIZE:
         kept = tile_records(kept, cfg.TILES.SIZE, cfg.TILES.OVERLAP, cfg.TILES.EMPTY_SHARE, cfg.RNG_SEED)
         log.info("tiles of %d px: %d training images cut into %d tiles", cfg.TILES.SIZE, len(report.kept), len(kept))

@@ -31,8 +31,8 @@ SCALE_KEYS = ("TRAIN.SCALES", "TRAIN.MAX_SIZE", "TEST.SCALES", "TEST.MAX_SIZE")
 
 def resume_checkpoint(o: TrainOptions, cfg: EasyDict) -> tuple[Path, dict]:
     """The checkpoint --r names (without --checksession, the session being trained) and its
-    contents. With `ANCHOR_SCALES: auto` (`TRAIN.SCALES: auto`), cfg takes the checkpoint's
-    anchors (input scales): a resumed run keeps what it was trained with rather than choosing
+    contents. With `ANCHOR_SCALES: auto` (`TRAIN.SCALES: auto`, `TILES.SIZE: auto`), cfg takes the
+    checkpoint's anchors (input scales, tile size): a resumed run keeps what it was trained with rather than choosing
     again from data that may have changed since."""
     session = o.session if o.checksession is None else o.checksession
     if o.checkpoint:
@@ -54,6 +54,10 @@ def resume_checkpoint(o: TrainOptions, cfg: EasyDict) -> tuple[Path, dict]:
             section, name = key.split(".")
             cfg[section][name] = value
         log.info("input scale: auto -> the resumed checkpoint's %s", stored)
+    tiles = config_value(state.get("config", {}), "TILES.SIZE")
+    if cfg.TILES.SIZE == AUTO and isinstance(tiles, int):
+        cfg.TILES.SIZE = tiles
+        log.info("tiles: auto -> the resumed checkpoint's %d px", tiles)
     return path, state
 
 

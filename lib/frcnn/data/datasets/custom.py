@@ -34,7 +34,10 @@ Label-file formats (each reader's docstring states its box convention):
     classes: [cat, dog]     # optional; default: every label in the training CSV, sorted
 
 Large images: `tiles: {size: 512, overlap: 0.2, empty_share: 0.25}` (or `tiles: 512`) trains on
-tiles cut at load and detects whole test images in the same tiles (config TILES).
+tiles cut at load and detects whole test images in the same tiles (config TILES). Without
+`tiles:` (or with `tiles: auto`, or a mapping without a size) the size is chosen from the training
+images and boxes, tiles only where images are much larger than the training scale and their
+objects would shrink too small (autofit/tiles.py); `tiles: 0` keeps every image whole.
 
 The file is read with yaml.safe_load. Paths inside it may not leave `root` (`path` for YOLO data),
 and neither may the images and label files they lead to.
@@ -160,11 +163,13 @@ class DatasetFile:
             self.profile = {**self.profile, "TILES": self._tiles(spec["tiles"])}
 
     def _tiles(self, tiles: Any) -> dict:
-        """`tiles: {size: 512, overlap: 0.2, empty_share: 0.25}` (or `tiles: 512`) as TILES config."""
-        tiles = {"size": tiles} if isinstance(tiles, int) and not isinstance(tiles, bool) else tiles
+        """`tiles: {size: 512, overlap: 0.2, empty_share: 0.25}` (or `tiles: 512`, `tiles: auto`,
+        `tiles: 0` for none) as TILES config; a mapping without a size has size auto."""
+        if (isinstance(tiles, int) and not isinstance(tiles, bool)) or tiles == "auto":
+            tiles = {"size": tiles}
         if not isinstance(tiles, dict) or not set(tiles) <= {"size", "overlap", "empty_share"}:
-            raise DatasetFileError(f"{self.path}: tiles is a size, or a mapping of size, overlap and empty_share")
-        return {str(key).upper(): value for key, value in tiles.items()}
+            raise DatasetFileError(f"{self.path}: tiles is a size, auto, or a mapping of size, overlap and empty_share")
+        return {"SIZE": "auto", **{str(key).upper(): value for key, value in tiles.items()}}
 
     def train(self) -> list[DetectionDataset]:
         if self.format == "coco":

@@ -42,6 +42,8 @@ class DatasetSpec:
 # The profile of data this project knows nothing of in advance: anchors chosen from its boxes.
 # ("auto" is config.AUTO, spelt out: the data layer does not import the config.)
 AUTO_ANCHORS = {"ANCHOR_SCALES": "auto"}
+# ... and tiles where its images are much larger than the training scale (autofit/tiles.py).
+AUTO_TILES = {"TILES": {"SIZE": "auto"}}
 # The built-in dataset is small and synthetic: images of 192-640 pixels, objects of 10 pixels to
 # half the image, so smaller scales than PASCAL VOC's 600-pixel defaults, anchors chosen from the
 # boxes (they were 1 to 8 x 16 px in 2^(1/2) steps x 3 ratios, 21 per cell, before `auto`), and
@@ -96,7 +98,7 @@ def dataset_spec(name: str, data_dir: str | Path = "data", vg_version: str = DEF
     data_dir = Path(data_dir)
     if is_dataset_file(name):
         spec = DatasetFile(name)
-        profile = {**AUTO_ANCHORS, **spec.profile}  # the file's own anchors, if it has any, win
+        profile = {**AUTO_ANCHORS, **AUTO_TILES, **spec.profile}  # the file's own anchors and tiles win
         return DatasetSpec(spec.train, spec.test, profile, spec.val if spec.has_val else None, str(spec.path))
     if name == "shapes":
         root = data_dir / "shapes"

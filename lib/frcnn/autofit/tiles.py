@@ -1,0 +1,97 @@
+"""`tiles: auto` (TILES.SIZE auto, the default of dataset YAML data): the tile size chosen from the
+training images and boxes, or no tiles.
+
+Tiles are for images much larger than the training scale whose objects the whole-image resize
+makes small. At the configured scale (TRAIN.SCALES[0], or TEST.SCALES[0] while TRAIN.SCALES is
+`auto`) the loader resizes an image by a factor; the image is *large* when that factor is below
+LARGE_FACTOR (shrunk 1.5 times or more). Tiles are cut when the large images hold boxes and more
+than SMALL_SHARE of those boxes' sides, so shrunk, fall below the small-object bound of
+autofit/scale.py (two feature strides, or a pyramid's smallest anchor). Else TILES.SIZE is 0:
+photographs of large objects stay whole however many pixels they have.
+
+The tile size is the scale itself, so that a tile is resized by 1 and its objects keep their own
+pixels (TRAIN.SCALES: auto may then raise the scale, and they gain). Where objects are large it
+grows, in steps of 32 px, to the 95th percentile of the objects' sides divided by the tiles'
+overlap: an object no wider than the overlap strip lies whole inside some tile. A tile no
+smaller than every large image cuts nothing: then no tiles either.
+
+The choice is written into the config (so the checkpoint holds a number) and logged with why.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import numpy as np
+from easydict import EasyDict
+
+from ..config import AUTO
+from ..data.datasets.base import ImageRecord
+from .profile import BoxProfile
+from .scale import SCALE_STEP, SMALL_SHARE, share_below, small_side_bound
+
+log = logging.getLogger("frcnn.train")
+
+LARGE_FACTOR = 2 / 3  # an image resized by less than this is large
+SIDE_QUANTILE = 0.95  # the large objects a tile should hold whole
+MIN_OVERLAP = 0.05  # the overlap the size rule assumes at least (0 would ask for endless tiles)
+
+
+@dataclass(frozen=True)
+class TileChoice:
+    size: int  # 0: no tiles
+    wanted: int  # the size the rule asked for before the images' own size was compared (0: none)
+    scale: int  # the configured scale the images were measured at
+    large_images: int  # images resized by less than LARGE_FACTOR
+    images: int
+    small_share: float  # share of the large images' boxes below `bound` when resized whole
+    bound: float
+
+
+def configured_scale(cfg: EasyDict) -> tuple[int, int]:
+    """The (scale, max size) the loader would use before `TRAIN.SCALES: auto` chooses its own."""
+    if cfg.TRAIN.SCALES == AUTO:
+        return cfg.TEST.SCALES[0], cfg.TEST.MAX_SIZE
+    return cfg.TRAIN.SCALES[0], cfg.TRAIN.MAX_SIZE
+
+
+def choose_tiles(profile: BoxProfile, scale: int, max_size: int, bound: float, overlap: float) -> TileChoice:
+    """The tile size for the whole training images of `profile` (module docstring)."""
+    whole = profile.at_scale(scale, max_size)
+    factors = whole.image_sizes[:, 0] / np.maximum(profile.heights, 1)
+    large = factors < LARGE_FACTOR
+    in_large = large[profile.image_of_box]
+    small = share_below(whole.object_sides[in_large], bound)
+    wanted = size = 0
+    if in_large.any() and small > SMALL_SHARE:
+        whole_object = float(np.quantile(profile.object_sides()[in_large], SIDE_QUANTILE)) / max(overlap, MIN_OVERLAP)
+        wanted = max(scale, int(math.ceil(whole_object / SCALE_STEP) * SCALE_STEP))
+        size = wanted if wanted < np.maximum(profile.heights, profile.widths)[large].max() else 0
+    return TileChoice(size, wanted, scale, int(large.sum()), profile.images, small, bound)
+
+
+def describe(choice: TileChoice) -> str:
+    reason = (
+        f"{choice.large_images} of {choice.images} training images shrink below {LARGE_FACTOR:.2f}x "
+        f"at scale {choice.scale}, where {100 * choice.small_share:.0f}% of their boxes fall below "
+        f"{choice.bound:g} px (sqrt of area)"
+    )
+    if choice.size:
+        return f"tiles: auto -> {choice.size} px; {reason}"
+    if choice.wanted:
+        reason += f"; but a tile holding their objects whole would be {choice.wanted} px, as large as the images"
+    return f"tiles: auto -> none, the images stay whole; {reason}"
+
+
+def resolve_auto_tiles(cfg: EasyDict, records: Sequence[ImageRecord]) -> TileChoice | None:
+    """If TILES.SIZE is `auto`, choose it from the whole training `records` and write it into cfg."""
+    if cfg.TILES.SIZE != AUTO:
+        return None
+    scale, max_size = configured_scale(cfg)
+    choice = choose_tiles(BoxProfile.of(records), scale, max_size, small_side_bound(cfg), cfg.TILES.OVERLAP)
+    cfg.TILES.SIZE = choice.size
+    log.info("%s", describe(choice))
+    return choice

@@ -1,0 +1,127 @@
+"""`tiles: auto`: the tile size from the whole training images and boxes, on hand-built sets."""
+
+import logging
+
+import numpy as np
+import pytest
+from conftest import CFGS, SMALL_NET
+
+from frcnn.autofit.profile import BoxProfile
+from frcnn.autofit.tiles import choose_tiles, describe, resolve_auto_tiles
+from frcnn.config import build_config, default_config, merge_pairs, to_plain
+from frcnn.data.datasets.base import ImageRecord
+from frcnn.data.datasets.custom import DatasetFileError
+from frcnn.data.datasets.factory import dataset_spec
+from frcnn.runs.checkpoint import checkpoint_path, save_checkpoint
+from frcnn.training.build import TrainOptions, build_trainer
+from frcnn.training.resume import resume_checkpoint
+
+
+def scene(height: int, width: int, sides: list[int]) -> ImageRecord:
+    """One image holding square boxes of the given sides (inclusive pixels), side by side."""
+    x = np.cumsum([0, *sides[:-1]]).astype(np.float32)
+    side = np.array(sides, np.float32)
+    boxes = np.stack([x, np.zeros_like(x), x + side - 1, side - 1], axis=1)
+    n = len(sides)
+    return ImageRecord(0, "scene.png", width, height, boxes, np.ones(n, np.int64), np.zeros(n, bool), np.zeros(n, bool))
+
+
+def choice_for(records, scale=600, max_size=1000, overlap=0.2):
+    return choose_tiles(BoxProfile.of(records), scale, max_size, 32.0, overlap)
+
+
+def test_an_aerial_scene_of_small_crowns_is_cut_into_tiles_of_the_scale():
+    # 2472 x 2299 at 600 / 1000: factor 1000 / 2472 = 0.40, 40 px crowns become 16 px, all below 32
+    choice = choice_for([scene(2299, 2472, [40] * 30)])
+    assert (choice.size, choice.large_images, choice.small_share) == (600, 1, 1.0)
+
+
+def test_large_objects_in_a_large_image_keep_it_whole():
+    # 400 px objects become 162 px: nothing for tiles to save
+    choice = choice_for([scene(2299, 2472, [400] * 5)])
+    assert (choice.size, choice.small_share) == (0, 0.0)
+
+
+def test_small_images_are_never_tiled_however_small_their_objects():
+    # 500 x 375 is enlarged (factor 1.6): not large
+    choice = choice_for([scene(375, 500, [10] * 20)] * 3)
+    assert (choice.size, choice.large_images) == (0, 0)
+
+
+def test_larger_objects_ask_for_tiles_that_hold_them_whole_inside_the_overlap():
+    # 6000 px square: factor 1/6, 150 px objects become 25 px; 150 / 0.2 = 750 -> 768 (32 px steps)
+    assert choice_for([scene(6000, 6000, [150] * 10)]).size == 768
+    assert choice_for([scene(6000, 6000, [150] * 10)], overlap=0.5).size == 600  # 300 < the scale
+
+
+def test_a_tile_that_would_cut_nothing_is_no_tile():
+    # 1000 x 1600 (factor 0.6); 20 boxes of 10 px and 2 of 400: the 95th percentile side is 380.5 px,
+    # so the tile would be 1920 px, larger than the image
+    choice = choice_for([scene(1000, 1600, [10] * 20 + [400] * 2)])
+    assert (choice.size, choice.wanted) == (0, 1920)
+    assert "none, the images stay whole" in describe(choice) and "would be 1920 px" in describe(choice)
+
+
+def test_only_the_large_images_boxes_count():
+    small_images = [scene(375, 500, [10] * 50)] * 4  # many small boxes, in images enlarged whole
+    assert choice_for([*small_images, scene(2299, 2472, [400] * 5)]).size == 0
+    assert choice_for([*small_images, scene(2299, 2472, [40] * 5)]).size == 600
+
+
+def test_the_choice_is_written_into_the_config_and_logged(caplog):
+    cfg = default_config()
+    merge_pairs(cfg, ["TILES.SIZE", "auto"])
+    with caplog.at_level(logging.INFO, logger="frcnn.train"):
+        choice = resolve_auto_tiles(cfg, [scene(2299, 2472, [40] * 30)])
+    assert cfg.TILES.SIZE == choice.size == 600
+    assert "tiles: auto -> 600 px; 1 of 1 training images shrink below 0.67x at scale 600" in caplog.text
+    cfg.TILES.SIZE = 256  # a number is kept
+    assert resolve_auto_tiles(cfg, [scene(2299, 2472, [40] * 30)]) is None and cfg.TILES.SIZE == 256
+
+
+def test_train_scales_auto_measures_the_images_at_the_test_scale():
+    cfg = default_config()
+    merge_pairs(cfg, ["TILES.SIZE", "auto", "TRAIN.SCALES", "auto", "TEST.SCALES", "[800]", "TEST.MAX_SIZE", "1333"])
+    assert resolve_auto_tiles(cfg, [scene(2299, 2472, [40] * 30)]).scale == 800 == cfg.TILES.SIZE
+
+
+@pytest.mark.parametrize(
+    ("tiles", "size"), [(None, "auto"), ("auto", "auto"), ("{overlap: 0.3}", "auto"), ("0", 0), ("512", 512)]
+)
+def test_dataset_files_tile_automatically_unless_they_say_otherwise(tmp_path, tiles, size):
+    path = tmp_path / "data.yaml"
+    path.write_text("format: voc\ntrain: trainval\ntest: test\n" + (f"tiles: {tiles}\n" if tiles else ""))
+    assert build_config("tiny", CFGS, dataset_spec(str(path)).profile).TILES.SIZE == size
+
+
+def test_a_tile_size_that_is_not_a_number_says_what_is_wanted(tmp_path):
+    path = tmp_path / "data.yaml"
+    path.write_text("format: voc\ntrain: trainval\ntest: test\ntiles: big\n")
+    with pytest.raises(DatasetFileError, match="tiles is a size, auto, or a mapping"):
+        dataset_spec(str(path))
+    with pytest.raises(ValueError, match="TILES.SIZE wants a number or auto"):
+        merge_pairs(default_config(), ["TILES.SIZE", "large"])
+
+
+def test_training_resolves_auto_tiles_before_cutting(small_shapes_root, tmp_path, caplog):
+    # the small shapes images (192-640 px) at scale 128: large, and their objects small there; with
+    # half-tile overlaps the objects fit tiles smaller than the images
+    path = tmp_path / "data.yaml"
+    path.write_text(f"format: voc\nroot: {small_shapes_root}\ntrain: trainval\ntest: test\ntiles: {{overlap: 0.5}}\n")
+    cfg = build_config("tiny", CFGS, dataset_spec(str(path)).profile, set_cfgs=SMALL_NET)
+    opts = TrainOptions(dataset=str(path), net="tiny", batch_size=4, epochs=1, save_dir=str(tmp_path / "m"))
+    with caplog.at_level(logging.INFO, logger="frcnn.train"):
+        trainer = build_trainer(opts, cfg)
+    size = cfg.TILES.SIZE
+    assert isinstance(size, int) and f"tiles: auto -> {size} px" in caplog.text
+    assert size >= 128 and all(r.width <= size and r.height <= size for r in trainer.roidb)
+    assert any(r.window is not None for r in trainer.roidb)
+
+
+def test_a_resumed_run_keeps_the_tiles_it_was_trained_on(tmp_path):
+    stored = to_plain(default_config())
+    stored["TILES"]["SIZE"] = 704
+    save_checkpoint(checkpoint_path(tmp_path, "tiny", "shapes", 1, 1, 5), {"model": {}, "config": stored})
+    cfg = build_config("tiny", CFGS, dataset_spec("shapes").profile, set_cfgs=["TILES.SIZE", "auto"])
+    resume_checkpoint(TrainOptions(save_dir=str(tmp_path), resume=True), cfg)
+    assert cfg.TILES.SIZE == 704

@@ -1,0 +1,79 @@
+"""Leave-one-scene-out on whole scenes (tools/tree_scenes.py): the wheel's scenes as CSV data, the
+folds' dataset files, and the pooled score's joined detections."""
+
+import json
+
+import numpy as np
+from test_small_objects import fake_wheel
+
+from frcnn.config import build_config
+from frcnn.data.datasets.factory import dataset_spec
+from tools import tree_scenes
+
+CFGS = tree_scenes.ROOT / "cfgs"
+
+
+def test_the_wheel_scenes_become_csv_data_read_as_written(tmp_path):
+    fake_wheel(tmp_path / "fake.whl")
+    scenes = tree_scenes.build(tmp_path / "fake.whl", tmp_path / "data")
+    assert sorted(scenes) == ["big", "small"]  # the PNG without annotations is no scene
+    assert scenes["big"][0] == ["big.png", "5", "5", "34", "34", "Tree"]  # the XML's numbers, one class
+    all_scenes = dataset_spec(str(tmp_path / "data" / "all.yaml")).test()
+    assert [r.id for r in all_scenes.records] == ["big.png", "small.png"]
+    big = all_scenes.records[0]
+    assert (big.width, big.height, len(big.boxes)) == (1200, 800, 117)
+    # CSV corners are exclusive (DeepForest's convention): the last pixel is xmax - 1
+    assert big.boxes[0].tolist() == [5, 5, 33, 33] and (all_scenes.records[1].labels == 1).all()
+
+
+def test_a_fold_trains_on_the_other_scenes_and_tests_on_the_held_out_one(tmp_path):
+    fake_wheel(tmp_path / "fake.whl")
+    scenes = tree_scenes.build(tmp_path / "fake.whl", tmp_path / "data")
+    sliced = tree_scenes.fold_yaml(tmp_path / "data", scenes, "small", "sliced")
+    resized = tree_scenes.fold_yaml(tmp_path / "data", scenes, "small", "resized")
+    spec = dataset_spec(str(sliced))
+    assert [r.id for d in spec.train() for r in d.records] == ["big.png"]
+    assert [r.id for r in spec.test().records] == ["small.png"]
+    # the only difference: sliced keeps the default tiles (auto), resized none
+    assert build_config("mobilenet_v2", CFGS, spec.profile).TILES.SIZE == "auto"
+    assert build_config("mobilenet_v2", CFGS, dataset_spec(str(resized)).profile).TILES.SIZE == 0
+
+
+def test_crowns_under_40_px_are_counted_by_the_side_of_their_box():
+    rows = [["a.png", "0", "0", "39", "41", "Tree"], ["a.png", "0", "0", "40", "40", "Tree"]]
+    sides = tree_scenes.crown_sides(rows)
+    np.testing.assert_allclose(sides, [np.sqrt(39 * 41), 40.0])
+    assert int((sides < tree_scenes.SMALL_CROWN).sum()) == 1
+
+
+def test_the_table_gives_each_mode_per_scene_and_pooled():
+    results = {
+        "modes": ["sliced", "resized"],
+        "scenes": {"big": {"crowns": 117, "small": 117}},
+        "runs": {"big/sliced": {"1": {"ap": 0.5}, "2": {"ap": 0.7}, "3": {"ap": 0.6}}, "big/resized": {}},
+        "pooled": {"sliced": [0.4]},
+    }
+    lines = tree_scenes.table(results).splitlines()
+    assert lines[2] == "| big | 117 | 117 | 0.600 |  |" and lines[3] == "| pooled | | | 0.400 |  |"
+
+
+def test_pooled_ap_joins_the_folds_detections(tmp_path, monkeypatch):
+    folds = []
+    for i, scene in enumerate(("big.png", "small.png")):
+        path = tmp_path / f"fold{i}.json"
+        path.write_text(json.dumps([{"image_id": scene, "category_id": 1, "bbox": [5, 5, 29, 29], "score": 0.9}]))
+        folds.append({"detections": str(path)})
+    commands = []
+
+    def fake_run(command, log):
+        commands.append(command)
+        ap = tmp_path / "out" / "pooled" / "sliced_s1" / "x" / "ap.json"
+        ap.parent.mkdir(parents=True)
+        ap.write_text(json.dumps({"mean_ap": 0.25}))
+
+    monkeypatch.setattr(tree_scenes, "run", fake_run)
+    assert tree_scenes.pooled_ap(None, tmp_path / "out", folds, "sliced_s1") == 0.25
+    joined = json.loads((tmp_path / "out" / "pooled" / "sliced_s1.json").read_text())
+    assert [d["image_id"] for d in joined] == ["big.png", "small.png"]
+    assert commands[0][commands[0].index("--detections") + 1].endswith("sliced_s1.json")
+    assert commands[0][commands[0].index("--dataset") + 1].endswith("all.yaml")

