@@ -20,6 +20,7 @@ from frcnn.cli import (
     loading_settings,
     resolve_checkpoint,
     run_main,
+    score_or_auto,
 )
 from frcnn.inference.demo import run_folder, run_stream
 from frcnn.inference.torch_detector import open_detector
@@ -35,7 +36,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--image_dir", default="images", help="folder of images (default: images)")
     p.add_argument("--webcam", "--webcam_num", dest="webcam", help="camera number or video file (-1: the images)")
     p.add_argument("--video_out", default=None, help="annotated video to write for --webcam without a display")
-    p.add_argument("--thresh", type=float, default=0.5, help="lowest score drawn (default 0.5)")
+    p.add_argument(
+        "--thresh",
+        type=score_or_auto,
+        default=0.5,
+        help="lowest score drawn (default 0.5); auto: each class's, chosen by test_net.py --threshold_rule",
+    )
     p.add_argument("--bs", type=int, default=1, help="images per batch (with --tile: tiles per batch)")
     p.add_argument(
         "--tile", type=int, default=None, help="detect whole images in tiles this large (default: the model's; 0: none)"

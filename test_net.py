@@ -43,6 +43,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         "--tile", type=int, default=None, help="detect whole images in tiles this large (default: the model's; 0: none)"
     )
     p.add_argument("--overlap", type=float, default=None, help="tiles' overlap, a share of --tile (default 0.2)")
+    p.add_argument(
+        "--threshold_rule",
+        default=None,
+        help="first choose a score threshold per class on the val split (f1, or precision=0.9) and write "
+        "them into the checkpoint, for threshold='auto' and demo.py --thresh auto",
+    )
     add_bool_flag(p, "--strict", help="stop on any unusable test image or annotation instead of skipping it")
     return p.parse_args(argv)
 

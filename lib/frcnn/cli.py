@@ -32,6 +32,19 @@ def str2bool(text: str) -> bool:
     raise argparse.ArgumentTypeError(f"expected a boolean (true/false); got {text!r}")
 
 
+def score_or_auto(text: str) -> float | str:
+    """A score threshold flag: a number in [0, 1], or `auto` (each class's chosen threshold)."""
+    if text == "auto":
+        return text
+    try:
+        value = float(text)
+    except ValueError:
+        value = float("nan")
+    if not 0.0 <= value <= 1.0:
+        raise argparse.ArgumentTypeError(f"expected a score between 0 and 1, or auto; got {text!r}")
+    return value
+
+
 def add_bool_flag(parser: argparse.ArgumentParser, *names: str, help: str, dest: str | None = None) -> None:
     """A flag that means true alone (`--r`) and takes an optional value (`--r false`)."""
     parser.add_argument(*names, dest=dest, type=str2bool, nargs="?", const=True, default=False, help=help)

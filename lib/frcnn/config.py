@@ -153,6 +153,10 @@ def _test_defaults() -> EasyDict:
         MAX_SIZE=1000,
         NMS=0.3,
         SCORE_THRESH=0.05,
+        # A score threshold per class index (0, the background, unused), chosen on held-out images
+        # by test_net.py --threshold_rule (evaluation/thresholds.py) and used by threshold="auto";
+        # empty: none chosen.
+        CLASS_THRESHOLDS=[],
         MAX_PER_IMAGE=100,
         RPN_NMS_THRESH=0.7,
         RPN_PRE_NMS_TOP_N=6000,
@@ -241,6 +245,8 @@ def _check_and_convert(key: str, value: Any, default: Any) -> Any:
     value = _convert(key, value, default)
     if key == "ANCHOR_SIZES":
         return _check_anchor_sizes(key, value)
+    if key == "TEST.CLASS_THRESHOLDS" and not all(0.0 <= _number(key, v) <= 1.0 for v in value):
+        raise ValueError(f"config key {key} wants scores between 0 and 1, one per class; got {_shown(value)}")
     return _check_positive(key, value)
 
 

@@ -12,7 +12,7 @@ A class with no non-difficult ground truth has no defined AP (NaN) and is left o
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 
@@ -34,13 +34,17 @@ def voc_ap(recall: np.ndarray, precision: np.ndarray, use_11_point: bool) -> flo
 
 @dataclass
 class ClassResult:
-    """AP of one class, its precision/recall curve, and its counts."""
+    """AP of one class, its precision/recall curve, and its counts. With the VOC metric also the
+    curve's scores (decreasing) and each detection's verdict there (1 true, 0 false positive, -1
+    matched to a difficult object: neither), from which thresholds are chosen (thresholds.py)."""
 
     ap: float
     precision: np.ndarray
     recall: np.ndarray
     num_positives: int
     num_detections: int
+    scores: np.ndarray = field(default_factory=lambda: np.zeros(0))
+    verdicts: np.ndarray = field(default_factory=lambda: np.zeros(0, np.int64))
 
 
 def iou_one_to_many(box: np.ndarray, boxes: np.ndarray) -> np.ndarray:
@@ -96,10 +100,12 @@ def evaluate_class(
             fp[rank] = 1
     tp_cum, fp_cum = np.cumsum(tp), np.cumsum(fp)
     precision = tp_cum / np.maximum(tp_cum + fp_cum, np.finfo(np.float64).eps)
+    scores, verdicts = np.asarray(det_scores, np.float64)[order], (tp - (1 - tp - fp)).astype(np.int64)
     if num_positives == 0:
-        return ClassResult(float("nan"), precision, np.zeros_like(tp_cum), 0, len(order))
+        return ClassResult(float("nan"), precision, np.zeros_like(tp_cum), 0, len(order), scores, verdicts)
     recall = tp_cum / num_positives
-    return ClassResult(voc_ap(recall, precision, use_11_point), precision, recall, num_positives, len(order))
+    ap = voc_ap(recall, precision, use_11_point)
+    return ClassResult(ap, precision, recall, num_positives, len(order), scores, verdicts)
 
 
 def evaluate_voc(

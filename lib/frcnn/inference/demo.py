@@ -44,15 +44,21 @@ def output_stems(files: Sequence[Path]) -> dict[Path, str]:
     return {p: p.stem if count[p.stem] == 1 else f"{p.stem}_{p.suffix.lstrip('.')}" for p in files}
 
 
+def drawn_from(thresh: float | str) -> float:
+    """The lowest score drawn once the detector has applied `thresh` (per class for "auto")."""
+    return 0.0 if thresh == "auto" else float(thresh)
+
+
 def run_folder(
     detector: Detector,
     folder: Path,
-    thresh: float,
+    thresh: float | str,
     batch_size: int,
     tile: int | None = None,
     overlap: float | None = None,
 ) -> int:
-    """Detect every image of `folder` and save each one drawn, with its detections in JSON; with
+    """Detect every image of `folder` and save each one drawn (scores >= thresh; "auto": each
+    class's threshold, detections.class_thresholds), with its detections in JSON; with
     tiles (`tile`, or with None the model's own), one image at a time in tiles of that size
     (batch_size tiles per pass). Returns the number of detections drawn."""
     tile, overlap = own_tiling(detector, tile, overlap)
@@ -75,16 +81,16 @@ def run_folder(
         if not images:
             continue
         tic = time.perf_counter()
-        outputs = detector(images, batch_size=batch_size if tile else len(images), **tiling)
+        outputs = detector(images, threshold=thresh, batch_size=batch_size if tile else len(images), **tiling)
         elapsed = time.perf_counter() - tic
         for path, image, det in zip(chunk, images, outputs):
-            out, count = save_detections(path, image, det, detector.classes, thresh, stems[path])
+            out, count = save_detections(path, image, det, detector.classes, drawn_from(thresh), stems[path])
             total += count
             log.info(
-                "%s: %d detections drawn (score >= %.2f), %.3f s -> %s",
+                "%s: %d detections drawn (score >= %s), %.3f s -> %s",
                 path.name,
                 count,
-                thresh,
+                "each class's threshold" if thresh == "auto" else f"{thresh:.2f}",
                 elapsed / len(images),
                 out,
             )
@@ -126,7 +132,7 @@ def has_display() -> bool:
     return bool(os.environ.get("DISPLAY") or os.environ.get("WAYLAND_DISPLAY"))
 
 
-def run_stream(detector: Detector, source: str, thresh: float, video_out: str | None, max_frames: int) -> None:
+def run_stream(detector: Detector, source: str, thresh: float | str, video_out: str | None, max_frames: int) -> None:
     capture = cv2.VideoCapture(int(source) if source.isdigit() else source)
     if not capture.isOpened():
         raise FileNotFoundError(f"cannot open camera or video {source!r}")
@@ -138,8 +144,8 @@ def run_stream(detector: Detector, source: str, thresh: float, video_out: str | 
             if not ok:
                 break
             rgb = frame[:, :, ::-1]
-            det = detector(np.ascontiguousarray(rgb))
-            drawn, _ = draw_detections(rgb, det.boxes, det.scores, det.labels, detector.classes, thresh)
+            det = detector(np.ascontiguousarray(rgb), threshold=thresh)
+            drawn, _ = draw_detections(rgb, det.boxes, det.scores, det.labels, detector.classes, drawn_from(thresh))
             bgr = drawn[:, :, ::-1].copy()
             frames += 1
             if show:

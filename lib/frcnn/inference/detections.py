@@ -4,6 +4,7 @@ the `Detections` it gives, and the step between them. The Python API: `from frcn
     det = Detector.from_file("models/tiny/shapes/faster_rcnn_1_4_600.pth")
     found = det("images/test_000.jpg", threshold=0.5)   # or an RGB array, a PIL image, or a list
     found.boxes, found.scores, found.labels, found.names
+    found = det("images/test_000.jpg", threshold="auto")   # each class's own threshold, if chosen
 
 Images may be a path, an RGB uint8 array (h, w, 3), a PIL image, or a list of these (detected in
 batches). Boxes are in the given image's own pixels, BoxMode.XYXY: 0-based x1, y1, x2, y2 with
@@ -70,16 +71,35 @@ def as_rgb(image: ImageInput) -> np.ndarray:
     raise TypeError(f"an image is a path, an RGB uint8 array or a PIL image; got {type(image).__name__}")
 
 
+def class_thresholds(detector: Runtime, threshold: float | str) -> np.ndarray | None:
+    """For threshold="auto", the detector's score threshold per class index (config
+    TEST.CLASS_THRESHOLDS, chosen by test_net.py --threshold_rule); None for a number."""
+    if isinstance(threshold, (int, float)) and not isinstance(threshold, bool):
+        return None
+    if threshold != "auto":
+        raise ValueError(f"threshold is a score or 'auto' (the per-class thresholds); got {threshold!r}")
+    chosen = list(getattr(getattr(detector, "cfg", None), "TEST", {}).get("CLASS_THRESHOLDS", []) or [])
+    if not chosen:
+        raise ValueError(
+            "threshold='auto': this detector has no per-class thresholds; choose them on held-out images "
+            "with test_net.py --threshold_rule f1, or give a score"
+        )
+    if len(chosen) != len(detector.classes):
+        raise ValueError(f"{len(chosen)} class thresholds (TEST.CLASS_THRESHOLDS) for {len(detector.classes)} classes")
+    return np.asarray(chosen, np.float32)
+
+
 def detect(
     detector: Runtime,
     images: ImageInput | Sequence[ImageInput],
-    threshold: float = 0.0,
+    threshold: float | str = 0.0,
     batch_size: int = 1,
     tile: int | None = None,
     overlap: float | None = None,
     **slicing: Any,
 ) -> Detections | list[Detections]:
-    """Detections (score >= threshold) for one image, or a list of them for a list of images.
+    """Detections (score >= threshold) for one image, or a list of them for a list of images;
+    threshold="auto": each class's own (class_thresholds).
 
     tile=SIZE: each image in SIZE x SIZE tiles overlapping by `overlap` (default 0.2) of SIZE
     (slicing.detect_sliced, `batch_size` tiles per pass), the tiles' detections merged; `slicing`
@@ -87,6 +107,8 @@ def detect(
     class_agnostic, progress). tile=None: the tiles the model was trained on (config TILES), if
     any; tile=0 or no tiles: each image whole, `batch_size` images per pass.
     """
+    per_class = class_thresholds(detector, threshold)
+    lowest = float(threshold) if per_class is None else float(per_class[1:].min(initial=1.0))
     tile, overlap = own_tiling(detector, tile, overlap)
     if tile is None and slicing:
         raise ValueError(f"{', '.join(sorted(slicing))} apply to sliced inference: give tile=SIZE too")
@@ -96,17 +118,17 @@ def detect(
     if tile is None:
         outs = (out for i in range(0, len(arrays), step) for out in detector.detect_arrays(arrays[i : i + step]))
     else:
-        outs = (
-            detect_sliced(detector, a, tile, overlap, batch_size=step, threshold=threshold, **slicing) for a in arrays
-        )
-    found = [detections_of(detector, out, threshold) for out in outs]
+        outs = (detect_sliced(detector, a, tile, overlap, batch_size=step, threshold=lowest, **slicing) for a in arrays)
+    found = [detections_of(detector, out, lowest if per_class is None else per_class) for out in outs]
     return found[0] if single else found
 
 
-def detections_of(detector: Runtime, out: dict[str, np.ndarray], threshold: float = 0.0) -> Detections:
-    """A detect_arrays (or detect_sliced) result as Detections, scores below threshold dropped."""
-    keep = out["scores"] >= threshold
-    labels = out["labels"][keep].astype(np.int64)
+def detections_of(detector: Runtime, out: dict[str, np.ndarray], threshold: float | np.ndarray = 0.0) -> Detections:
+    """A detect_arrays (or detect_sliced) result as Detections, scores below threshold dropped
+    (an array: one threshold per class index)."""
+    labels = out["labels"].astype(np.int64)
+    keep = out["scores"] >= (threshold[labels] if isinstance(threshold, np.ndarray) else threshold)
+    labels = labels[keep]
     names = [detector.classes[int(label)] for label in labels]
     return Detections(out["boxes"][keep].astype(np.float32), out["scores"][keep], labels, names)
 

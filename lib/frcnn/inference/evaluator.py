@@ -31,7 +31,10 @@ from ..evaluation.evaluate import (
 )
 from ..evaluation.html_report import write_html_report
 from ..evaluation.report import save_report
+from ..evaluation.thresholds import as_config, choose_thresholds, compare, describe_comparison
+from ..evaluation.thresholds import table as threshold_table
 from ..runs import distributed
+from ..runs.checkpoint import load_checkpoint, save_checkpoint
 from ..utils.vis import draw_detections
 from .records import detect_sharded
 from .torch_detector import Detector, open_detector
@@ -57,6 +60,7 @@ class EvalOptions:
     set_cfgs: list[str] = field(default_factory=list)
     tile: int | None = None  # tiles of this size (slicing.py); None: the model's own (TILES), 0: none
     overlap: float | None = None
+    threshold_rule: str | None = None  # choose per-class thresholds first (evaluation/thresholds.py)
 
 
 def evaluate_checkpoint(path: Path, opts: EvalOptions) -> Evaluation | None:
@@ -81,6 +85,8 @@ def evaluate_checkpoint(path: Path, opts: EvalOptions) -> Evaluation | None:
     if detector.classes != dataset.classes and not by_category_id:
         raise ValueError(class_mismatch(path, detector.classes[1:], dataset.name, dataset.classes[1:]))
     out_dir = Path(opts.output_dir) / detector.net / Path(name).stem / path.stem
+    if opts.threshold_rule:
+        choose_class_thresholds(detector, path, name, opts, world, out_dir)
     report = _check(dataset, opts, out_dir, world.is_main)
     processes = f", {world.world_size} processes" if world.distributed else ""
     log.info("evaluating %s on %s (%d images%s)", path, dataset.name, len(report.kept), processes)
@@ -96,7 +102,38 @@ def evaluate_checkpoint(path: Path, opts: EvalOptions) -> Evaluation | None:
     save_results(out_dir / "detections.json", to_results(report.kept, detections, category_of))
     if opts.vis:
         save_visualisations(out_dir / "vis", report.kept, dataset.classes, detections)
-    return _evaluate_and_report(dataset, detections, report, opts, out_dir)
+    return _evaluate_and_report(dataset, detections, report, opts, out_dir, detector.cfg.TEST.CLASS_THRESHOLDS)
+
+
+def choose_class_thresholds(
+    detector: Detector, path: Path, name: str, opts: EvalOptions, world: distributed.World, out_dir: Path
+) -> None:
+    """--threshold_rule: score thresholds per class chosen on the dataset's val split (its test
+    split when it has none, which flatters the test figures: said in the log), written into the
+    checkpoint file's config and the detector's; their table logged and saved as thresholds.json."""
+    if world.distributed or path.suffix == ".onnx":
+        raise ValueError("--threshold_rule runs in one process on a .pth checkpoint (export it afterwards)")
+    state = load_checkpoint(path)
+    if "config" not in state:
+        raise ValueError(f"--threshold_rule: {path} is not this project's checkpoint; fine-tune or convert it first")
+    dataset, is_val = evaluation_split(name, opts.data_dir, detector.cfg.VG_VERSION)
+    if not is_val:
+        log.warning("--threshold_rule: %s has no val: split; the thresholds are chosen on the test split", name)
+    report = _check(dataset, opts, out_dir / "thresholds", world.is_main)
+    detections = detect_sharded(
+        detector, report.kept, world, opts.batch_size, opts.num_workers, opts.tile, opts.overlap
+    )
+    chosen = choose_thresholds(
+        evaluate(dataset, detections, "voc", report.kept).classes, dataset.classes[1:], opts.threshold_rule
+    )
+    detector.cfg.TEST.CLASS_THRESHOLDS = state["config"]["TEST"]["CLASS_THRESHOLDS"] = as_config(chosen)
+    save_checkpoint(path, {k: v for k, v in state.items() if k != "format_version"})
+    lines = threshold_table(chosen, f"rule {opts.threshold_rule}, on {len(report.kept)} images of {dataset.name}")
+    for line in lines:
+        log.info("%s", line)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    (out_dir / "thresholds.txt").write_text("\n".join(lines) + "\n")
+    log.info("per-class thresholds written into %s (TEST.CLASS_THRESHOLDS; threshold='auto' uses them)", path)
 
 
 def evaluate_results_file(results_file: Path, opts: EvalOptions, vg_version: str) -> Evaluation:
@@ -143,7 +180,12 @@ def _check(dataset: DetectionDataset, opts: EvalOptions, out_dir: Path, main: bo
 
 
 def _evaluate_and_report(
-    dataset: DetectionDataset, detections: list, report: DataReport, opts: EvalOptions, out_dir: Path
+    dataset: DetectionDataset,
+    detections: list,
+    report: DataReport,
+    opts: EvalOptions,
+    out_dir: Path,
+    class_thresholds: Sequence[float] = (),
 ) -> Evaluation:
     evaluation = evaluate(dataset, detections, opts.metric or dataset.metric, report.kept)
     if report.skipped:
@@ -153,7 +195,12 @@ def _evaluate_and_report(
             report.total,
             out_dir / "data_check.txt",
         )
-    save_report(out_dir, evaluation)
+    extra = None
+    if class_thresholds:  # how the detector's per-class thresholds do on these images
+        voc = evaluation if evaluation.metric != "coco" else evaluate(dataset, detections, "voc", report.kept)
+        extra = {"class_thresholds": compare(voc.classes, dataset.classes[1:], class_thresholds[1:])}
+        log.info("%s", describe_comparison(extra["class_thresholds"]))
+    save_report(out_dir, evaluation, extra)
     write_html_report(
         out_dir / "report.html", evaluation, report.kept, detections, dataset.classes, out_dir / "pr_curves.png"
     )

@@ -1,0 +1,172 @@
+"""Score thresholds per class, chosen on held-out images (test_net.py --threshold_rule).
+
+One score for every class serves uneven classes badly: a rare class's detections score lower than
+a common one's, and a single threshold trades one class's recall for another's precision. Per
+class, from its VOC precision/recall curve at IoU 0.5 (voc_eval.ClassResult: detections by
+decreasing score, each a true or false positive), a threshold keeps the detections scoring at or
+above it; the rules:
+
+- `f1`: the threshold where the class's F1 is highest;
+- `precision=P`: the lowest threshold at which the class's precision is still at least P (the most
+  recall at that precision); a class that never reaches P gets 1.0 (nothing it finds is kept
+  unless certain), and the table says so.
+
+Only cuts between different scores are candidates (detections of equal score stand or fall
+together). A class without objects or detections in the images takes the single threshold of
+the best F1 over all classes together (the evaluation report's). The thresholds are stored as
+config TEST.CLASS_THRESHOLDS, one per class index (0, the background, unused), so they travel in
+the checkpoint and the ONNX metadata; `Detector(...)(image, threshold="auto")` and `demo.py
+--thresh auto` use them.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import numpy as np
+
+from .voc_eval import ClassResult
+
+RULES = ("f1", "precision=P")
+
+
+@dataclass(frozen=True)
+class ClassThreshold:
+    name: str
+    threshold: float
+    precision: float  # at the threshold, on the images it was chosen on (NaN: not measurable there)
+    recall: float
+    f1: float
+    rule: str  # what chose it: the rule, "fallback" or "not reached"
+
+
+def parse_rule(text: str) -> tuple[str, float | None]:
+    """`f1` -> ("f1", None); `precision=0.9` -> ("precision", 0.9); else ValueError."""
+    if text == "f1":
+        return "f1", None
+    name, _, value = text.partition("=")
+    try:
+        target = float(value)
+    except ValueError:
+        target = math.nan
+    if name != "precision" or not 0.0 < target <= 1.0:
+        raise ValueError(f"--threshold_rule is f1 or precision=P with 0 < P <= 1; got {text!r}")
+    return "precision", target
+
+
+def cuts(scores: np.ndarray, precision: np.ndarray, recall: np.ndarray) -> tuple[np.ndarray, ...]:
+    """(scores, precision, recall) of a curve (by decreasing score) at each cut between different
+    scores, best first."""
+    ends = np.flatnonzero(np.r_[scores[1:] != scores[:-1], True]) if len(scores) else np.zeros(0, int)
+    return scores[ends], precision[ends], recall[ends]
+
+
+def f1_of(precision: np.ndarray, recall: np.ndarray) -> np.ndarray:
+    return 2 * precision * recall / np.maximum(precision + recall, 1e-12)
+
+
+def class_threshold(name: str, result: ClassResult, rule: str, target: float | None, fallback: float) -> ClassThreshold:
+    scores, precision, recall = cuts(result.scores, result.precision, result.recall)
+    if result.num_positives == 0 or len(scores) == 0:
+        return ClassThreshold(name, fallback, math.nan, math.nan, math.nan, "fallback")
+    f1 = f1_of(precision, recall)
+    if rule == "f1":
+        best = int(np.argmax(f1))
+    else:
+        meeting = np.flatnonzero(precision >= target)
+        if len(meeting) == 0:
+            return ClassThreshold(name, 1.0, math.nan, 0.0, math.nan, "not reached")
+        best = int(meeting[-1])
+    return ClassThreshold(name, float(scores[best]), float(precision[best]), float(recall[best]), float(f1[best]), rule)
+
+
+def pooled_best_f1(results: Sequence[ClassResult]) -> float:
+    """The single threshold of the best F1 over all classes together (0.5 where nothing is measurable)."""
+    scores = np.concatenate([np.zeros(0), *(r.scores for r in results)])
+    verdicts = np.concatenate([np.zeros(0, np.int64), *(r.verdicts for r in results)])
+    positives = sum(r.num_positives for r in results)
+    judged = verdicts >= 0  # a match to a difficult object counts neither way
+    if positives == 0 or not judged.any():
+        return 0.5
+    order = np.argsort(-scores[judged], kind="stable")
+    tp = np.cumsum(verdicts[judged][order])
+    curve = cuts(scores[judged][order], tp / np.arange(1, len(tp) + 1), tp / positives)
+    return float(curve[0][int(np.argmax(f1_of(curve[1], curve[2])))])
+
+
+def choose_thresholds(results: Sequence[ClassResult], names: Sequence[str], rule_text: str) -> list[ClassThreshold]:
+    """One ClassThreshold per class 1..K-1 (results and names in class order)."""
+    rule, target = parse_rule(rule_text)
+    fallback = pooled_best_f1(results)
+    shown = "f1" if rule == "f1" else f"precision>={target:g}"
+    chosen = [class_threshold(n, r, rule, target, fallback) for n, r in zip(names, results)]
+    return [
+        c if c.rule != rule else ClassThreshold(c.name, c.threshold, c.precision, c.recall, c.f1, shown) for c in chosen
+    ]
+
+
+def at_threshold(result: ClassResult, threshold: float) -> tuple[float, float, float]:
+    """(precision, recall, F1) of the detections scoring at least `threshold` (NaN where none)."""
+    kept = int((result.scores >= threshold).sum())
+    if kept == 0 or result.num_positives == 0:
+        return math.nan, 0.0 if result.num_positives else math.nan, math.nan
+    precision, recall = float(result.precision[kept - 1]), float(result.recall[kept - 1])
+    return precision, recall, float(f1_of(np.array(precision), np.array(recall)))
+
+
+def as_config(thresholds: Sequence[ClassThreshold]) -> list[float]:
+    """TEST.CLASS_THRESHOLDS: index 0 (the background) 0.0, then one per class, unrounded (a
+    threshold is a detection's own score: rounded up, it would drop that detection)."""
+    return [0.0] + [float(t.threshold) for t in thresholds]
+
+
+def table(thresholds: Sequence[ClassThreshold], where: str) -> list[str]:
+    """Lines of a table: each class's threshold and its precision, recall and F1 there."""
+
+    def show(value: float) -> str:
+        return "  -  " if math.isnan(value) else f"{value:.3f}"
+
+    width = max([5, *(len(t.name) for t in thresholds)])
+    lines = [f"score thresholds per class ({where})", f"{'class':<{width}}  thresh  prec   recall  F1     chosen by"]
+    for t in thresholds:
+        cells = f"{t.threshold:.3f}   {show(t.precision)}  {show(t.recall)}   {show(t.f1)}  {t.rule}"
+        lines.append(f"{t.name:<{width}}  {cells}")
+    return lines
+
+
+def pooled_f1(results: Sequence[ClassResult], thresholds: Sequence[float]) -> float:
+    """F1 over all classes together of the detections scoring at least their class's threshold."""
+    tp = fp = positives = 0
+    for result, threshold in zip(results, thresholds):
+        kept = result.verdicts[result.scores >= threshold]
+        tp, fp, positives = tp + int((kept == 1).sum()), fp + int((kept == 0).sum()), positives + result.num_positives
+    precision, recall = tp / max(tp + fp, 1), tp / max(positives, 1)
+    return float(f1_of(np.array(precision), np.array(recall)))
+
+
+def compare(results: Sequence[ClassResult], names: Sequence[str], chosen: Sequence[float]) -> dict:
+    """On other images (the test split): each class at its chosen threshold, and F1 over all
+    classes at the chosen thresholds against the single best-F1 threshold of these same images
+    (which favours the single threshold: it is chosen on the images it is scored on)."""
+    single = pooled_best_f1(results)
+    per_class = {}
+    for name, result, threshold in zip(names, results, chosen):
+        precision, recall, f1 = at_threshold(result, threshold)
+        shown = (None if math.isnan(v) else v for v in (precision, recall, f1))  # JSON has no NaN
+        per_class[name] = dict(zip(("threshold", "precision", "recall", "f1"), (threshold, *shown)))
+    return {
+        "per_class": per_class,
+        "f1_at_class_thresholds": pooled_f1(results, chosen),
+        "single_threshold": single,
+        "f1_at_single_threshold": pooled_f1(results, [single] * len(results)),
+    }
+
+
+def describe_comparison(comparison: dict) -> str:
+    return (
+        f"F1 over all classes: {comparison['f1_at_class_thresholds']:.3f} at the per-class thresholds, "
+        f"{comparison['f1_at_single_threshold']:.3f} at the single best threshold of these images "
+        f"({comparison['single_threshold']:.3f})"
+    )
