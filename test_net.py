@@ -43,6 +43,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         "--tile", type=int, default=None, help="detect whole images in tiles this large (default: the model's; 0: none)"
     )
     p.add_argument("--overlap", type=float, default=None, help="tiles' overlap, a share of --tile (default 0.2)")
+    p.add_argument("--tta", default=None, help="test-time augmentation: flip, scales=480,600,800, or flip,scales=...")
     p.add_argument(
         "--threshold_rule",
         default=None,

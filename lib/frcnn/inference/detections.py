@@ -13,6 +13,8 @@ both corners inside the box (a box covering one pixel has x2 = x1, width x2 - x1
 A large image with small objects is detected in tiles (slicing.py, SAHI's sliced inference):
 
     found = det("mosaic.tif", threshold=0.5, tile=400, overlap=0.2, batch_size=4)
+
+Test-time augmentation (tta.py): `det(image, tta="flip")`, or "flip,scales=480,600,800".
 """
 
 from __future__ import annotations
@@ -26,6 +28,7 @@ import numpy as np
 
 from ..data.loader import read_image
 from .slicing import detect_sliced, own_tiling
+from .tta import Augmented, parse_tta
 
 ImageInput = Union[str, Path, np.ndarray, Any]  # Any: a PIL image
 
@@ -96,6 +99,7 @@ def detect(
     batch_size: int = 1,
     tile: int | None = None,
     overlap: float | None = None,
+    tta: str | None = None,
     **slicing: Any,
 ) -> Detections | list[Detections]:
     """Detections (score >= threshold) for one image, or a list of them for a list of images;
@@ -105,11 +109,15 @@ def detect(
     (slicing.detect_sliced, `batch_size` tiles per pass), the tiles' detections merged; `slicing`
     takes detect_sliced's other options (merge, match_metric, match_threshold, whole_image,
     class_agnostic, progress). tile=None: the tiles the model was trained on (config TILES), if
-    any; tile=0 or no tiles: each image whole, `batch_size` images per pass.
+    any; tile=0 or no tiles: each image whole, `batch_size` images per pass. tta="flip" (or
+    "scales=480,600,800", "flip,scales=..."): each image (each tile) also detected mirrored / at
+    those scales, the passes merged (tta.py).
     """
     per_class = class_thresholds(detector, threshold)
     lowest = float(threshold) if per_class is None else float(per_class[1:].min(initial=1.0))
     tile, overlap = own_tiling(detector, tile, overlap)
+    if tta:
+        detector = Augmented(detector, parse_tta(tta))
     if tile is None and slicing:
         raise ValueError(f"{', '.join(sorted(slicing))} apply to sliced inference: give tile=SIZE too")
     single = not isinstance(images, (list, tuple))

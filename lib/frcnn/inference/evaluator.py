@@ -61,6 +61,7 @@ class EvalOptions:
     tile: int | None = None  # tiles of this size (slicing.py); None: the model's own (TILES), 0: none
     overlap: float | None = None
     threshold_rule: str | None = None  # choose per-class thresholds first (evaluation/thresholds.py)
+    tta: str | None = None  # test-time augmentation (tta.py): flip, scales=..., flip,scales=...
 
 
 def evaluate_checkpoint(path: Path, opts: EvalOptions) -> Evaluation | None:
@@ -91,7 +92,7 @@ def evaluate_checkpoint(path: Path, opts: EvalOptions) -> Evaluation | None:
     processes = f", {world.world_size} processes" if world.distributed else ""
     log.info("evaluating %s on %s (%d images%s)", path, dataset.name, len(report.kept), processes)
     detections = detect_sharded(
-        detector, report.kept, world, opts.batch_size, opts.num_workers, tile=opts.tile, overlap=opts.overlap
+        detector, report.kept, world, opts.batch_size, opts.num_workers, opts.tile, opts.overlap, opts.tta
     )
     distributed.shutdown()
     if detections is None:  # not rank 0: rank 0 evaluates
@@ -121,7 +122,7 @@ def choose_class_thresholds(
         log.warning("--threshold_rule: %s has no val: split; the thresholds are chosen on the test split", name)
     report = _check(dataset, opts, out_dir / "thresholds", world.is_main)
     detections = detect_sharded(
-        detector, report.kept, world, opts.batch_size, opts.num_workers, opts.tile, opts.overlap
+        detector, report.kept, world, opts.batch_size, opts.num_workers, opts.tile, opts.overlap, opts.tta
     )
     chosen = choose_thresholds(
         evaluate(dataset, detections, "voc", report.kept).classes, dataset.classes[1:], opts.threshold_rule

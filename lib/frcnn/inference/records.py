@@ -17,6 +17,7 @@ from ..runs.distributed import World
 from .onnx_detector import OnnxDetector
 from .slicing import detect_sliced, own_tiling
 from .torch_detector import Detector, loader_resizes
+from .tta import Augmented, parse_tta
 
 
 @torch.no_grad()
@@ -28,13 +29,16 @@ def detect_records(
     progress: bool = True,
     tile: int | None = None,
     overlap: float | None = None,
+    tta: str | None = None,
 ) -> list[dict[str, np.ndarray]]:
     """Detections for every record of a dataset split, in record order. With tiles (`tile`, or
     with None the model's own: slicing.own_tiling), each whole image in overlapping tiles
-    (slicing.detect_sliced, `batch_size` tiles per pass); an OnnxDetector takes the images one
-    at a time."""
+    (slicing.detect_sliced, `batch_size` tiles per pass); with `tta` (tta.py) each image's
+    augmented passes merged; an OnnxDetector, or augmented passes, take the images one at a time."""
     tile, overlap = own_tiling(detector, tile, overlap)
-    if tile is not None or isinstance(detector, OnnxDetector):
+    if tta:
+        detector = Augmented(detector, parse_tta(tta))
+    if tile is not None or not isinstance(detector, Detector):
         bar = tqdm(records, desc="detect", unit="img", file=sys.stderr, disable=not progress, mininterval=30.0)
         if tile is None:
             return [detector.detect_arrays([read_image(str(record.path))])[0] for record in bar]
@@ -68,12 +72,12 @@ def detect_sharded(
     num_workers: int = 0,
     tile: int | None = None,
     overlap: float | None = None,
+    tta: str | None = None,
 ) -> list[dict[str, np.ndarray]] | None:
     """detect_records across processes: each detects every world_size-th image; rank 0 gets them
     all, in record order, and the others None."""
     mine = list(range(world.rank, len(records), world.world_size))
-    found = detect_records(
-        detector, [records[i] for i in mine], batch_size, num_workers, world.is_main, tile=tile, overlap=overlap
-    )
+    shard = [records[i] for i in mine]
+    found = detect_records(detector, shard, batch_size, num_workers, world.is_main, tile, overlap, tta)
     gathered = distributed.gather_to_main(list(zip(mine, found)))
     return None if gathered is None else [det for _, det in sorted(gathered, key=lambda pair: pair[0])]
