@@ -18,6 +18,7 @@ from pathlib import Path
 from frcnn.cli import loading_parser, loading_settings, resolve_checkpoint, run_main
 from frcnn.config import to_plain
 from frcnn.export.onnx import MIN_OPSET, export_onnx
+from frcnn.export.quantize import calibration_images, export_int8
 from frcnn.inference.torch_detector import load_detector
 
 log = logging.getLogger("frcnn.export")
@@ -29,6 +30,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--format", default="onnx", choices=("onnx",), help="export format (default: onnx)")
     p.add_argument("--out", default=None, help="file to write (default: the checkpoint's name with .onnx)")
     p.add_argument("--opset", type=int, default=18, help=f"ONNX opset (default 18; at least {MIN_OPSET})")
+    p.add_argument("--quantize", choices=("int8",), default=None, help="static int8 quantisation (ONNX Runtime)")
+    p.add_argument("--calibration", default="train", help="images to calibrate on: a folder or a split (train)")
+    p.add_argument("--calibration_images", type=int, default=32, help="calibration inputs (images or tiles)")
     return p.parse_args(argv)
 
 
@@ -47,7 +51,13 @@ def main() -> None:
     }
     out = Path(args.out) if args.out else path.with_suffix(".onnx")
     tic = time.perf_counter()
-    export_onnx(detector.model, metadata, out, args.opset)
+    if args.quantize:
+        images = calibration_images(
+            args.calibration, args.dataset or detector.dataset, args.data_dir, args.calibration_images
+        )
+        export_int8(detector.model, metadata, out, args.opset, images, args.calibration_images)
+    else:
+        export_onnx(detector.model, metadata, out, args.opset)
     log.info(
         "wrote %s (%s, %d classes) in %.0f s", out, detector.net, len(detector.classes) - 1, time.perf_counter() - tic
     )
