@@ -111,7 +111,7 @@ def test_each_part_imports_only_the_parts_below_it():
 PACKAGE = ROOT / "lib" / "frcnn"
 # Imports a function may make: optional or heavy dependencies only (the package's own modules
 # are imported at the top, where an import circle cannot hide).
-LAZY_IMPORTS = {"matplotlib", "onnxruntime", "onnxscript", "torch.utils.tensorboard"}
+LAZY_IMPORTS = {"matplotlib", "onnx", "onnxruntime", "onnxscript", "torch.utils.tensorboard"}
 
 
 def module_name(path: Path) -> str:

@@ -25,7 +25,9 @@ from pathlib import Path
 import numpy as np
 from easydict import EasyDict
 
+from ..data.datasets.factory import dataset_spec
 from ..data.datasets.label_files import IMAGE_SUFFIXES
+from ..data.loader import read_image
 from ..data.tiling import tile_windows
 from .onnx import METADATA_KEY, export_onnx, resize_for_model
 
@@ -146,9 +148,6 @@ def file_sizes(*paths: str | Path) -> Sequence[float]:
 def calibration_images(source: str, dataset: str | None, data_dir: str | Path, count: int) -> Iterator[np.ndarray]:
     """RGB images to calibrate on: a folder's images, or a split (train, val, test) of the
     dataset, `count` of them spread evenly over it (more are read only while tiles are short)."""
-    from ..data.datasets.factory import dataset_spec
-    from ..data.loader import read_image
-
     folder = Path(source)
     if folder.is_dir():
         paths = sorted(p for p in folder.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)
