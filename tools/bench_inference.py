@@ -1,5 +1,6 @@
 """Inference speed on the CPU: PyTorch eager vs ONNX Runtime vs torchvision, per net, through the
-Python API (Detector and its ONNX counterpart), side by side in one run.
+Python API (Detector and its ONNX counterpart), and the ONNX graph quantised to int8
+(export/quantize.py, calibrated on the same images), side by side in one run.
 
     python benchmark.py --onnx --nets tiny mobilenet_v2 vgg16 res50 --scale 600 --threads 2
 
@@ -28,6 +29,7 @@ from frcnn.config import build_config, to_plain
 from frcnn.data.datasets.factory import dataset_spec
 from frcnn.data.loader import read_image
 from frcnn.export.onnx import export_onnx
+from frcnn.export.quantize import calibration_inputs, quantize_int8
 from frcnn.inference.onnx_detector import OnnxDetector
 from frcnn.inference.torch_detector import Detector
 from frcnn.modeling import build_model
@@ -93,13 +95,20 @@ def bench_net(net: str, s: Settings, images: list[np.ndarray], threads: int) -> 
         meta = {"classes": list(eager.classes), "net": net, "dataset": None, "config": to_plain(eager.cfg)}
         path = export_onnx(eager.model, meta, Path(folder) / f"{net}.onnx")
         ort = OnnxDetector.from_file(path, threads=threads)
-    runners = {"eager": eager, "onnxruntime": ort}
+        # calibrated on the benchmark's own images (speed does not depend on the scales found)
+        quantize_int8(path, Path(folder) / "int8.onnx", calibration_inputs(images, eager.cfg, len(images)))
+        int8 = OnnxDetector.from_file(Path(folder) / "int8.onnx", threads=threads)
+    runners = {"eager": eager, "onnxruntime": ort, "int8": int8}
     torchvision = build_torchvision_runner(net, eager, s)
     if torchvision is not None:
         runners["torchvision"] = torchvision
     with torch.no_grad():
         seconds = time_runners(runners, images, s.repeats, s.warmup)
-    return {"seconds": seconds, "ort_vs_eager": seconds["eager"] / seconds["onnxruntime"]}
+    ratios = {
+        "ort_vs_eager": seconds["eager"] / seconds["onnxruntime"],
+        "int8_vs_ort": seconds["onnxruntime"] / seconds["int8"],
+    }
+    return {"seconds": seconds, **ratios}
 
 
 def run(nets: list[str], s: Settings, threads: int) -> dict:
@@ -110,11 +119,10 @@ def run(nets: list[str], s: Settings, threads: int) -> dict:
 
 
 def format_table(results: dict) -> str:
-    rows = [("net", "eager img/s", "onnxruntime img/s", "torchvision img/s", "onnxruntime / eager")]
+    rows = [("net", "eager img/s", "onnxruntime img/s", "int8 img/s", "torchvision img/s", "ort / eager", "int8 / ort")]
     for net, r in results.items():
         rate = {name: f"{1 / t:.2f}" for name, t in r["seconds"].items()}
-        rows.append(
-            (net, rate["eager"], rate["onnxruntime"], rate.get("torchvision", "-"), f"{r['ort_vs_eager']:.2f}x")
-        )
+        ratios = f"{r['ort_vs_eager']:.2f}x", f"{r['int8_vs_ort']:.2f}x"
+        rows.append((net, rate["eager"], rate["onnxruntime"], rate["int8"], rate.get("torchvision", "-"), *ratios))
     widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
     return "\n".join("  ".join(c.rjust(w) for c, w in zip(row, widths)) for row in rows)

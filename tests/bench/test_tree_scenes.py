@@ -4,6 +4,7 @@ folds' dataset files, and the pooled score's joined detections."""
 import json
 
 import numpy as np
+import pytest
 from test_small_objects import fake_wheel
 
 from frcnn.config import build_config
@@ -72,8 +73,17 @@ def test_pooled_ap_joins_the_folds_detections(tmp_path, monkeypatch):
         ap.write_text(json.dumps({"mean_ap": 0.25}))
 
     monkeypatch.setattr(tree_scenes, "run", fake_run)
-    assert tree_scenes.pooled_ap(None, tmp_path / "out", folds, "sliced_s1") == 0.25
+    assert tree_scenes.pooled_ap(tmp_path / "data", tmp_path / "out", folds, "sliced_s1") == 0.25
     joined = json.loads((tmp_path / "out" / "pooled" / "sliced_s1.json").read_text())
     assert [d["image_id"] for d in joined] == ["big.png", "small.png"]
     assert commands[0][commands[0].index("--detections") + 1].endswith("sliced_s1.json")
-    assert commands[0][commands[0].index("--dataset") + 1].endswith("all.yaml")
+    assert commands[0][commands[0].index("--dataset") + 1] == str(tmp_path / "data" / "all.yaml")
+
+
+def test_data_only_writes_every_fold_and_trains_nothing(tmp_path, monkeypatch, capsys):
+    fake_wheel(tmp_path / "fake.whl")
+    monkeypatch.setattr(tree_scenes, "run", lambda *a: pytest.fail("nothing is run with --data_only"))
+    tree_scenes.main(["--wheel", str(tmp_path / "fake.whl"), "--data_dir", str(tmp_path / "d"), "--data_only"])
+    written = sorted(p.name for p in (tmp_path / "d").glob("*.yaml"))
+    assert written == ["all.yaml", "big_resized.yaml", "big_sliced.yaml", "small_resized.yaml", "small_sliced.yaml"]
+    assert capsys.readouterr().out.count(".yaml") == 4
