@@ -184,18 +184,41 @@ def device_name(device: str) -> str:
     return f"{platform.processor() or platform.machine()}, {torch.get_num_threads()} threads"
 
 
+def memory_alternately(s: Settings) -> dict[str, list[float]]:
+    """Each model's peak memory `memory_repeats` times, the models taking turns. One measurement
+    is not enough on CPU: the resident high-water mark of identical runs of mobilenet_v2 at 600 px
+    spread over 535-684 MiB (the allocator's timing), more than the two models differ."""
+    cuda = s.device.startswith("cuda")
+    measure = peak_memory if cuda else memory_in_fresh_process
+    found: dict[str, list[float]] = {name: [] for name in MODELS}
+    for _ in range(1 if cuda else max(s.memory_repeats, 1)):  # CUDA's counter is exact
+        for name in MODELS:
+            found[name].append(measure(s, name))
+    return found
+
+
+def ratio_spread(ours: list[float], theirs: list[float]) -> list[float]:
+    """[min, max] of the ratios of measurements taken side by side (ours[i] / theirs[i])."""
+    ratios = [a / b for a, b in zip(ours, theirs) if b]
+    return [min(ratios), max(ratios)] if ratios else [math.nan, math.nan]
+
+
 def run(s: Settings) -> dict:
-    """The figures: per model medians, every timing, peak memory and images/s; ours / torchvision ratios."""
+    """The figures: per model medians, every timing and memory measurement, images/s; ours /
+    torchvision ratios of the medians, and the spread of the side-by-side ratios."""
     times = time_alternately(s)
-    measure = peak_memory if s.device.startswith("cuda") else memory_in_fresh_process
+    memory = memory_alternately(s)
     result: dict = {"settings": s.__dict__, "device": device_name(s.device), "torch": torch.__version__}
     for name in MODELS:
-        t = times[name]
+        t = {**times[name], "peak_mem_all": memory[name]}
         train, infer = statistics.median(t["train_step_all"]), statistics.median(t["inference_all"])
-        result[name] = {"train_step": train, "inference": infer, "peak_mem": measure(s, name), **t}
+        result[name] = {"train_step": train, "inference": infer, "peak_mem": statistics.median(memory[name]), **t}
         result[name].update(train_images_per_s=s.batch_size / train, inference_images_per_s=1.0 / infer)
     ratio_keys = ("train_step", "inference", "peak_mem")
     result["ratio"] = {k: result["ours"][k] / result["torchvision"][k] for k in ratio_keys}
+    result["ratio_spread"] = {
+        k: ratio_spread(result["ours"][f"{k}_all"], result["torchvision"][f"{k}_all"]) for k in ratio_keys
+    }
     result["memory_note"] = (
         ""
         if not any(math.isnan(result[m]["peak_mem"]) for m in MODELS)

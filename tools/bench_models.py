@@ -40,6 +40,7 @@ class Settings:
     repeats: int = 5
     warmup: int = 2
     data_dir: str = "data"
+    memory_repeats: int = 5  # fresh processes per model for CPU peak memory (bench_measure)
 
 
 def spec_overrides(s: Settings) -> list[str]:

@@ -42,6 +42,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     add_bool_flag(p, "--amp", help="mixed precision for both models")
     p.add_argument("--repeats", type=int, default=5, help="timed steps per model (median reported)")
     p.add_argument("--warmup", type=int, default=2, help="untimed steps per model first")
+    p.add_argument("--memory_repeats", type=int, default=5, help="CPU peak memory: fresh processes per model")
     p.add_argument("--data_dir", default="data", help="the built-in dataset's folder (its test images are the inputs)")
     p.add_argument("--out", default=None, help="write the figures to this JSON file")
     add_bool_flag(p, "--onnx", help="compare CPU inference: eager vs ONNX Runtime vs torchvision (bench_inference.py)")
@@ -52,16 +53,18 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 
 def format_table(result: dict) -> str:
     ours, tv, ratio = result["ours"], result["torchvision"], result["ratio"]
-    rows = [("", "ours", "torchvision", "ratio")]
+    rows = [("", "ours", "torchvision", "ratio", "side by side")]
     for key, label, fmt, scale in (
         ("train_step", "train step (s)", "{:.3f}", 1.0),
         ("inference", "inference (s/image)", "{:.3f}", 1.0),
         ("peak_mem", "peak memory (MiB)", "{:.0f}", 1 / 2**20),
     ):
-        rows.append((label, fmt.format(ours[key] * scale), fmt.format(tv[key] * scale), f"{ratio[key]:.2f}"))
+        low, high = result["ratio_spread"][key]
+        cells = fmt.format(ours[key] * scale), fmt.format(tv[key] * scale), f"{ratio[key]:.2f}", f"{low:.2f}-{high:.2f}"
+        rows.append((label, *cells))
     rate_ours, rate_tv = ours["train_images_per_s"], tv["train_images_per_s"]
-    rows.append(("train images/s", f"{rate_ours:.2f}", f"{rate_tv:.2f}", f"{rate_ours / rate_tv:.2f}x"))
-    widths = [max(len(r[i]) for r in rows) for i in range(4)]
+    rows.append(("train images/s", f"{rate_ours:.2f}", f"{rate_tv:.2f}", f"{rate_ours / rate_tv:.2f}x", ""))
+    widths = [max(len(r[i]) for r in rows) for i in range(5)]
     return "\n".join(
         "  ".join(c.ljust(w) if i == 0 else c.rjust(w) for i, (c, w) in enumerate(zip(r, widths))) for r in rows
     )

@@ -81,6 +81,8 @@ def test_benchmark_script_writes_the_figures(small_shapes_root, tmp_path):
             "1",
             "--warmup",
             "1",
+            "--memory_repeats",
+            "2",
             "--data_dir",
             str(small_shapes_root.parent),
             "--out",
@@ -97,4 +99,9 @@ def test_benchmark_script_writes_the_figures(small_shapes_root, tmp_path):
         assert all(data[model][k] > 0 for k in ("train_step", "inference", "peak_mem"))
     assert set(data["ratio"]) == {"train_step", "inference", "peak_mem"}
     assert abs(data["ratio"]["train_step"] - data["ours"]["train_step"] / data["torchvision"]["train_step"]) < 1e-9
+    # memory: two fresh processes each, the median of both; every ratio with its side-by-side spread
+    assert len(data["ours"]["peak_mem_all"]) == 2 and data["ours"]["peak_mem"] == sum(data["ours"]["peak_mem_all"]) / 2
+    low, high = data["ratio_spread"]["peak_mem"]
+    pairs = [a / b for a, b in zip(data["ours"]["peak_mem_all"], data["torchvision"]["peak_mem_all"])]
+    assert (low, high) == (min(pairs), max(pairs)) and "side by side" in result.stdout
     assert "train step (s)" in result.stdout and "ratio" in result.stdout
