@@ -87,3 +87,22 @@ def test_data_only_writes_every_fold_and_trains_nothing(tmp_path, monkeypatch, c
     written = sorted(p.name for p in (tmp_path / "d").glob("*.yaml"))
     assert written == ["all.yaml", "big_resized.yaml", "big_sliced.yaml", "small_resized.yaml", "small_sliced.yaml"]
     assert capsys.readouterr().out.count(".yaml") == 4
+
+
+def test_the_figure_draws_both_modes_side_by_side(tmp_path):
+    import cv2
+
+    fake_wheel(tmp_path / "fake.whl")
+    tree_scenes.build(tmp_path / "fake.whl", tmp_path / "d")
+    runs = {}
+    # the crop is the centre 400 x 400 of the 1200 x 800 scene: x 400-799, y 200-599
+    for mode, found in (("sliced", [{"bbox": [500, 300, 100, 100], "score": 0.9}]), ("resized", [])):
+        path = tmp_path / f"{mode}.json"
+        path.write_text(json.dumps([{"image_id": "big.png", "category_id": 1, **d} for d in found]))
+        runs[f"big/{mode}"] = {"1": {"ap": 0.5 if found else 0.0, "detections": str(path)}}
+    tree_scenes.draw_figure(tmp_path / "d", {"runs": runs}, "big", tmp_path / "figure.jpg", side=400)
+    figure = cv2.imread(str(tmp_path / "figure.jpg"))
+    assert figure.shape == (300, (400 * 2 + 12) * 3 // 4, 3)
+    b, g, r = (figure[40:, :, c].astype(int) for c in range(3))  # below the titles
+    orange = (r > 200) & (g > 140) & (g < 240) & (b < 90)
+    assert orange[:, :300].sum() > 100 and orange[:, -300:].sum() == 0  # only the sliced run found it
