@@ -28,7 +28,7 @@ def test_demo_draws_every_detection(tmp_path):
     class FakeDetector:  # the API's call: a list of images in, one Detections each out
         classes = ("__background__", "a", "b", "c")
 
-        def __call__(self, images, batch_size=1):
+        def __call__(self, images, batch_size=1, threshold=0.0):  # the drawing filters by the threshold
             return [as_found(detections) for _ in images]
 
     drawn = demo.run_folder(FakeDetector(), tmp_path, thresh=0.5, batch_size=1)
@@ -62,7 +62,7 @@ def test_demo_writes_the_drawn_detections_as_json(tmp_path):
     class FakeDetector:
         classes = ("__background__", "person", "car", "dog")
 
-        def __call__(self, images, batch_size=1):
+        def __call__(self, images, batch_size=1, threshold=0.0):  # the drawing filters by the threshold
             return [as_found(detections if im.shape[0] == 240 else nothing) for im in images]
 
     drawn = demo.run_folder(FakeDetector(), tmp_path, thresh=0.5, batch_size=2)
@@ -94,7 +94,7 @@ def test_images_that_share_a_name_get_outputs_of_their_own(tmp_path):
     class FakeDetector:  # one detection whose box is the image's own size, so each file says whose it is
         classes = ("__background__", "thing")
 
-        def __call__(self, images, batch_size=1):
+        def __call__(self, images, batch_size=1, threshold=0.0):  # the drawing filters by the threshold
             return [
                 as_found(
                     {

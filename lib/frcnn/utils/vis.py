@@ -16,6 +16,21 @@ def class_colour(label: int) -> tuple[int, int, int]:
     return int(r * 255), int(g * 255), int(b * 255)
 
 
+TEXT_HEIGHT = 22  # pixels of FONT_HERSHEY_SIMPLEX's capitals at scale 1, with its baseline
+
+
+def label_style(shape: tuple[int, int], boxes: np.ndarray) -> tuple[int, float]:
+    """(line thickness, font scale): growing with the image, so that labels stay legible on a large
+    one, but no larger than the boxes drawn allow (text at most half the median box height, lines
+    a tenth of its side), so that a scene of many small objects is not buried under its labels."""
+    thickness, font_scale = max(2, round(min(shape) / 300)), max(0.35, min(shape) / 900)
+    if len(boxes):
+        height = float(np.median(boxes[:, 3] - boxes[:, 1] + 1))
+        thickness = max(1, min(thickness, round(height / 10)))
+        font_scale = max(0.35, min(font_scale, height / 2 / TEXT_HEIGHT))
+    return thickness, font_scale
+
+
 def draw_detections(
     image: np.ndarray,
     boxes: np.ndarray,
@@ -26,8 +41,7 @@ def draw_detections(
 ) -> tuple[np.ndarray, int]:
     """A copy of RGB `image` with every detection scoring >= thresh drawn; returns it and the count."""
     out = np.ascontiguousarray(image.copy())
-    thickness = max(2, round(min(out.shape[:2]) / 300))
-    font_scale = max(0.35, min(out.shape[:2]) / 900)
+    thickness, font_scale = label_style(out.shape[:2], np.asarray(boxes)[np.asarray(scores) >= thresh])
     drawn = 0
     for box, score, label in sorted(zip(boxes, scores, labels), key=lambda d: d[1]):  # best drawn last, on top
         if score < thresh:
