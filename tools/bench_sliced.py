@@ -1,7 +1,7 @@
 """Seconds per megapixel of sliced inference on one large image: a checkpoint run eagerly by
 PyTorch and, exported, by ONNX Runtime, in the checkpoint's own tiles, alternated over repeats.
 
-    python -m tools.bench_sliced --load_name CHECKPOINT.pth --image SCENE.png --repeats 5
+    python -m tools.bench_sliced --load_name CHECKPOINT.pth --image SCENE.png --repeats 5 [--int8 FILE]
 
 The ONNX file is written beside --out (export.py's graph, the checkpoint's config in its
 metadata). Both runtimes use --threads threads. Prints and writes <out>/bench_sliced.json: the
@@ -39,6 +39,7 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--tile", type=int, default=None, help="default: the checkpoint's own tiles")
     p.add_argument("--repeats", type=int, default=5)
     p.add_argument("--threads", type=int, default=torch.get_num_threads())
+    p.add_argument("--int8", default=None, help="also time this int8 file (export.py --quantize int8)")
     p.add_argument("--out", default="output/bench_sliced")
     args = p.parse_args(argv)
     out = Path(args.out)
@@ -55,6 +56,8 @@ def main(argv: list[str] | None = None) -> None:
     }
     export_onnx(eager.model, metadata, out / "model.onnx", 18)
     runtimes = {"eager": eager, "onnx": OnnxDetector.from_file(out / "model.onnx", threads=args.threads)}
+    if args.int8:
+        runtimes["int8"] = OnnxDetector.from_file(args.int8, threads=args.threads)
     image = read_image(args.image)
     megapixels = image.shape[0] * image.shape[1] / 1e6
     for detector in runtimes.values():  # warm-up
