@@ -19,6 +19,26 @@ CFGS = ROOT / "cfgs"
 # --set pairs of a tiny net at 128 px: the trainings of the tests take seconds
 SMALL_NET = ["TINY.CHANNELS", "[8,16,16,32]", "TINY.HEAD_DIM", "32", "RPN_CHANNELS", "32"]
 SMALL_NET += ["TRAIN.SCALES", "[128]", "TEST.SCALES", "[128]"]
+TINY_CLASSES = ("__background__", "a", "b", "c")
+
+
+@pytest.fixture(scope="module")
+def random_tiny_detector():
+    """The tests' tiny net at 128 px, randomly initialised, its class scores spread out so that it
+    finds some hundreds of boxes of three classes in a large image."""
+    import torch
+
+    from frcnn.config import build_config
+    from frcnn.data.datasets.factory import dataset_spec
+    from frcnn.inference.torch_detector import Detector
+    from frcnn.modeling import build_model
+
+    cfg = build_config("tiny", CFGS, dataset_spec("shapes").profile, set_cfgs=[*SMALL_NET, "ANCHOR_SCALES", "[2,4,8]"])
+    torch.manual_seed(0)
+    model, _ = build_model(cfg, "tiny", len(TINY_CLASSES), use_default_weights=False)
+    with torch.no_grad():
+        model.roi_heads.predictor.cls_score.weight.normal_(std=4.0)
+    return Detector(model.eval(), cfg, TINY_CLASSES, "tiny", None, torch.device("cpu"))
 
 
 @pytest.fixture(scope="session")

@@ -7,19 +7,14 @@ import json
 import cv2
 import numpy as np
 import pytest
-import torch
-from conftest import CFGS, SMALL_NET, shapes_samples
+from conftest import shapes_samples
 
-from frcnn.config import build_config
 from frcnn.data.datasets.base import ImageRecord
-from frcnn.data.datasets.factory import dataset_spec
 from frcnn.data.tiling import tile_windows
 from frcnn.inference import demo
 from frcnn.inference.detections import Detections, DetectorBase
 from frcnn.inference.records import detect_records
 from frcnn.inference.slicing import detect_sliced, merge_detections, tile_detections, x_overlapping_pairs
-from frcnn.inference.torch_detector import Detector
-from frcnn.modeling import build_model
 
 CLASSES = ("__background__", "a", "b", "c")
 
@@ -259,18 +254,6 @@ def assert_same_detections(ours: dict, theirs: dict) -> None:
     np.testing.assert_array_equal(ours["labels"][a], theirs["labels"][b])
     np.testing.assert_allclose(ours["boxes"][a], theirs["boxes"][b], rtol=0, atol=0.5)
     np.testing.assert_allclose(ours["scores"][a], theirs["scores"][b], rtol=0, atol=1e-4)
-
-
-@pytest.fixture(scope="module")
-def random_tiny_detector():
-    """The tests' tiny net at 128 px, randomly initialised, its class scores spread out so that it
-    finds some hundreds of boxes of three classes in a large image."""
-    cfg = build_config("tiny", CFGS, dataset_spec("shapes").profile, set_cfgs=[*SMALL_NET, "ANCHOR_SCALES", "[2,4,8]"])
-    torch.manual_seed(0)
-    model, _ = build_model(cfg, "tiny", len(CLASSES), use_default_weights=False)
-    with torch.no_grad():
-        model.roi_heads.predictor.cls_score.weight.normal_(std=4.0)
-    return Detector(model.eval(), cfg, CLASSES, "tiny", None, torch.device("cpu"))
 
 
 @pytest.fixture(scope="module")

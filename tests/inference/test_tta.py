@@ -2,30 +2,14 @@
 
 import numpy as np
 import pytest
-import torch
-from conftest import CFGS, SMALL_NET, shapes_samples
+from conftest import shapes_samples
 from easydict import EasyDict
 
-from frcnn.config import build_config
 from frcnn.data.datasets.base import ImageRecord
-from frcnn.data.datasets.factory import dataset_spec
 from frcnn.inference.records import detect_records
-from frcnn.inference.torch_detector import Detector
 from frcnn.inference.tta import TTA, Augmented, at_test_scale, merge_passes, mirrored, parse_tta
-from frcnn.modeling import build_model
 
 CLASSES = ("__background__", "a", "b", "c")
-
-
-@pytest.fixture(scope="module")
-def detector():
-    """The tests' tiny net, random weights, class scores spread so that it finds boxes."""
-    cfg = build_config("tiny", CFGS, dataset_spec("shapes").profile, set_cfgs=[*SMALL_NET, "ANCHOR_SCALES", "[2,4,8]"])
-    torch.manual_seed(0)
-    model, _ = build_model(cfg, "tiny", len(CLASSES), use_default_weights=False)
-    with torch.no_grad():
-        model.roi_heads.predictor.cls_score.weight.normal_(std=4.0)
-    return Detector(model.eval(), cfg, CLASSES, "tiny", None, torch.device("cpu"))
 
 
 @pytest.fixture(scope="module")
@@ -76,7 +60,8 @@ def test_passes_merge_by_class_wise_nms_best_first():
     assert len(merge_passes([one, two], nms=0.5, keep=2)["scores"]) == 2
 
 
-def test_flip_alone_equals_merging_the_two_passes_by_hand(detector, image):
+def test_flip_alone_equals_merging_the_two_passes_by_hand(random_tiny_detector, image):
+    detector = random_tiny_detector
     plain = detector.detect_arrays([image])[0]
     flipped = detector.detect_arrays([np.ascontiguousarray(image[:, ::-1])])[0]
     by_hand = merge_passes([plain, mirrored(flipped, image.shape[1])], detector.cfg.TEST.NMS, 100)
@@ -86,9 +71,10 @@ def test_flip_alone_equals_merging_the_two_passes_by_hand(detector, image):
     np.testing.assert_array_equal(found.scores, by_hand["scores"])
 
 
-def test_scales_run_at_each_scale_and_leave_the_config_as_it_was(detector, image):
+def test_scales_run_at_each_scale_and_leave_the_config_as_it_was(random_tiny_detector, image):
+    detector = random_tiny_detector
     with at_test_scale(detector.cfg, 96):  # the pass at 96 px is the detector at TEST.SCALES [96]
-        assert (detector.cfg.TEST.SCALES, detector.cfg.TEST.MAX_SIZE) == ([96], 384)  # 512 x 96 / 128
+        assert (detector.cfg.TEST.SCALES, detector.cfg.TEST.MAX_SIZE) == ([96], 384)  # MAX_SIZE 512 x 96 / 128
         expected_96 = detector.detect_arrays([image])[0]
     assert (detector.cfg.TEST.SCALES, detector.cfg.TEST.MAX_SIZE) == ([128], 512)
     merged = Augmented(detector, TTA(False, (96, 128))).detect_arrays([image])[0]
@@ -96,9 +82,10 @@ def test_scales_run_at_each_scale_and_leave_the_config_as_it_was(detector, image
     np.testing.assert_array_equal(merged["boxes"], by_hand["boxes"])
 
 
-def test_the_evaluator_path_takes_tta_too(detector, image, tmp_path):
+def test_the_evaluator_path_takes_tta_too(random_tiny_detector, image, tmp_path):
     import cv2
 
+    detector = random_tiny_detector
     cv2.imwrite(str(tmp_path / "a.png"), image[:, :, ::-1])
     h, w = image.shape[:2]
     record = ImageRecord(
