@@ -3,7 +3,7 @@ PyTorch and, exported, by ONNX Runtime, in the checkpoint's own tiles, alternate
 
     python -m tools.bench_sliced --load_name CHECKPOINT.pth --image SCENE.png --repeats 5 [--int8 FILE]
 
-The ONNX file is written beside --out (export.py's graph, the checkpoint's config in its
+The ONNX file is written into --out (export.py's graph, the checkpoint's config in its
 metadata). Both runtimes use --threads threads. Prints and writes <out>/bench_sliced.json: the
 median and min-max of each runtime's s/MP, the tiles, and how many boxes each found (the two
 should agree closely: the same graph).
@@ -58,6 +58,7 @@ def main(argv: list[str] | None = None) -> None:
     runtimes = {"eager": eager, "onnx": OnnxDetector.from_file(out / "model.onnx", threads=args.threads)}
     if args.int8:
         runtimes["int8"] = OnnxDetector.from_file(args.int8, threads=args.threads)
+        runtimes["int8"].cfg.TILES.SIZE = eager.cfg.TILES.SIZE  # the same tiles for every runtime
     image = read_image(args.image)
     megapixels = image.shape[0] * image.shape[1] / 1e6
     for detector in runtimes.values():  # warm-up

@@ -229,6 +229,8 @@ def main(argv: list[str] | None = None) -> None:
     out = Path(args.out).resolve()
     summary = out / "tree_scenes.json"
     results = json.loads(summary.read_text()) if summary.is_file() else {"runs": {}}
+    if results.get("budget", args.budget) != args.budget:
+        p.error(f"{summary} holds runs of --budget {results['budget']}: give another --out for {args.budget}")
     sides = {s: crown_sides(rows) for s, rows in scenes.items()}
     results.update(budget=args.budget, modes=args.modes, pooled={})
     results["scenes"] = {s: {"crowns": len(v), "small": int((v < SMALL_CROWN).sum())} for s, v in sides.items()}

@@ -90,3 +90,8 @@ def test_a_bad_rule_says_what_is_wanted(text):
     with pytest.raises(ValueError, match="f1 or precision=P"):
         parse_rule(text)
     assert parse_rule("precision=0.9") == ("precision", 0.9) and parse_rule("f1") == ("f1", None)
+
+
+def test_a_class_with_objects_but_nothing_right_is_switched_off():
+    (chosen,) = choose_thresholds([curve([0.9, 0.8], [0, 0])], ["a"], "f1")
+    assert (chosen.threshold, chosen.recall, chosen.rule) == (1.0, 0.0, "none right")

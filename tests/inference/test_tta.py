@@ -77,6 +77,8 @@ def test_scales_run_at_each_scale_and_leave_the_config_as_it_was(random_tiny_det
         assert (detector.cfg.TEST.SCALES, detector.cfg.TEST.MAX_SIZE) == ([96], 384)  # MAX_SIZE 512 x 96 / 128
         expected_96 = detector.detect_arrays([image])[0]
     assert (detector.cfg.TEST.SCALES, detector.cfg.TEST.MAX_SIZE) == ([128], 512)
+    at_128 = detector.detect_arrays([image])[0]
+    assert not np.array_equal(expected_96["boxes"], at_128["boxes"])  # the scale reached the model
     merged = Augmented(detector, TTA(False, (96, 128))).detect_arrays([image])[0]
     by_hand = merge_passes([expected_96, detector.detect_arrays([image])[0]], detector.cfg.TEST.NMS, 100)
     np.testing.assert_array_equal(merged["boxes"], by_hand["boxes"])

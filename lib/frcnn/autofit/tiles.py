@@ -7,7 +7,9 @@ makes small. At the configured scale (TRAIN.SCALES[0], or TEST.SCALES[0] while T
 LARGE_FACTOR (shrunk 1.5 times or more). Tiles are cut when the large images hold boxes and more
 than SMALL_SHARE of those boxes' sides, so shrunk, fall below the small-object bound of
 autofit/scale.py (two feature strides, or a pyramid's smallest anchor). Else TILES.SIZE is 0:
-photographs of large objects stay whole however many pixels they have.
+photographs of large objects stay whole however many pixels they have. Once there are tiles,
+every image larger than a tile is cut, in training and at test time, large or not (tiling.py):
+one model sees one scale of objects.
 
 The tile size is the scale itself, so that a tile is resized by 1 and its objects keep their own
 pixels (TRAIN.SCALES: auto may then raise the scale, and they gain). Where objects are large it

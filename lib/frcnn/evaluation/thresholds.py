@@ -8,8 +8,8 @@ above it; the rules:
 
 - `f1`: the threshold where the class's F1 is highest;
 - `precision=P`: the lowest threshold at which the class's precision is still at least P (the most
-  recall at that precision); a class that never reaches P gets 1.0 (nothing it finds is kept
-  unless certain), and the table says so.
+  recall at that precision); a class that never reaches P gets 1.0, which switches it off, and the
+  table says so ("not reached"), as for a class with objects but no detection right ("none right").
 
 Only cuts between different scores are candidates (detections of equal score stand or fall
 together). A class without objects or detections in the images takes the single threshold of
@@ -72,6 +72,8 @@ def class_threshold(name: str, result: ClassResult, rule: str, target: float | N
     if result.num_positives == 0 or len(scores) == 0:
         return ClassThreshold(name, fallback, math.nan, math.nan, math.nan, "fallback")
     f1 = f1_of(precision, recall)
+    if not (result.verdicts == 1).any():  # found nothing right: any threshold keeps only mistakes
+        return ClassThreshold(name, 1.0, 0.0, 0.0, 0.0, "none right")
     if rule == "f1":
         best = int(np.argmax(f1))
     else:

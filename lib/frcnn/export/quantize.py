@@ -53,14 +53,19 @@ def int8_nodes(graph) -> list[str]:
     return sorted(chosen)
 
 
-def calibration_inputs(images: Iterable[np.ndarray], cfg: EasyDict, count: int) -> Iterator[dict[str, np.ndarray]]:
-    """The graph's inputs for `count` calibration images: each RGB image resized as the model
-    resizes it, or with tiles (cfg.TILES.SIZE) its tiles, one after another."""
+def calibration_inputs(
+    images: Iterable[np.ndarray], cfg: EasyDict, count: int, per_image: int | None = None
+) -> Iterator[dict[str, np.ndarray]]:
+    """The graph's inputs for `count` calibration inputs: each RGB image resized as the model
+    resizes it, or with tiles (cfg.TILES.SIZE) up to `per_image` of its tiles (all by default),
+    spread evenly over it, so that the inputs come from many images rather than the first."""
     tile = cfg.TILES.SIZE if isinstance(cfg.TILES.SIZE, int) else 0
     given = 0
     for image in images:
         h, w = image.shape[:2]
         windows = tile_windows(h, w, tile, cfg.TILES.OVERLAP) if tile else [(0, 0, w, h)]
+        if per_image is not None and len(windows) > per_image:
+            windows = [windows[i] for i in np.linspace(0, len(windows) - 1, per_image).round().astype(int)]
         for x0, y0, x1, y1 in windows:
             if given == count:
                 return
@@ -76,49 +81,59 @@ def quantize_int8(fp32: str | Path, out: str | Path, inputs: Iterable[dict[str, 
     from onnxruntime.quantization import CalibrationDataReader, QuantFormat, QuantType, quantize_static
     from onnxruntime.quantization.shape_inference import quant_pre_process
 
+    calibration = list(inputs)
+    if not calibration:
+        raise ValueError("no calibration images: give --calibration a folder of images or a dataset split")
+
     class Reader(CalibrationDataReader):
         def __init__(self) -> None:
-            self.inputs, self.count = iter(inputs), 0
+            self.inputs = iter(calibration)
 
         def get_next(self) -> dict[str, np.ndarray] | None:
-            found = next(self.inputs, None)
-            self.count += found is not None
-            return found
+            return next(self.inputs, None)
 
     root = logging.getLogger()  # the tools warn on the root logger to pre-process, which is done here
-    level, root.level = root.level, max(root.level, logging.ERROR)
-    with tempfile.TemporaryDirectory(dir=Path(out).parent) as scratch:
-        prepared = Path(scratch) / "prepared.onnx"
-        quant_pre_process(str(fp32), str(prepared), skip_symbolic_shape=True)  # folds and fuses first
-        nodes = int8_nodes(onnx.load(str(prepared)).graph)
-        reader = Reader()
-        quantize_static(
-            str(prepared),
-            str(out),
-            reader,
-            quant_format=QuantFormat.QDQ,
-            per_channel=True,
-            activation_type=QuantType.QUInt8,
-            weight_type=QuantType.QInt8,
-            nodes_to_quantize=nodes,
-        )
-    root.setLevel(level)
-    if reader.count == 0:
-        raise ValueError("no calibration images: give --calibration a folder of images or a dataset split")
-    entry = {"scheme": "int8 QDQ, weights per channel, uint8 activations", "nodes": len(nodes), "images": reader.count}
+    level = root.level
+    root.setLevel(max(level, logging.ERROR))
+    try:
+        with tempfile.TemporaryDirectory(dir=Path(out).parent) as scratch:
+            prepared = Path(scratch) / "prepared.onnx"
+            quant_pre_process(str(fp32), str(prepared), skip_symbolic_shape=True)  # folds and fuses first
+            nodes = int8_nodes(onnx.load(str(prepared)).graph)
+            quantize_static(
+                str(prepared),
+                str(out),
+                Reader(),
+                quant_format=QuantFormat.QDQ,
+                per_channel=True,
+                activation_type=QuantType.QUInt8,
+                weight_type=QuantType.QInt8,
+                nodes_to_quantize=nodes,
+            )
+    finally:
+        root.setLevel(level)
+    entry = {
+        "scheme": "int8 QDQ, weights per channel, uint8 activations",
+        "nodes": len(nodes),
+        "images": len(calibration),
+    }
     _add_metadata(out, entry)
     return entry
 
 
-def export_int8(model, metadata: dict, out: str | Path, opset: int, images: Iterable[np.ndarray], count: int) -> dict:
-    """export_onnx, then quantize_int8 calibrated on `count` inputs made from `images`; the fp32
-    graph is written beside `out` only for the time of the quantisation. Logs both sizes."""
+def export_int8(
+    model, metadata: dict, out: str | Path, opset: int, images: Sequence[np.ndarray] | Iterable[np.ndarray], count: int
+) -> dict:
+    """export_onnx, then quantize_int8 calibrated on `count` inputs made from `images` (with
+    tiles, an even share of them from each image when `images` has a length); the fp32 graph is
+    written beside `out` only for the time of the quantisation. Logs both sizes."""
     out = Path(out)
     out.parent.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(dir=out.parent) as scratch:
         fp32 = export_onnx(model, metadata, Path(scratch) / "fp32.onnx", opset)
         cfg = EasyDict(metadata["config"])
-        entry = quantize_int8(fp32, out, calibration_inputs(images, cfg, count))
+        per_image = -(-count // len(images)) if hasattr(images, "__len__") and len(images) else None
+        entry = quantize_int8(fp32, out, calibration_inputs(images, cfg, count, per_image))
         before, after = file_sizes(fp32, out)
     log.info(
         "int8: %d nodes quantised, calibrated on %d inputs; %.1f MB -> %.1f MB",
@@ -145,9 +160,9 @@ def file_sizes(*paths: str | Path) -> Sequence[float]:
     return [Path(p).stat().st_size / 1e6 for p in paths]
 
 
-def calibration_images(source: str, dataset: str | None, data_dir: str | Path, count: int) -> Iterator[np.ndarray]:
-    """RGB images to calibrate on: a folder's images, or a split (train, val, test) of the
-    dataset, `count` of them spread evenly over it (more are read only while tiles are short)."""
+def calibration_images(source: str, dataset: str | None, data_dir: str | Path, count: int) -> LazyImages:
+    """RGB images to calibrate on, read when used: a folder's images, or a split (train, val,
+    test) of the dataset, at most `count` of them spread evenly over it."""
     folder = Path(source)
     if folder.is_dir():
         paths = sorted(p for p in folder.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)
@@ -162,5 +177,18 @@ def calibration_images(source: str, dataset: str | None, data_dir: str | Path, c
     else:
         raise ValueError(f"--calibration is a folder of images or a split (train, val, test); got {source!r}")
     step = max(1, len(paths) // max(count, 1))
-    for path in paths[::step]:
-        yield read_image(str(path))
+    return LazyImages(paths[::step][:count])
+
+
+class LazyImages:
+    """Images read from their paths one at a time as they are iterated (a list of decoded scenes
+    would hold them all); has a length."""
+
+    def __init__(self, paths: Sequence[Path]) -> None:
+        self.paths = list(paths)
+
+    def __len__(self) -> int:
+        return len(self.paths)
+
+    def __iter__(self) -> Iterator[np.ndarray]:
+        return (read_image(str(path)) for path in self.paths)

@@ -19,6 +19,7 @@ Test-time augmentation (tta.py): `det(image, tta="flip")`, or "flip,scales=480,6
 
 from __future__ import annotations
 
+import numbers
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -77,7 +78,7 @@ def as_rgb(image: ImageInput) -> np.ndarray:
 def class_thresholds(detector: Runtime, threshold: float | str) -> np.ndarray | None:
     """For threshold="auto", the detector's score threshold per class index (config
     TEST.CLASS_THRESHOLDS, chosen by test_net.py --threshold_rule); None for a number."""
-    if isinstance(threshold, (int, float)) and not isinstance(threshold, bool):
+    if isinstance(threshold, numbers.Real) and not isinstance(threshold, bool):
         return None
     if threshold != "auto":
         raise ValueError(f"threshold is a score or 'auto' (the per-class thresholds); got {threshold!r}")
@@ -133,9 +134,12 @@ def detect(
 
 def detections_of(detector: Runtime, out: dict[str, np.ndarray], threshold: float | np.ndarray = 0.0) -> Detections:
     """A detect_arrays (or detect_sliced) result as Detections, scores below threshold dropped
-    (an array: one threshold per class index)."""
+    (an array: one threshold per class index, where 1.0 switches the class off)."""
     labels = out["labels"].astype(np.int64)
-    keep = out["scores"] >= (threshold[labels] if isinstance(threshold, np.ndarray) else threshold)
+    if isinstance(threshold, np.ndarray):
+        keep = (out["scores"] >= threshold[labels]) & (threshold[labels] < 1.0)
+    else:
+        keep = out["scores"] >= threshold
     labels = labels[keep]
     names = [detector.classes[int(label)] for label in labels]
     return Detections(out["boxes"][keep].astype(np.float32), out["scores"][keep], labels, names)

@@ -87,6 +87,10 @@ def evaluate_checkpoint(path: Path, opts: EvalOptions) -> Evaluation | None:
         raise ValueError(class_mismatch(path, detector.classes[1:], dataset.name, dataset.classes[1:]))
     out_dir = Path(opts.output_dir) / detector.net / Path(name).stem / path.stem
     if opts.threshold_rule:
+        if by_category_id:
+            raise ValueError(
+                "--threshold_rule: this model's classes are category ids of other data; fine-tune it first"
+            )
         choose_class_thresholds(detector, path, name, opts, world, out_dir)
     report = _check(dataset, opts, out_dir, world.is_main)
     processes = f", {world.world_size} processes" if world.distributed else ""
@@ -103,7 +107,8 @@ def evaluate_checkpoint(path: Path, opts: EvalOptions) -> Evaluation | None:
     save_results(out_dir / "detections.json", to_results(report.kept, detections, category_of))
     if opts.vis:
         save_visualisations(out_dir / "vis", report.kept, dataset.classes, detections)
-    return _evaluate_and_report(dataset, detections, report, opts, out_dir, detector.cfg.TEST.CLASS_THRESHOLDS)
+    thresholds = [] if by_category_id else detector.cfg.TEST.CLASS_THRESHOLDS  # one per dataset class
+    return _evaluate_and_report(dataset, detections, report, opts, out_dir, thresholds)
 
 
 def choose_class_thresholds(
@@ -111,7 +116,8 @@ def choose_class_thresholds(
 ) -> None:
     """--threshold_rule: score thresholds per class chosen on the dataset's val split (its test
     split when it has none, which flatters the test figures: said in the log), written into the
-    checkpoint file's config and the detector's; their table logged and saved as thresholds.json."""
+    checkpoint file's config and the detector's; their table logged and saved as thresholds.txt,
+    with the settings the detections were made with (--tta, --tile): scores differ without them."""
     if world.distributed or path.suffix == ".onnx":
         raise ValueError("--threshold_rule runs in one process on a .pth checkpoint (export it afterwards)")
     state = load_checkpoint(path)
@@ -129,7 +135,10 @@ def choose_class_thresholds(
     )
     detector.cfg.TEST.CLASS_THRESHOLDS = state["config"]["TEST"]["CLASS_THRESHOLDS"] = as_config(chosen)
     save_checkpoint(path, {k: v for k, v in state.items() if k != "format_version"})
-    lines = threshold_table(chosen, f"rule {opts.threshold_rule}, on {len(report.kept)} images of {dataset.name}")
+    made = "".join(
+        f", {flag} {value}" for flag, value in (("--tta", opts.tta), ("--tile", opts.tile)) if value is not None
+    )
+    lines = threshold_table(chosen, f"rule {opts.threshold_rule}, on {len(report.kept)} images of {dataset.name}{made}")
     for line in lines:
         log.info("%s", line)
     out_dir.mkdir(parents=True, exist_ok=True)

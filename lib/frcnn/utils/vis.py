@@ -22,7 +22,8 @@ TEXT_HEIGHT = 22  # pixels of FONT_HERSHEY_SIMPLEX's capitals at scale 1, with i
 def label_style(shape: tuple[int, int], boxes: np.ndarray) -> tuple[int, float]:
     """(line thickness, font scale): growing with the image, so that labels stay legible on a large
     one, but no larger than the boxes drawn allow (text at most half the median box height, lines
-    a tenth of its side), so that a scene of many small objects is not buried under its labels."""
+    a tenth of it), so that a scene of many small objects is not buried under its labels; never
+    below 1 px lines and font 0.35 (about 8 px of text), the smallest legible."""
     thickness, font_scale = max(2, round(min(shape) / 300)), max(0.35, min(shape) / 900)
     if len(boxes):
         height = float(np.median(boxes[:, 3] - boxes[:, 1] + 1))
