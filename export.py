@@ -16,8 +16,7 @@ import time
 from pathlib import Path
 
 from frcnn.cli import loading_parser, loading_settings, resolve_checkpoint, run_main
-from frcnn.config import to_plain
-from frcnn.export.onnx import MIN_OPSET, export_onnx
+from frcnn.export.onnx import MIN_OPSET, detector_metadata, export_onnx
 from frcnn.export.quantize import calibration_images, export_int8
 from frcnn.inference.torch_detector import load_detector
 
@@ -43,12 +42,7 @@ def main() -> None:
     detector = load_detector(
         path, "cpu", overrides=set_cfgs, cfg_files=cfg_files, net=args.net, dataset=args.dataset, data_dir=args.data_dir
     )
-    metadata = {
-        "classes": list(detector.classes),
-        "net": detector.net,
-        "dataset": detector.dataset,
-        "config": to_plain(detector.cfg),
-    }
+    metadata = detector_metadata(detector)
     out = Path(args.out) if args.out else path.with_suffix(".onnx")
     tic = time.perf_counter()
     if args.quantize:

@@ -25,10 +25,10 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from frcnn.config import build_config, to_plain
+from frcnn.config import build_config
 from frcnn.data.datasets.factory import dataset_spec
 from frcnn.data.loader import read_image
-from frcnn.export.onnx import export_onnx
+from frcnn.export.onnx import detector_metadata, export_onnx
 from frcnn.export.quantize import calibration_inputs, quantize_int8
 from frcnn.inference.onnx_detector import OnnxDetector
 from frcnn.inference.torch_detector import Detector
@@ -92,8 +92,7 @@ def time_runners(runners: dict[str, Callable], images: list[np.ndarray], repeats
 def bench_net(net: str, s: Settings, images: list[np.ndarray], threads: int) -> dict:
     eager = build_eager(net, s)
     with tempfile.TemporaryDirectory() as folder:
-        meta = {"classes": list(eager.classes), "net": net, "dataset": None, "config": to_plain(eager.cfg)}
-        path = export_onnx(eager.model, meta, Path(folder) / f"{net}.onnx")
+        path = export_onnx(eager.model, detector_metadata(eager), Path(folder) / f"{net}.onnx")
         ort = OnnxDetector.from_file(path, threads=threads)
         # calibrated on the benchmark's own images (speed does not depend on the scales found)
         quantize_int8(path, Path(folder) / "int8.onnx", calibration_inputs(images, eager.cfg, len(images)))

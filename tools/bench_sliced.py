@@ -19,9 +19,8 @@ from pathlib import Path
 
 import torch
 
-from frcnn.config import to_plain
 from frcnn.data.loader import read_image
-from frcnn.export.onnx import export_onnx
+from frcnn.export.onnx import detector_metadata, export_onnx
 from frcnn.inference.onnx_detector import OnnxDetector
 from frcnn.inference.torch_detector import load_detector
 
@@ -48,13 +47,7 @@ def main(argv: list[str] | None = None) -> None:
     eager = load_detector(Path(args.load_name), "cpu")
     if args.tile is not None:
         eager.cfg.TILES.SIZE = args.tile
-    metadata = {
-        "classes": list(eager.classes),
-        "net": eager.net,
-        "dataset": eager.dataset,
-        "config": to_plain(eager.cfg),
-    }
-    export_onnx(eager.model, metadata, out / "model.onnx", 18)
+    export_onnx(eager.model, detector_metadata(eager), out / "model.onnx", 18)
     runtimes = {"eager": eager, "onnx": OnnxDetector.from_file(out / "model.onnx", threads=args.threads)}
     if args.int8:
         runtimes["int8"] = OnnxDetector.from_file(args.int8, threads=args.threads)

@@ -27,6 +27,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from .html_report import best_f1_threshold
 from .voc_eval import ClassResult
 
 RULES = ("f1", "precision=P")
@@ -85,17 +86,15 @@ def class_threshold(name: str, result: ClassResult, rule: str, target: float | N
 
 
 def pooled_best_f1(results: Sequence[ClassResult]) -> float:
-    """The single threshold of the best F1 over all classes together (0.5 where nothing is measurable)."""
+    """The single threshold of the best F1 over all classes together, as the evaluation report
+    finds it (html_report.best_f1_threshold); 0.5 where nothing is measurable."""
     scores = np.concatenate([np.zeros(0), *(r.scores for r in results)])
     verdicts = np.concatenate([np.zeros(0, np.int64), *(r.verdicts for r in results)])
     positives = sum(r.num_positives for r in results)
     judged = verdicts >= 0  # a match to a difficult object counts neither way
     if positives == 0 or not judged.any():
         return 0.5
-    order = np.argsort(-scores[judged], kind="stable")
-    tp = np.cumsum(verdicts[judged][order])
-    curve = cuts(scores[judged][order], tp / np.arange(1, len(tp) + 1), tp / positives)
-    return float(curve[0][int(np.argmax(f1_of(curve[1], curve[2])))])
+    return best_f1_threshold(np.stack([scores[judged], verdicts[judged]], axis=1), positives)[0]
 
 
 def choose_thresholds(results: Sequence[ClassResult], names: Sequence[str], rule_text: str) -> list[ClassThreshold]:

@@ -23,6 +23,7 @@ import numpy as np
 import torch
 from easydict import EasyDict
 
+from ..config import to_plain
 from ..data.loader import resize
 from ..modeling import FasterRCNN
 from ..modeling.conventions import get_convention
@@ -35,6 +36,16 @@ METADATA_KEY = "frcnn"  # metadata_props entry holding {"classes", "net", "datas
 INPUT_NAMES = ("image", "scale")
 OUTPUT_NAMES = ("boxes", "scores", "labels")
 LARGEST_SIDE = 8192  # the exported graph accepts sides from 16 px up to this
+
+
+def detector_metadata(detector: Any) -> dict[str, Any]:
+    """What export_onnx stores for a loaded detector: classes, net, dataset and its config."""
+    return {
+        "classes": list(detector.classes),
+        "net": detector.net,
+        "dataset": detector.dataset,
+        "config": to_plain(detector.cfg),
+    }
 
 
 def export_onnx(
