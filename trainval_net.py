@@ -10,7 +10,7 @@ from dataclasses import fields
 from functools import partial
 from pathlib import Path
 
-from frcnn.cli import add_bool_flag, add_model_flags, check_cuda, config_from_args, run_main
+from frcnn.cli import add_bool_flag, add_model_flags, check_cuda, config_from_args, count, run_main
 from frcnn.runs.distributed import LostProcessError, launch_per_gpu
 from frcnn.training.budget import parse_budget
 from frcnn.training.build import TrainOptions, train
@@ -42,9 +42,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     )
     p.add_argument("--save_dir", default="models", help="where checkpoints go")
     p.add_argument("--disp_interval", type=int, default=100, help="steps between loss displays")
-    p.add_argument(
-        "--checkpoint_interval", type=int, default=0, help="also save every this many steps (0: at epoch ends only)"
-    )
+    p.add_argument("--checkpoint_interval", type=int, default=0, help="also save every N steps (0: epoch ends only)")
+    p.add_argument("--keep_checkpoints", type=count, default=None, help="keep N newest (all; 2 with --budget)")
     p.add_argument("--pretrained", default=None, help="backbone weights, or a whole detector to fine-tune")
     p.add_argument("--seed", type=int, default=None, help="random seed (default: RNG_SEED)")
     add_bool_flag(

@@ -32,6 +32,17 @@ def str2bool(text: str) -> bool:
     raise argparse.ArgumentTypeError(f"expected a boolean (true/false); got {text!r}")
 
 
+def count(text: str) -> int:
+    """A whole number >= 0 for flags like --keep_checkpoints."""
+    try:
+        value = int(text)
+    except ValueError:
+        value = -1
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"expected a whole number >= 0; got {text!r}")
+    return value
+
+
 def score_or_auto(text: str) -> float | str:
     """A score threshold flag: a number in [0, 1], or `auto` (each class's chosen threshold)."""
     if text == "auto":

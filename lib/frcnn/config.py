@@ -85,6 +85,23 @@ def default_config() -> EasyDict:
     return cfg
 
 
+def _short_schedule_defaults() -> dict:
+    """TRAIN keys of budget runs' recipe and of the weight average."""
+    return dict(
+        # The short-schedule recipe of --budget runs, where --o / --lr do not say otherwise: a
+        # cosine over a few thousand steps, where the original's SGD at 0.001 (set for 70k-step
+        # schedules) barely trains the RPN and SGD at 0.01 leaves the box classifier at its prior
+        # (docs/training.md, "Train for a wall-clock budget"). Warm-up over BUDGET_WARMUP_ITERS, at most a tenth.
+        BUDGET_OPTIMIZER="adam",
+        BUDGET_LEARNING_RATE=0.0003,
+        BUDGET_WARMUP_ITERS=100,
+        # EMA_DECAY > 0: a moving average of the weights is saved and evaluated (training/ema.py),
+        # its decay ramped up over about EMA_WARMUP steps.
+        EMA_DECAY=0.0,
+        EMA_WARMUP=100,
+    )
+
+
 def _train_defaults() -> EasyDict:
     """TRAIN: the optimiser, schedule, input, augmentation and sampling of training."""
     return EasyDict(
@@ -106,13 +123,7 @@ def _train_defaults() -> EasyDict:
         # Linear warm-up over this many iterations from WARMUP_FACTOR x LR; 0 disables it.
         WARMUP_ITERS=0,
         WARMUP_FACTOR=0.1,
-        # The short-schedule recipe of --budget runs, where --o / --lr do not say otherwise: a
-        # cosine over a few thousand steps, where the original's SGD at 0.001 (set for 70k-step
-        # schedules) barely trains the RPN and SGD at 0.01 leaves the box classifier at its prior
-        # (docs/training.md, "Train for a wall-clock budget"). Warm-up over BUDGET_WARMUP_ITERS, at most a tenth.
-        BUDGET_OPTIMIZER="adam",
-        BUDGET_LEARNING_RATE=0.0003,
-        BUDGET_WARMUP_ITERS=100,
+        **_short_schedule_defaults(),
         # Input: shorter side is one of SCALES (one picked per batch), longer side capped at MAX_SIZE.
         # `auto`: TEST.SCALES, or larger where the training boxes are small (autofit/scale.py).
         SCALES=[600],

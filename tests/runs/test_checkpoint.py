@@ -13,6 +13,7 @@ from frcnn.runs.checkpoint import (
     find_checkpoint,
     latest_checkpoint,
     load_checkpoint,
+    prune_checkpoints,
     save_checkpoint,
 )
 
@@ -44,6 +45,25 @@ def test_naming_and_lookup(tmp_path):
     assert find_checkpoint(tmp_path, "tiny", "shapes", 1, 2, None).name == "faster_rcnn_1_2_100.pth"
     with pytest.raises(CheckpointError, match="not found"):
         find_checkpoint(tmp_path, "tiny", "shapes", 1, 3, 5)
+
+
+def test_pruning_keeps_the_newest_by_epoch_and_step_and_spares_best_and_other_sessions(tmp_path):
+    for epoch, step in [(1, 100), (2, 50), (2, 100), (10, 3)]:
+        save_checkpoint(checkpoint_path(tmp_path, "tiny", "shapes", 1, epoch, step), {"model": {}})
+    save_checkpoint(checkpoint_path(tmp_path, "tiny", "shapes", 2, 1, 1), {"model": {}})
+    folder = checkpoint_path(tmp_path, "tiny", "shapes", 1, 1, 1).parent
+    save_checkpoint(folder / "faster_rcnn_1_best.pth", {"model": {}})
+    removed = prune_checkpoints(tmp_path, "tiny", "shapes", 1, keep=2)
+    assert [p.name for p in removed] == ["faster_rcnn_1_1_100.pth", "faster_rcnn_1_2_50.pth"]
+    left = sorted(p.name for p in folder.glob("*.pth"))
+    assert left == [
+        "faster_rcnn_1_10_3.pth",
+        "faster_rcnn_1_2_100.pth",
+        "faster_rcnn_1_best.pth",
+        "faster_rcnn_2_1_1.pth",
+    ]
+    with pytest.raises(ValueError, match="keep at least one"):
+        prune_checkpoints(tmp_path, "tiny", "shapes", 1, keep=0)
 
 
 class _Exploit:

@@ -54,6 +54,10 @@ def test_the_command_line_shows_the_budgets_own_message(capsys):
         script.parse_args(["--budget", "0"])
     assert info.value.code == 2
     assert "--budget '0': give a duration such as 25m, 2h, 90s or 1h30m" in capsys.readouterr().err
+    with pytest.raises(SystemExit):
+        script.parse_args(["--keep_checkpoints", "-1"])
+    assert "--keep_checkpoints: expected a whole number >= 0; got '-1'" in capsys.readouterr().err
+    assert script.parse_args(["--budget", "5m"]).keep_checkpoints is None  # 2 with a budget: TrainOptions
 
 
 class Clock(Hook):
@@ -91,6 +95,8 @@ def test_the_run_is_planned_from_the_measured_steps_and_ends_at_the_plan(
     assert planned in caplog.text
     assert "budget 0m40s: trained 38 steps (3.17 epochs) in 0m38s" in caplog.text
     assert last.name == "faster_rcnn_1_4_2.pth" and t.iteration == 38
+    # a budget run keeps its two newest checkpoints, not one per epoch
+    assert sorted(p.name for p in last.parent.glob("*.pth")) == ["faster_rcnn_1_3_12.pth", "faster_rcnn_1_4_2.pth"]
     assert (t.schedule.kind, t.schedule.total_iters) == ("cosine", 38)
     assert load_checkpoint(last)["iteration"] == 38 and load_checkpoint(last)["optimizer_kind"] == "adam"
     elapsed = [r["elapsed_s"] for r in t.metrics.records()]  # the x axis of AP-against-minutes curves

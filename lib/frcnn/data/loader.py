@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import dataclasses
 import logging
+from collections import OrderedDict
 from collections.abc import Sequence
 
 import cv2
@@ -35,6 +36,25 @@ def read_image(path: str) -> np.ndarray:
     if image is None:
         raise ImageReadError(f"cannot read image {path}")
     return np.ascontiguousarray(image[:, :, ::-1])
+
+
+class SourceImages:
+    """The decoded images that tiles are cut from, least recently used dropped first beyond
+    `budget` bytes: a scene cut into tens of tiles is decoded once (per loader worker), not once
+    per tile (a 2472 x 2299 PNG takes about 0.2 s to decode, a training step about 1.5 s)."""
+
+    def __init__(self, budget: int = 1 << 30) -> None:
+        self.budget = budget
+        self.images: OrderedDict[str, np.ndarray] = OrderedDict()
+
+    def read(self, path: str) -> np.ndarray:
+        if path in self.images:
+            self.images.move_to_end(path)
+            return self.images[path]
+        image = self.images[path] = read_image(path)
+        while len(self.images) > 1 and sum(i.nbytes for i in self.images.values()) > self.budget:
+            self.images.popitem(last=False)
+        return image
 
 
 def resize_scale(height: int, width: int, target: int, max_size: int) -> float:
@@ -79,6 +99,7 @@ class RoidbDataset(Dataset):
         self.max_size = max_size
         self.augment = augment
         self.resize = resize
+        self.sources = SourceImages()
 
     def __len__(self) -> int:
         return len(self.roidb)
@@ -88,10 +109,11 @@ class RoidbDataset(Dataset):
             key = SampleKey(int(key), 0, 1.0)
         record = self.roidb[key.index]
         try:
-            image = read_image(record.path)
             if record.window is not None:  # a tile of a large image: cut at load, nothing written
                 x0, y0, x1, y1 = record.window
-                image = image[y0:y1, x0:x1]
+                image = self.sources.read(record.path)[y0:y1, x0:x1].copy()  # the kept source stays as read
+            else:
+                image = read_image(record.path)
         except ImageReadError as e:
             # Checked before training, so the file changed since: a blank stand-in with no weight.
             log.warning("%s; it is left out of this step", e)

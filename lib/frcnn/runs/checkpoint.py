@@ -36,15 +36,31 @@ def checkpoint_path(save_dir: str | Path, net: str, dataset: str, session: int, 
     return checkpoint_dir(save_dir, net, dataset) / f"faster_rcnn_{session}_{epoch}_{step}.pth"
 
 
-def latest_checkpoint(save_dir: str | Path, net: str, dataset: str, session: int) -> Path | None:
-    """The session's checkpoint with the highest (epoch, step), or None."""
-    folder = checkpoint_dir(save_dir, net, dataset)
+def session_checkpoints(save_dir: str | Path, net: str, dataset: str, session: int) -> list[Path]:
+    """The session's faster_rcnn_<session>_<epoch>_<step>.pth files, oldest (epoch, step) first;
+    named ones (`best`) are not among them."""
     found = []
-    for path in folder.glob(f"faster_rcnn_{session}_*_*.pth"):
+    for path in checkpoint_dir(save_dir, net, dataset).glob(f"faster_rcnn_{session}_*_*.pth"):
         m = _NAME.match(path.name)
         if m and int(m.group(1)) == session:
             found.append((int(m.group(2)), int(m.group(3)), path))
-    return max(found)[2] if found else None
+    return [path for _, _, path in sorted(found)]
+
+
+def latest_checkpoint(save_dir: str | Path, net: str, dataset: str, session: int) -> Path | None:
+    """The session's checkpoint with the highest (epoch, step), or None."""
+    found = session_checkpoints(save_dir, net, dataset, session)
+    return found[-1] if found else None
+
+
+def prune_checkpoints(save_dir: str | Path, net: str, dataset: str, session: int, keep: int) -> list[Path]:
+    """Delete all but the session's newest `keep` (>= 1) epoch / step checkpoints; returns what went."""
+    if keep < 1:
+        raise ValueError(f"keep at least one checkpoint; got {keep}")
+    old = session_checkpoints(save_dir, net, dataset, session)[:-keep]
+    for path in old:
+        path.unlink(missing_ok=True)
+    return old
 
 
 def find_checkpoint(save_dir: str | Path, net: str, dataset: str, session: int, epoch: int, step: int | None) -> Path:

@@ -32,6 +32,7 @@ from ..runs.checkpoint import checkpoint_dir
 from . import finetune
 from .amp import Precision
 from .budget import WallClockBudget
+from .ema import WeightAverage
 from .hooks import Checkpointer, LossWatch, LRSchedule, PeriodicEvaluation, ProgressLog
 from .loop import Hook, Trainer, unwrap
 from .metrics import MetricsLog
@@ -106,7 +107,7 @@ def build_trainer(opts: TrainOptions, cfg: EasyDict) -> Trainer:
     t.metrics = MetricsLog(
         run_dir, opts.session, world.is_main, opts.use_tfb, resumed_at=t.iteration if opts.resume else 0
     )
-    t.hooks = build_hooks(opts, t.metrics)
+    t.hooks = build_hooks(opts, cfg, t.metrics)
     return t
 
 
@@ -143,9 +144,15 @@ def attach_optimiser(t: Trainer, resumed_kind: str | None) -> None:
     )
 
 
-def build_hooks(opts: TrainOptions, metrics: MetricsLog) -> list[Hook]:
+def build_hooks(opts: TrainOptions, cfg: EasyDict, metrics: MetricsLog) -> list[Hook]:
     """The run's jobs, in the order they are called at each moment."""
     hooks: list[Hook] = [LRSchedule(), LossWatch(), ProgressLog()]
+    if cfg.TRAIN.EMA_DECAY > 0:  # before Checkpointer and PeriodicEvaluation: they use the average
+        average = WeightAverage(cfg.TRAIN.EMA_DECAY, cfg.TRAIN.EMA_WARMUP)
+        hooks.append(average)
+        log.info(
+            "weights averaged: decay %g per step, ramp of %g steps (TRAIN.EMA_DECAY)", average.decay, average.warmup
+        )
     if opts.budget:
         hooks.append(WallClockBudget(opts.budget))  # before Checkpointer: its stop ends the epoch
     hooks.append(Checkpointer())

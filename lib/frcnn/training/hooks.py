@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import sys
 import time
@@ -14,7 +15,7 @@ from ..data.validate import check_dataset
 from ..inference.evaluator import evaluate_detector, evaluation_split
 from ..inference.torch_detector import Detector
 from ..runs import distributed
-from ..runs.checkpoint import checkpoint_dir, load_checkpoint
+from ..runs.checkpoint import checkpoint_dir, load_checkpoint, prune_checkpoints
 from .loop import Hook, Trainer, unwrap
 
 log = logging.getLogger("frcnn.train")
@@ -131,7 +132,8 @@ class ProgressLog(Hook):
 
 class Checkpointer(Hook):
     """faster_rcnn_<session>_<epoch>_<step>.pth every checkpoint_interval steps and at each
-    epoch's end, after reading the losses back (never a checkpoint of unchecked weights)."""
+    epoch's end, after reading the losses back (never a checkpoint of unchecked weights); at
+    epoch ends, only the newest opts.checkpoints_kept() of the session stay (`best` always does)."""
 
     def after_step(self, t: Trainer) -> None:
         interval = t.opts.checkpoint_interval
@@ -142,9 +144,14 @@ class Checkpointer(Hook):
     def after_epoch(self, t: Trainer) -> None:
         t.read_losses()
         saved = t.save(f"{t.epoch}_{t.step}")
-        if saved is not None:
-            t.last_saved = saved
-            log.info("saved %s", saved)
+        if saved is None:
+            return
+        t.last_saved = saved
+        log.info("saved %s", saved)
+        keep, o = t.opts.checkpoints_kept(), t.opts
+        if keep:
+            for path in prune_checkpoints(o.save_dir, o.net, o.dataset, o.session, keep):
+                log.debug("removed %s (--keep_checkpoints %d)", path, keep)
 
 
 class PeriodicEvaluation(Hook):
@@ -176,8 +183,10 @@ class PeriodicEvaluation(Hook):
         started = time.perf_counter()
         model = unwrap(t.model)
         model.eval()
-        detector = Detector(model, t.cfg, t.classes, t.opts.net, None, t.device)
-        evaluation = evaluate_detector(detector, self.dataset, self.records, t.world, t.opts.batch_size)
+        average = t.weight_average.applied(model) if t.weight_average else contextlib.nullcontext()
+        with average:
+            detector = Detector(model, t.cfg, t.classes, t.opts.net, None, t.device)
+            evaluation = evaluate_detector(detector, self.dataset, self.records, t.world, t.opts.batch_size)
         model.train()
         if evaluation is None:  # not rank 0
             return

@@ -65,6 +65,7 @@ class Trainer:
         self.losses: dict[str, torch.Tensor] = {}
         self.last_saved: Path | None = None
         self.stopping = False  # set by a hook: the epoch ends after this step (budget.py)
+        self.weight_average = None  # ema.WeightAverage when TRAIN.EMA_DECAY > 0: what is saved
 
     def train(self) -> Path | None:
         """The loop. Returns the last checkpoint written (by rank 0; None elsewhere)."""
@@ -128,8 +129,16 @@ class Trainer:
         if not self.world.is_main:
             return None
         o = self.opts
+        weights = {"model": unwrap(self.model).state_dict()}
+        if self.weight_average is not None:
+            average = self.weight_average
+            weights = {
+                "model": average.state_dict(),
+                "trained_model": weights["model"],
+                "average_updates": average.updates,
+            }
         state = {
-            "model": unwrap(self.model).state_dict(),
+            **weights,
             "optimizer": self.optimizer.state_dict(),
             "optimizer_kind": "adam" if isinstance(self.optimizer, torch.optim.Adam) else "sgd",  # for --r
             "schedule": self.schedule.state_dict(),

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+BUDGET_KEEPS = 2
+
 
 @dataclass
 class TrainOptions:
@@ -28,6 +30,7 @@ class TrainOptions:
     data_dir: str = "data"
     disp_interval: int = 100
     checkpoint_interval: int = 0
+    keep_checkpoints: int | None = None  # None: every one, or the last 2 with a budget
     eval_interval: int = 0
     accum: int = 1
     use_tfb: bool = False
@@ -38,3 +41,11 @@ class TrainOptions:
     compile: bool = False
     strict: bool = False
     budget: float | None = None  # seconds (--budget 25m): planned from measured steps, budget.py
+
+    def checkpoints_kept(self) -> int:
+        """How many of the session's newest checkpoints stay (0: all). A budget run on a small
+        dataset ends an epoch every few steps; keeping each would fill gigabytes (hundreds of
+        checkpoints of a 25-minute run), so such runs keep the last two unless asked."""
+        if self.keep_checkpoints is not None:
+            return self.keep_checkpoints
+        return BUDGET_KEEPS if self.budget else 0

@@ -69,7 +69,11 @@ def resume(t: Trainer, steps_per_epoch: int, path: Path, state: dict) -> None:
     if differences:
         listed = "\n  ".join(differences)
         raise CheckpointError(f"--r: {path} holds another model than this run describes:\n  {listed}")
-    t.model.load_state_dict(state["model"])
+    if "trained_model" in state:  # saved with TRAIN.EMA_DECAY: "model" is the average (ema.py)
+        t.model.load_state_dict(state["trained_model"])
+        t.resumed_average = (state["model"], int(state["average_updates"]))
+    else:
+        t.model.load_state_dict(state["model"])
     t.optimizer.load_state_dict(state["optimizer"])
     t.schedule = StepSchedule(**state["schedule"])
     torch.set_rng_state(state["rng"])

@@ -12,7 +12,7 @@ import torch
 from easydict import EasyDict
 
 from .base import CAFFE_PIXELS, TORCHVISION_PIXELS, Backbone, BackboneParts, BackboneSpec, PixelFormat
-from .fpn import MOBILENET_V3_FPN, RES50_FPN, RES50_FPN_V2, RES101_FPN
+from .fpn import MOBILENET_V2_FPN, MOBILENET_V3_FPN, RES50_FPN, RES50_FPN_V2, RES101_FPN
 from .mobilenet import MOBILENET_V2
 from .resnet import RES50, RES101, RES152
 from .tiny import TINY
@@ -32,6 +32,7 @@ BACKBONES: dict[str, BackboneSpec] = {
         RES50_FPN_V2,
         RES101_FPN,
         MOBILENET_V3_FPN,
+        MOBILENET_V2_FPN,
     )
 }
 NETS = tuple(BACKBONES)

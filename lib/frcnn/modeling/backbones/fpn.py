@@ -11,6 +11,11 @@ max-pooled extra level) and its box heads, so that torchvision's detector weight
 - mobilenet_v3_fpn: fasterrcnn_mobilenet_v3_large_fpn (and its 320 px variant, the same weights'
   layout): the last two stages (both stride 32) -> two maps plus a pooled one; every RoI is pooled
   from the first (both pooled levels have stride 32, so the level rule picks the first).
+- mobilenet_v2_fpn: no torchvision detector of this design; MobileNetV2's last block at stride 8
+  (32 channels), at stride 16 (96) and its final conv at stride 32 (1280) -> P3, P4, P5 plus a
+  pooled P6 (RPN only); RoIs pooled from P3..P5; two fc layers of 1024. Stride 8 is for objects
+  of 10-40 px (tree crowns, cells), which the single-level nets' stride 16 sees as a few cells;
+  it uses the only ImageNet file of this project reachable offline (MobileNetV2's).
 
 The body's BatchNorm is frozen and its first stages too (RESNET.FIXED_BLOCKS for the ResNets,
 torchvision's default of 3 trainable layers being FIXED_BLOCKS 1), as torchvision builds them
@@ -22,7 +27,7 @@ from __future__ import annotations
 
 from easydict import EasyDict
 from torch import nn
-from torchvision.models import mobilenet_v3_large, resnet50, resnet101
+from torchvision.models import mobilenet_v2, mobilenet_v3_large, resnet50, resnet101
 from torchvision.models.detection.backbone_utils import BackboneWithFPN
 from torchvision.models.detection.faster_rcnn import FastRCNNConvFCHead, TwoMLPHead
 from torchvision.ops import FrozenBatchNorm2d
@@ -93,6 +98,33 @@ def build_mobilenet_v3_fpn(cfg: EasyDict, state_dict: dict | None) -> BackbonePa
     return BackboneParts(backbone, _box_head(cfg.POOLING_SIZE, v2=False), HEAD_DIM)
 
 
+# MobileNetV2's features at the end of its stride-8, stride-16 and stride-32 stages.
+MOBILENET_V2_LEVELS = (6, 13, 18)
+
+
+def build_mobilenet_v2_fpn(cfg: EasyDict, state_dict: dict | None) -> BackboneParts:
+    """Args:
+    cfg: MOBILENET.FIXED_LAYERS (leading modules of `features` kept frozen), POOLING_SIZE,
+        BACKBONE_FROM_SCRATCH.
+    state_dict: torchvision-layout ImageNet weights already checked against the model, or None.
+    """
+    scratch = cfg.BACKBONE_FROM_SCRATCH and state_dict is None
+    net = mobilenet_v2(weights=None, norm_layer=nn.BatchNorm2d if scratch else FrozenBatchNorm2d)
+    if state_dict is not None:
+        net.load_state_dict(state_dict, strict=False)
+    features = net.features
+    for block in [] if scratch else features[: cfg.MOBILENET.FIXED_LAYERS]:
+        freeze(block)
+    pyramid = BackboneWithFPN(
+        features,
+        {str(index): str(level) for level, index in enumerate(MOBILENET_V2_LEVELS)},
+        [features[i].out_channels for i in MOBILENET_V2_LEVELS],
+        FPN_CHANNELS,
+    )
+    backbone = Backbone(pyramid, FPN_CHANNELS, strides=(8, 16, 32, 64), pooled_levels=3)
+    return BackboneParts(backbone, _box_head(cfg.POOLING_SIZE, v2=False), HEAD_DIM)
+
+
 def _resnet_fpn_spec(name: str, torchvision_files: tuple[str, ...]) -> BackboneSpec:
     return BackboneSpec(
         name,
@@ -111,5 +143,12 @@ MOBILENET_V3_FPN = BackboneSpec(
     lambda cfg, state_dict, fmt: build_mobilenet_v3_fpn(cfg, state_dict),
     reference=lambda: mobilenet_v3_large(weights=None, norm_layer=FrozenBatchNorm2d),
     torchvision_files=("mobilenet_v3_large-8738ca79.pth", "mobilenet_v3_large-5c1a4163.pth"),
+    unused_prefixes=("classifier.",),
+)
+MOBILENET_V2_FPN = BackboneSpec(
+    "mobilenet_v2_fpn",
+    lambda cfg, state_dict, fmt: build_mobilenet_v2_fpn(cfg, state_dict),
+    reference=lambda: mobilenet_v2(weights=None, norm_layer=FrozenBatchNorm2d),
+    torchvision_files=("mobilenet_v2-b0353104.pth",),
     unused_prefixes=("classifier.",),
 )

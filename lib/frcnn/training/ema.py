@@ -1,0 +1,74 @@
+"""TRAIN.EMA_DECAY > 0: an exponential moving average of the weights is the model a run saves
+and evaluates.
+
+After each optimiser step every floating-point tensor of the model's state (parameters and
+BatchNorm statistics) moves toward the trained one:
+
+    average <- d_n * average + (1 - d_n) * weights,    d_n = decay * (1 - exp(-n / warmup))
+
+n counting the updates so far, so that the first steps, whose weights are no average worth
+keeping, are followed closely (YOLOv5's ramp). Integer tensors are copied. A checkpoint then holds
+the average as "model" (what test_net.py, demo.py, export.py and fine-tuning read) and the trained
+weights as "trained_model" with the update count (what --r continues from).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import math
+from collections.abc import Iterator
+
+import torch
+from torch import nn
+
+from .loop import Hook, Trainer, unwrap
+
+
+class WeightAverage(Hook):
+    """Args:
+    decay: the average's decay per step once warmed up (0.998: about the last 500 steps).
+    warmup: the ramp's time constant in steps.
+    """
+
+    def __init__(self, decay: float, warmup: float) -> None:
+        if not 0.0 < decay < 1.0 or warmup <= 0:
+            raise ValueError(f"TRAIN.EMA_DECAY must lie in (0, 1) and EMA_WARMUP be > 0; got {decay}, {warmup}")
+        self.decay, self.warmup = decay, warmup
+        self.average: dict[str, torch.Tensor] = {}
+        self.updates = 0
+
+    def before_train(self, t: Trainer) -> None:
+        resumed = getattr(t, "resumed_average", None)
+        if resumed is not None:
+            average, self.updates = resumed
+            self.average = {k: v.to(t.device) for k, v in average.items()}
+        else:
+            self.average = {k: v.detach().clone() for k, v in unwrap(t.model).state_dict().items()}
+        t.weight_average = self
+
+    def current_decay(self) -> float:
+        return self.decay * (1.0 - math.exp(-self.updates / self.warmup))
+
+    @torch.no_grad()
+    def after_step(self, t: Trainer) -> None:
+        self.updates += 1
+        d = self.current_decay()
+        for name, value in unwrap(t.model).state_dict().items():
+            kept = self.average[name]
+            if kept.is_floating_point():
+                kept.mul_(d).add_(value.detach(), alpha=1.0 - d)
+            else:
+                kept.copy_(value)
+
+    def state_dict(self) -> dict[str, torch.Tensor]:
+        return {k: v.clone() for k, v in self.average.items()}
+
+    @contextlib.contextmanager
+    def applied(self, model: nn.Module) -> Iterator[nn.Module]:
+        """`model` with the average's weights inside the block, its own again after it."""
+        trained = {k: v.clone() for k, v in model.state_dict().items()}
+        model.load_state_dict(self.average)
+        try:
+            yield model
+        finally:
+            model.load_state_dict(trained)
