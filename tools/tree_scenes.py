@@ -12,12 +12,16 @@ and testing by hand (docs/your_data.md, Large images).
 
 Each fold is `trainval_net.py --dataset <fold>.yaml --net mobilenet_v2 --bs 2 --budget B
 --pretrained <MobileNetV2 ImageNet file> --seed S` then `test_net.py` on the held-out scene,
-nothing else set. Two modes, differing only in the fold's dataset YAML:
+nothing else set; a variant names its changes with --net, --set (training) and --test_set
+(test_net.py), and goes to its own --out (one folder holds one variant). Two modes, differing
+only in the fold's dataset YAML:
 
 - sliced: no `tiles:` key, so the default, `tiles: auto` (autofit/tiles.py), chooses tiles from
   the training scenes, and test_net.py detects the whole held-out scene in the same tiles;
 - resized: `tiles: 0`, every image resized whole to the training scale (MAX_SIZE 1000), as the
-  project worked before tiles.
+  project worked before tiles;
+- yolo: the peer, Ultralytics YOLO from scratch on the same scenes' tiles for the same wall time,
+  run from its own virtualenv (--yolo_venv) and scored alike (tools/yolo_peer.py).
 
 Pooled AP: the folds' detections.json files joined and scored by `test_net.py --detections`
 against all scenes at once. Results go to <out>/tree_scenes.json after every run (a finished run
@@ -38,8 +42,10 @@ from pathlib import Path
 
 import numpy as np
 
-from frcnn.runs.checkpoint import load_checkpoint
+from frcnn.runs.checkpoint import latest_checkpoint, load_checkpoint
+from frcnn.training.budget import parse_budget
 
+from . import yolo_peer
 from .small_objects import offline_imagenet_file
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -98,7 +104,7 @@ def fold_yaml(out: Path, scenes: dict[str, list[list]], held_out: str, mode: str
     """<out>/<held_out>_<mode>.yaml: trained on every other scene, tested on `held_out`."""
     write_csv(out / f"train_without_{held_out}.csv", [r for s, rows in scenes.items() if s != held_out for r in rows])
     path = out / f"{held_out}_{mode}.yaml"
-    tiles = "tiles: 0\n" if mode == "resized" else ""  # sliced: the default, tiles: auto
+    tiles = "tiles: 0\n" if mode == "resized" else ""  # sliced (and yolo, which cuts its own): tiles: auto
     path.write_text(dataset_yaml(f"train_without_{held_out}.csv", f"{held_out}.csv", tiles))
     return path
 
@@ -118,14 +124,17 @@ def run_fold(args, dataset: Path, seed: int, run_dir: Path) -> dict:
     """Train and test one fold; its AP, tile size, test time and detections file."""
     models, evals, log = run_dir / "models", run_dir / "eval", run_dir / "log.txt"
     run_dir.mkdir(parents=True, exist_ok=True)
-    command = [sys.executable, str(ROOT / "trainval_net.py"), "--dataset", str(dataset), "--net", "mobilenet_v2"]
+    command = [sys.executable, str(ROOT / "trainval_net.py"), "--dataset", str(dataset), "--net", args.net]
     command += ["--bs", "2", "--budget", args.budget, "--pretrained", args.imagenet, "--seed", str(seed)]
+    command += ["--eval_interval", str(args.eval_interval)] if args.eval_interval else []
+    command += ["--set", *args.set] if args.set else []
     run(command + ["--save_dir", str(models), "--disp_interval", "100"], log)
     start = time.perf_counter()
-    command = [sys.executable, str(ROOT / "test_net.py"), "--dataset", str(dataset), "--net", "mobilenet_v2"]
+    command = [sys.executable, str(ROOT / "test_net.py"), "--dataset", str(dataset), "--net", args.net]
+    command += ["--set", *args.test_set] if args.test_set else []
     run(command + ["--load_dir", str(models), "--output_dir", str(evals), "--vis"], log)
     seconds = time.perf_counter() - start
-    checkpoint = max(models.rglob("*.pth"), key=lambda p: p.stat().st_mtime)
+    checkpoint = latest_checkpoint(models, args.net, str(dataset), session=1)  # not `best`: chosen on this scene
     state = load_checkpoint(checkpoint)
     ap = json.loads(next(evals.rglob("ap.json")).read_text())["mean_ap"]
     tiles = state["config"]["TILES"]["SIZE"]
@@ -136,6 +145,14 @@ def run_fold(args, dataset: Path, seed: int, run_dir: Path) -> dict:
         "iterations": state["iteration"],
         "detections": str(next(evals.rglob("detections.json"))),
     }
+
+
+def yolo_fold(args, dataset: Path, seed: int, run_dir: Path) -> dict:
+    """The YOLO peer on one fold (tools/yolo_peer.py): same scenes, same wall time."""
+    run_dir.mkdir(parents=True, exist_ok=True)
+    budget_s = parse_budget(args.budget)
+    venv, log = Path(args.yolo_venv), run_dir / "log.txt"
+    return yolo_peer.run_fold(venv, dataset, budget_s, seed, run_dir, args.yolo_tile, args.yolo_batch, log)
 
 
 def pooled_ap(data: Path, out: Path, fold_results: list[dict], name: str) -> float:
@@ -205,11 +222,11 @@ def table(results: dict) -> str:
     return "\n".join(lines)
 
 
-def main(argv: list[str] | None = None) -> None:
+def parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--wheel", required=True, help="deepforest-*.whl (pip download deepforest --no-deps)")
     p.add_argument("--budget", default="25m")
-    p.add_argument("--modes", nargs="+", default=["sliced", "resized"], choices=["sliced", "resized"])
+    p.add_argument("--modes", nargs="+", default=["sliced", "resized"], choices=["sliced", "resized", "yolo"])
     p.add_argument("--seeds", type=int, nargs="+", default=[1])
     p.add_argument("--scenes", nargs="*", help="held-out scenes to run (default: all)")
     p.add_argument("--imagenet", default=offline_imagenet_file(), help="MobileNetV2 ImageNet weights file")
@@ -217,7 +234,33 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--data_only", action="store_true", help="write the data and the folds' dataset files only")
     p.add_argument("--out", default="output/tree_scenes")
     p.add_argument("--figure", default=None, help="draw the largest scene, sliced against resized, into this file")
+    p.add_argument("--net", default="mobilenet_v2", help="--net of every fold (its weights: --imagenet)")
+    p.add_argument("--set", nargs="+", default=[], metavar="KEY VALUE", help="training config overrides (a variant)")
+    p.add_argument("--test_set", nargs="+", default=[], metavar="KEY VALUE", help="test_net.py config overrides")
+    p.add_argument(
+        "--eval_interval",
+        type=int,
+        default=0,
+        help="also score the held-out scene every N epochs during training (AP against minutes; the "
+        "fold's result stays its last checkpoint's)",
+    )
+    p.add_argument(
+        "--yolo_venv", default=None, help="virtualenv with ultralytics, for --modes yolo (tools/yolo_peer.py)"
+    )
+    p.add_argument("--yolo_tile", type=int, default=640, help="the YOLO peer's tiles and imgsz (its default 640)")
+    p.add_argument("--yolo_batch", type=int, default=8)
+    return p
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    return parser().parse_args(argv)
+
+
+def main(argv: list[str] | None = None) -> None:
+    p = parser()
     args = p.parse_args(argv)
+    if "yolo" in args.modes and not args.yolo_venv:
+        p.error("--modes yolo runs Ultralytics from its own virtualenv: give --yolo_venv (tools/yolo_peer.py)")
     data = Path(args.data_dir).resolve()
     scenes = build(args.wheel, data)
     folds = [fold_yaml(data, scenes, scene, mode) for scene in scenes for mode in args.modes]
@@ -229,18 +272,22 @@ def main(argv: list[str] | None = None) -> None:
     out = Path(args.out).resolve()
     summary = out / "tree_scenes.json"
     results = json.loads(summary.read_text()) if summary.is_file() else {"runs": {}}
-    if results.get("budget", args.budget) != args.budget:
-        p.error(f"{summary} holds runs of --budget {results['budget']}: give another --out for {args.budget}")
+    variant = {"budget": args.budget, "net": args.net, "set": args.set, "test_set": args.test_set}
+    # a summary without these keys was written before variants existed: the plain defaults
+    plain = {"budget": args.budget, "net": "mobilenet_v2", "set": [], "test_set": []}
+    held = {**plain, **{k: results[k] for k in variant if k in results}} if summary.is_file() else variant
+    if held != variant:
+        p.error(f"{summary} holds runs of {held}: give another --out for {variant}")
     sides = {s: crown_sides(rows) for s, rows in scenes.items()}
-    results.update(budget=args.budget, modes=args.modes, pooled={})
+    results.update(**variant, modes=args.modes, pooled={})
     results["scenes"] = {s: {"crowns": len(v), "small": int((v < SMALL_CROWN).sum())} for s, v in sides.items()}
     for seed in args.seeds:
         for scene in args.scenes or sorted(scenes, key=lambda s: -len(scenes[s])):
             for mode in args.modes:
                 runs = results["runs"].setdefault(f"{scene}/{mode}", {})
                 if str(seed) not in runs:
-                    dataset = data / f"{scene}_{mode}.yaml"
-                    runs[str(seed)] = run_fold(args, dataset, seed, out / "runs" / f"{scene}_{mode}_s{seed}")
+                    dataset, run_dir = data / f"{scene}_{mode}.yaml", out / "runs" / f"{scene}_{mode}_s{seed}"
+                    runs[str(seed)] = (yolo_fold if mode == "yolo" else run_fold)(args, dataset, seed, run_dir)
                     summary.write_text(json.dumps(results, indent=1))
                     print(table(results), flush=True)
     for mode in args.modes:

@@ -9,6 +9,7 @@ from test_small_objects import fake_wheel
 
 from frcnn.config import build_config
 from frcnn.data.datasets.factory import dataset_spec
+from frcnn.runs.checkpoint import save_checkpoint
 from tools import tree_scenes
 
 CFGS = tree_scenes.ROOT / "cfgs"
@@ -106,3 +107,44 @@ def test_the_figure_draws_both_modes_side_by_side(tmp_path):
     b, g, r = (figure[40:, :, c].astype(int) for c in range(3))  # below the titles
     orange = (r > 200) & (g > 140) & (g < 240) & (b < 90)
     assert orange[:, :300].sum() > 100 and orange[:, -300:].sum() == 0  # only the sliced run found it
+
+
+def test_a_variants_flags_reach_both_scripts_and_the_last_checkpoint_is_scored(tmp_path, monkeypatch):
+    argv = ["--wheel", "w.whl", "--imagenet", "mnv2.pth", "--net", "mobilenet_v2_fpn", "--budget", "5m"]
+    argv += ["--set", "TRAIN.EMA_DECAY", "0.998", "--test_set", "TEST.NMS", "0.4", "--eval_interval", "3"]
+    commands = []
+    models = tmp_path / "run" / "models" / "mobilenet_v2_fpn" / "fold"
+
+    def fake_run(command, log):
+        commands.append(command)
+        if "trainval_net.py" in command[1]:  # the last checkpoint by epoch and step, not `best`
+            for name, iteration in (("1_9_4", 36), ("1_10_2", 38), ("1_best", 20)):
+                save_checkpoint(
+                    models / f"faster_rcnn_{name}.pth",
+                    {"model": {}, "iteration": iteration, "config": {"TILES": {"SIZE": 600}}},
+                )
+        else:
+            (tmp_path / "run" / "eval").mkdir(parents=True)
+            (tmp_path / "run" / "eval" / "ap.json").write_text(json.dumps({"mean_ap": 0.3}))
+            (tmp_path / "run" / "eval" / "detections.json").write_text("[]")
+
+    monkeypatch.setattr(tree_scenes, "run", fake_run)
+    args = tree_scenes.parse_args(argv)
+    result = tree_scenes.run_fold(args, tmp_path / "fold.yaml", 1, tmp_path / "run")
+    assert (result["ap"], result["tile"], result["iterations"]) == (0.3, 600, 38)
+    train, test = commands
+    assert train[train.index("--net") + 1] == "mobilenet_v2_fpn" and test[test.index("--net") + 1] == "mobilenet_v2_fpn"
+    assert train[train.index("--set") + 1 :][:2] == ["TRAIN.EMA_DECAY", "0.998"] and "TEST.NMS" not in train
+    assert test[test.index("--set") + 1 :][:2] == ["TEST.NMS", "0.4"] and "--eval_interval" not in test
+    assert train[train.index("--eval_interval") + 1] == "3"
+
+
+def test_a_folder_holding_another_variant_is_refused(tmp_path, capsys):
+    fake_wheel(tmp_path / "fake.whl")
+    out = tmp_path / "out"
+    out.mkdir()
+    (out / "tree_scenes.json").write_text(json.dumps({"runs": {}, "budget": "25m"}))  # the plain defaults
+    argv = ["--wheel", str(tmp_path / "fake.whl"), "--imagenet", "x.pth", "--data_dir", str(tmp_path / "data")]
+    with pytest.raises(SystemExit) as info:
+        tree_scenes.main([*argv, "--out", str(out), "--budget", "25m", "--set", "TRAIN.EMA_DECAY", "0.998"])
+    assert info.value.code == 2 and "give another --out" in capsys.readouterr().err
