@@ -25,6 +25,8 @@ BatchNorm trains and nothing is frozen, as torchvision builds them without weigh
 
 from __future__ import annotations
 
+from collections.abc import Callable, Sequence
+
 from easydict import EasyDict
 from torch import nn
 from torchvision.models import mobilenet_v2, mobilenet_v3_large, resnet50, resnet101
@@ -74,28 +76,43 @@ def build_resnet_fpn(name: str, cfg: EasyDict, state_dict: dict | None) -> Backb
     return BackboneParts(backbone, _box_head(cfg.POOLING_SIZE, v2), HEAD_DIM)
 
 
-def build_mobilenet_v3_fpn(cfg: EasyDict, state_dict: dict | None) -> BackboneParts:
-    """Args:
-    cfg: POOLING_SIZE, BACKBONE_FROM_SCRATCH.
-    state_dict: torchvision-layout ImageNet weights already checked against the model, or None.
-    """
+def _mobilenet_features(
+    builder: Callable[..., nn.Module], cfg: EasyDict, state_dict: dict | None
+) -> tuple[nn.Sequential, bool]:
+    """The ImageNet net's `features` (BatchNorm frozen unless trained from scratch), and whether
+    it is trained from scratch."""
     scratch = cfg.BACKBONE_FROM_SCRATCH and state_dict is None
-    net = mobilenet_v3_large(weights=None, norm_layer=nn.BatchNorm2d if scratch else FrozenBatchNorm2d)
+    net = builder(weights=None, norm_layer=nn.BatchNorm2d if scratch else FrozenBatchNorm2d)
     if state_dict is not None:
         net.load_state_dict(state_dict, strict=False)
-    features = net.features
-    stages = [0] + [i for i, block in enumerate(features) if getattr(block, "_is_cn", False)] + [len(features) - 1]
-    for block in [] if scratch else features[: stages[len(stages) - MOBILENET_V3_TRAINABLE_STAGES]]:
-        freeze(block)
-    returned = [stages[-2], stages[-1]]
+    return net.features, scratch
+
+
+def _features_pyramid(
+    features: nn.Sequential, returned: Sequence[int], strides: tuple[int, ...], pooled: int, pool_size: int
+) -> BackboneParts:
+    """A pyramid over the outputs of `features[i]` for i in `returned` (plus a pooled level), RoIs
+    pooled from its first `pooled` levels, and the two-fc box head."""
     pyramid = BackboneWithFPN(
         features,
         {str(index): str(level) for level, index in enumerate(returned)},
         [features[i].out_channels for i in returned],
         FPN_CHANNELS,
     )
-    backbone = Backbone(pyramid, FPN_CHANNELS, strides=(32, 32, 64), pooled_levels=2)
-    return BackboneParts(backbone, _box_head(cfg.POOLING_SIZE, v2=False), HEAD_DIM)
+    backbone = Backbone(pyramid, FPN_CHANNELS, strides=strides, pooled_levels=pooled)
+    return BackboneParts(backbone, _box_head(pool_size, v2=False), HEAD_DIM)
+
+
+def build_mobilenet_v3_fpn(cfg: EasyDict, state_dict: dict | None) -> BackboneParts:
+    """Args:
+    cfg: POOLING_SIZE, BACKBONE_FROM_SCRATCH.
+    state_dict: torchvision-layout ImageNet weights already checked against the model, or None.
+    """
+    features, scratch = _mobilenet_features(mobilenet_v3_large, cfg, state_dict)
+    stages = [0] + [i for i, block in enumerate(features) if getattr(block, "_is_cn", False)] + [len(features) - 1]
+    for block in [] if scratch else features[: stages[len(stages) - MOBILENET_V3_TRAINABLE_STAGES]]:
+        freeze(block)
+    return _features_pyramid(features, [stages[-2], stages[-1]], (32, 32, 64), 2, cfg.POOLING_SIZE)
 
 
 # MobileNetV2's features at the end of its stride-8, stride-16 and stride-32 stages.
@@ -108,21 +125,10 @@ def build_mobilenet_v2_fpn(cfg: EasyDict, state_dict: dict | None) -> BackbonePa
         BACKBONE_FROM_SCRATCH.
     state_dict: torchvision-layout ImageNet weights already checked against the model, or None.
     """
-    scratch = cfg.BACKBONE_FROM_SCRATCH and state_dict is None
-    net = mobilenet_v2(weights=None, norm_layer=nn.BatchNorm2d if scratch else FrozenBatchNorm2d)
-    if state_dict is not None:
-        net.load_state_dict(state_dict, strict=False)
-    features = net.features
+    features, scratch = _mobilenet_features(mobilenet_v2, cfg, state_dict)
     for block in [] if scratch else features[: cfg.MOBILENET.FIXED_LAYERS]:
         freeze(block)
-    pyramid = BackboneWithFPN(
-        features,
-        {str(index): str(level) for level, index in enumerate(MOBILENET_V2_LEVELS)},
-        [features[i].out_channels for i in MOBILENET_V2_LEVELS],
-        FPN_CHANNELS,
-    )
-    backbone = Backbone(pyramid, FPN_CHANNELS, strides=(8, 16, 32, 64), pooled_levels=3)
-    return BackboneParts(backbone, _box_head(cfg.POOLING_SIZE, v2=False), HEAD_DIM)
+    return _features_pyramid(features, MOBILENET_V2_LEVELS, (8, 16, 32, 64), 3, cfg.POOLING_SIZE)
 
 
 def _resnet_fpn_spec(name: str, torchvision_files: tuple[str, ...]) -> BackboneSpec:
