@@ -118,6 +118,7 @@ SLOW = pytest.mark.slow  # 1-2 minutes each on a 2-core CPU: ./make.sh test -m s
         pytest.param("res50_fpn", [], marks=SLOW),
         pytest.param("res50_fpn_v2", [], marks=SLOW),
         pytest.param("res101_fpn", [], marks=SLOW),
+        pytest.param("mobilenet_v2_fpn", [], marks=SLOW),
     ],
 )
 def test_onnx_runtime_detections_equal_pytorch(net, settings, tmp_path):
