@@ -79,6 +79,16 @@ def test_the_choice_is_written_into_the_config_and_logged(caplog):
     assert resolve_auto_tiles(cfg, [scene(2299, 2472, [40] * 30)]) is None and cfg.TILES.SIZE == 256
 
 
+def test_a_net_with_smaller_anchors_still_tiles_what_a_resize_makes_small():
+    # crowns of 50 px in a 2472 px scene become 20 px: below COCO's 32 px small objects though above
+    # mobilenet_v2_fpn's 16 px anchors; tiles are cut for it as for every other net
+    crowns = [scene(2299, 2472, [50] * 30)]
+    for net in ("mobilenet_v2", "mobilenet_v2_fpn"):
+        cfg = build_config(net, CFGS, set_cfgs=["TILES.SIZE", "auto"])
+        choice = resolve_auto_tiles(cfg, crowns)
+        assert (choice.size, choice.bound, choice.small_share) == (600, 32.0, 1.0), net
+
+
 def test_train_scales_auto_measures_the_images_at_the_test_scale():
     cfg = default_config()
     merge_pairs(cfg, ["TILES.SIZE", "auto", "TRAIN.SCALES", "auto", "TEST.SCALES", "[800]", "TEST.MAX_SIZE", "1333"])

@@ -6,7 +6,10 @@ makes small. At the configured scale (TRAIN.SCALES[0], or TEST.SCALES[0] while T
 `auto`) the loader resizes an image by a factor; the image is *large* when that factor is below
 LARGE_FACTOR (shrunk 1.5 times or more). Tiles are cut when the large images hold boxes and more
 than SMALL_SHARE of those boxes' sides, so shrunk, fall below the small-object bound of
-autofit/scale.py (two feature strides, or a pyramid's smallest anchor). Else TILES.SIZE is 0:
+autofit/scale.py (two feature strides, or a pyramid's smallest anchor), and never below COCO's
+small objects (32 px): a net whose anchors start at 16 px (mobilenet_v2_fpn) still gets tiles
+where a resize makes most objects small, rather than training on objects shrunk to its limit.
+Else TILES.SIZE is 0:
 photographs of large objects stay whole however many pixels they have. Once there are tiles,
 every image larger than a tile is cut, in training and at test time, large or not (tiling.py):
 one model sees one scale of objects.
@@ -40,6 +43,7 @@ log = logging.getLogger("frcnn.train")
 LARGE_FACTOR = 2 / 3  # an image resized by less than this is large
 SIDE_QUANTILE = 0.95  # the large objects a tile should hold whole
 MIN_OVERLAP = 0.05  # the overlap the size rule assumes at least (0 would ask for endless tiles)
+COCO_SMALL = 32.0  # px, sqrt of area: COCO's small objects
 
 
 @dataclass(frozen=True)
@@ -93,7 +97,8 @@ def resolve_auto_tiles(cfg: EasyDict, records: Sequence[ImageRecord]) -> TileCho
     if cfg.TILES.SIZE != AUTO:
         return None
     scale, max_size = configured_scale(cfg)
-    choice = choose_tiles(BoxProfile.of(records), scale, max_size, small_side_bound(cfg), cfg.TILES.OVERLAP)
+    bound = max(COCO_SMALL, small_side_bound(cfg))
+    choice = choose_tiles(BoxProfile.of(records), scale, max_size, bound, cfg.TILES.OVERLAP)
     cfg.TILES.SIZE = choice.size
     log.info("%s", describe(choice))
     return choice
