@@ -26,7 +26,7 @@ class OneWeight(torch.nn.Module):
 def test_the_average_follows_the_ramped_decay_by_hand():
     # warmup 1/ln 2 makes exp(-n / warmup) = 2^-n: d_1 = 0.5 * (1 - 1/2) = 0.25, d_2 = 0.5 * (1 - 1/4) = 0.375
     model = OneWeight()
-    t = types.SimpleNamespace(model=model, device=torch.device("cpu"))
+    t = types.SimpleNamespace(model=model, device=torch.device("cpu"), resumed_average=None)
     average = WeightAverage(0.5, 1 / math.log(2))
     average.before_train(t)
     assert t.weight_average is average

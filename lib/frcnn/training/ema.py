@@ -38,12 +38,16 @@ class WeightAverage(Hook):
         self.updates = 0
 
     def before_train(self, t: Trainer) -> None:
-        resumed = getattr(t, "resumed_average", None)
-        if resumed is not None:
-            average, self.updates = resumed
+        weights = unwrap(t.model).state_dict()  # views of the live tensors, which training updates in place
+        if t.resumed_average is not None:
+            average, self.updates = t.resumed_average
             self.average = {k: v.to(t.device) for k, v in average.items()}
         else:
-            self.average = {k: v.detach().clone() for k, v in unwrap(t.model).state_dict().items()}
+            self.average = {k: v.detach().clone() for k, v in weights.items()}
+        floats = [k for k, v in self.average.items() if v.is_floating_point()]
+        # paired once, so that a step is one fused update rather than a Python pass over the model
+        self.floats = ([self.average[k] for k in floats], [weights[k] for k in floats])
+        self.others = [(self.average[k], weights[k]) for k in self.average.keys() - set(floats)]
         t.weight_average = self
 
     def current_decay(self) -> float:
@@ -52,13 +56,11 @@ class WeightAverage(Hook):
     @torch.no_grad()
     def after_step(self, t: Trainer) -> None:
         self.updates += 1
-        d = self.current_decay()
-        for name, value in unwrap(t.model).state_dict().items():
-            kept = self.average[name]
-            if kept.is_floating_point():
-                kept.mul_(d).add_(value.detach(), alpha=1.0 - d)
-            else:
-                kept.copy_(value)
+        # average + (1 - d) (weights - average) = d average + (1 - d) weights, as torch's own
+        # EMA (swa_utils.get_ema_multi_avg_fn) updates, with the ramped d
+        torch._foreach_lerp_(*self.floats, 1.0 - self.current_decay())
+        for kept, value in self.others:
+            kept.copy_(value)
 
     def state_dict(self) -> dict[str, torch.Tensor]:
         return {k: v.clone() for k, v in self.average.items()}

@@ -66,6 +66,7 @@ class Trainer:
         self.last_saved: Path | None = None
         self.stopping = False  # set by a hook: the epoch ends after this step (budget.py)
         self.weight_average = None  # ema.WeightAverage when TRAIN.EMA_DECAY > 0: what is saved
+        self.resumed_average = None  # (average, updates) of a resumed checkpoint saved with it (resume.py)
 
     def train(self) -> Path | None:
         """The loop. Returns the last checkpoint written (by rank 0; None elsewhere)."""
