@@ -273,10 +273,9 @@ def main(argv: list[str] | None = None) -> None:
     summary = out / "tree_scenes.json"
     results = json.loads(summary.read_text()) if summary.is_file() else {"runs": {}}
     variant = {"budget": args.budget, "net": args.net, "set": args.set, "test_set": args.test_set}
-    # a summary without these keys was written before variants existed: the plain defaults
-    plain = {"budget": args.budget, "net": "mobilenet_v2", "set": [], "test_set": []}
-    held = {**plain, **{k: results[k] for k in variant if k in results}} if summary.is_file() else variant
-    if held != variant:
+    # a summary written before variants existed holds the plain defaults
+    held = {"net": "mobilenet_v2", "set": [], "test_set": [], **{k: v for k, v in results.items() if k in variant}}
+    if summary.is_file() and held != variant:
         p.error(f"{summary} holds runs of {held}: give another --out for {variant}")
     sides = {s: crown_sides(rows) for s, rows in scenes.items()}
     results.update(**variant, modes=args.modes, pooled={})
