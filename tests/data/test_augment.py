@@ -42,6 +42,33 @@ def test_hflip_moves_the_pixels_with_their_boxes():
     assert (xs.min(), ys.min(), xs.max(), ys.max()) == (45, 10, 54, 19)
 
 
+def test_turns_and_vertical_flips_move_the_pixels_with_their_boxes_exactly():
+    """An object at inclusive (5, 10, 14, 19) in a 40 x 60 image, turned by hand with np.rot90
+    (counter-clockwise, as v2's positive angles): each of the four turns is drawn over the seeds,
+    and its box is the object's exact extent in the turned image."""
+    image = np.zeros((40, 60, 3), np.uint8)
+    image[10:20, 5:15] = 255
+    boxes, labels = np.array([[5, 10, 14, 19]], np.float32), np.array([1])
+
+    def extent(picture: np.ndarray) -> tuple:
+        ys, xs = np.nonzero(picture[:, :, 0])
+        return picture.shape, (xs.min(), ys.min(), xs.max(), ys.max())
+
+    turned = {extent(np.rot90(image, k)) for k in range(4)}
+    drawn = set()
+    for seed in range(40):
+        out, out_boxes, _ = Augment(["rot90"])(image, boxes, labels, seed)
+        shape, corners = extent(out)
+        assert (shape, corners) in turned and out_boxes.tolist() == [list(corners)]
+        drawn.add((shape, corners))
+    assert drawn == turned
+    flipped = [Augment(["vflip"])(image, boxes, labels, seed) for seed in range(20)]
+    assert {tuple(b[0].tolist()) for _, b, _ in flipped} == {(5, 10, 14, 19), (5, 20, 14, 29)}
+    assert all(
+        np.array_equal(out[:, :, 0] > 0, np.flipud(image[:, :, 0] > 0)) for out, b, _ in flipped if b[0, 1] == 20
+    )
+
+
 @pytest.mark.parametrize("names", [["zoom_out"], ["iou_crop"], ["zoom_out", "iou_crop", "photometric"]])
 def test_geometric_steps_keep_boxes_on_their_objects_and_the_aspect_ratio(names):
     """Objects drawn as solid squares: after the transforms every box still frames a solid square

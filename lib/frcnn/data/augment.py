@@ -5,6 +5,9 @@
     iou_crop     SSD's crop keeping some object at a sampled IoU (RandomIoUCrop), with the crop's
                  aspect ratio within 10% of the image's
     hflip        a random horizontal flip (TRAIN.USE_FLIPPED already adds a flipped copy of each image)
+    vflip        a random vertical flip, and
+    rot90        a turn by 0, 90, 180 or 270 degrees, one at random: for images seen from above
+                 (aerial, microscopy), which have no up; a quarter turn swaps the image's sides
 
 Every geometric step is v2's own, on tv_tensors.BoundingBoxes; no box geometry is written here.
 Our boxes are BoxMode.XYXY (inclusive corners) and v2's "XYXY" is exclusive, so boxes convert
@@ -29,7 +32,7 @@ from torchvision.transforms import v2
 
 from ..structures.boxes import BoxMode
 
-AUGMENTATIONS = ("photometric", "zoom_out", "iou_crop", "hflip")
+AUGMENTATIONS = ("photometric", "zoom_out", "iou_crop", "hflip", "vflip", "rot90")
 MEAN_COLOUR = (124, 116, 104)  # ImageNet's mean RGB: zoom-out's canvas adds no edge of its own
 ASPECT_TOLERANCE = 1.1
 
@@ -64,6 +67,11 @@ class Augment:
                 )
             elif name == "hflip":
                 steps.append(v2.RandomHorizontalFlip(p=0.5))
+            elif name == "vflip":
+                steps.append(v2.RandomVerticalFlip(p=0.5))
+            elif name == "rot90":  # exact turns: v2 moves the pixels and boxes without interpolation
+                turns = [v2.RandomRotation((angle, angle), expand=True) for angle in (90, 180, 270)]
+                steps.append(v2.RandomChoice([v2.Identity(), *turns]))
         return v2.Compose([*steps, v2.SanitizeBoundingBoxes()])
 
     def __call__(
