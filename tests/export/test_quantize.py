@@ -42,6 +42,25 @@ def test_the_feature_extractor_is_quantised_and_the_box_arithmetic_is_not():
     assert int8_nodes(graph) == ["conv1", "conv2", "head", "relu6", "residual"]
 
 
+def test_hard_swish_and_squeeze_excitation_products_are_quantised_around_a_float_gate():
+    """MobileNetV3 exports x * hardsigmoid(x) and x * hardsigmoid(conv(pool(x))): ONNX Runtime has
+    no int8 HardSigmoid, so the gate stays float and the product joins int8 (QLinearMul)."""
+    graph = graph_of(
+        [
+            ("conv1", "Conv", ["image", "w1"]),
+            ("gate1", "HardSigmoid", ["conv1"]),
+            ("hswish", "Mul", ["conv1", "gate1"]),  # int8: one chosen input, one gate of a chosen node
+            ("pool", "ReduceMean", ["hswish"]),
+            ("squeeze", "Conv", ["pool", "w2"]),
+            ("gate2", "HardSigmoid", ["squeeze"]),
+            ("excite", "Mul", ["hswish", "gate2"]),  # int8
+            ("scale", "Mul", ["excite", "six"]),  # a constant input: float
+            ("gated_gates", "Mul", ["gate1", "gate2"]),  # no quantised input at all: float
+        ]
+    )
+    assert int8_nodes(graph) == ["conv1", "excite", "hswish", "squeeze"]
+
+
 def test_calibration_inputs_are_the_model_inputs_of_the_tiles():
     cfg = EasyDict(TEST={"SCALES": [64], "MAX_SIZE": 200}, CONVENTION="original", TILES={"SIZE": 100, "OVERLAP": 0.2})
     images = [np.zeros((150, 250, 3), np.uint8), np.zeros((80, 90, 3), np.uint8)]
