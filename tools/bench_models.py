@@ -23,6 +23,7 @@ from frcnn.data.datasets.factory import dataset_spec
 from frcnn.data.loader import RoidbDataset, collate
 from frcnn.modeling import FasterRCNN, build_model
 from frcnn.modeling.backbones import build_backbone
+from frcnn.modeling.backbones.folding import unfold_frozen_norms
 from frcnn.structures.batch import Batch
 from frcnn.structures.boxes import BoxMode
 
@@ -152,6 +153,7 @@ def build_torchvision(ours: FasterRCNN, s: Settings) -> nn.Module:
     )
     for ours_p, tv_p in zip(ours.backbone.base.parameters(), model.backbone.body.parameters()):
         tv_p.requires_grad_(ours_p.requires_grad)  # the same frozen layers
+    unfold_frozen_norms(model)  # torchvision's modules as torchvision runs them (backbones/folding.py)
     return model
 
 

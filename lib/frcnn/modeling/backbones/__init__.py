@@ -12,6 +12,7 @@ import torch
 from easydict import EasyDict
 
 from .base import CAFFE_PIXELS, TORCHVISION_PIXELS, Backbone, BackboneParts, BackboneSpec, PixelFormat
+from .folding import fold_frozen_norms
 from .fpn import MOBILENET_V2_FPN, MOBILENET_V3_FPN, RES50_FPN, RES50_FPN_V2, RES101_FPN
 from .mobilenet import MOBILENET_V2
 from .resnet import RES50, RES101, RES152
@@ -89,6 +90,8 @@ def build_backbone(
                 reference = spec.reference()
             state_dict = check_fit(reference, read_state_dict(path), spec, path)
         parts = spec.build(cfg, state_dict, fmt)
+    fold_frozen_norms(parts.backbone)
+    fold_frozen_norms(parts.head)
     pixels = CAFFE_PIXELS if fmt == "caffe" else TORCHVISION_PIXELS
     return parts, pixels, _weight_source(spec, path, fmt)
 
