@@ -42,6 +42,7 @@ class Settings:
     warmup: int = 2
     data_dir: str = "data"
     memory_repeats: int = 5  # fresh processes per model for CPU peak memory (bench_measure)
+    recompute_head: bool = False  # ours only: TRAIN.RECOMPUTE_HEAD (torchvision has no such option)
 
 
 def spec_overrides(s: Settings) -> list[str]:
@@ -68,6 +69,7 @@ def spec_overrides(s: Settings) -> list[str]:
         "TEST.NMS": "0.3",
         "TEST.SCORE_THRESH": "0.05",
         "TEST.MAX_PER_IMAGE": "100",
+        "TRAIN.RECOMPUTE_HEAD": str(s.recompute_head),
     }
     return [word for pair in pairs.items() for word in pair]
 

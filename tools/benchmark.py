@@ -40,6 +40,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--bs", dest="batch_size", type=int, default=1, help="images per step")
     p.add_argument("--scale", type=int, default=600, help="shorter image side")
     add_bool_flag(p, "--amp", help="mixed precision for both models")
+    add_bool_flag(p, "--recompute_head", help="ours: recompute the per-RoI head in backward (TRAIN.RECOMPUTE_HEAD)")
     p.add_argument("--repeats", type=int, default=5, help="timed steps per model (median reported)")
     p.add_argument("--warmup", type=int, default=2, help="untimed steps per model first")
     p.add_argument("--memory_repeats", type=int, default=5, help="CPU peak memory: fresh processes per model")
@@ -78,6 +79,7 @@ def main() -> None:
         return run_inference_comparison(args)
     settings = Settings(**{k: v for k, v in vars(args).items() if k not in ("out", "onnx", "nets", "threads")})
     what = f"{args.net}, batch {args.batch_size}, scale {args.scale}{', amp' if args.amp else ''}"
+    what += ", ours recomputing its head" if args.recompute_head else ""
     log.info("benchmarking %s on %s", what, args.device)
     result = run(settings)
     if result["memory_note"]:

@@ -117,6 +117,10 @@ def _train_defaults() -> EasyDict:
         # (less peak memory, same result; training/optim.py StepInBackward). Off by itself where
         # clipping, float16 loss scaling or several processes need every gradient first.
         STEP_IN_BACKWARD=True,
+        # Recompute the per-RoI head's activations in backward instead of keeping them (activation
+        # checkpointing): less peak memory for a second head forward per step; most worth it where
+        # the head is a conv stage run on every sampled RoI (mobilenet_v2, the ResNets' layer4).
+        RECOMPUTE_HEAD=False,
         # Learning-rate schedule: "step" (x --lr_decay_gamma every --lr_decay_step epochs) or
         # "cosine" (from the base LR down to 0 over the run's iterations).
         LR_SCHEDULE="step",

@@ -183,6 +183,7 @@ def build_model(
         detection=DetectionSettings(
             cfg.TEST.SCORE_THRESH, cfg.TEST.NMS, cfg.TEST.MAX_PER_IMAGE, convention.detection_min_size
         ),
+        recompute_head=cfg.TRAIN.RECOMPUTE_HEAD,
     )
     resize = None
     if convention.resize_in_model:

@@ -13,6 +13,7 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
+from torch.utils.checkpoint import checkpoint
 
 from . import box_ops
 from .box_coder import BoxCoder
@@ -80,6 +81,9 @@ class RoIHeads(nn.Module):
         sampling: RoISamplingSettings.
         detection: DetectionSettings.
         sigma: smooth L1 sigma of the box loss (1 in the original).
+        recompute_head: in training, keep only the box head's input and recompute its
+            activations in backward (torch.utils.checkpoint): the same losses and gradients for
+            less peak memory and a second head forward.
     """
 
     def __init__(
@@ -92,6 +96,7 @@ class RoIHeads(nn.Module):
         sampling: RoISamplingSettings | None = None,
         detection: DetectionSettings | None = None,
         sigma: float = 1.0,
+        recompute_head: bool = False,
     ) -> None:
         super().__init__()
         self.pooler = pooler
@@ -102,6 +107,7 @@ class RoIHeads(nn.Module):
         self.sampling = sampling or RoISamplingSettings()
         self.detection = detection or DetectionSettings()
         self.sigma = sigma
+        self.recompute_head = recompute_head
 
     def forward(
         self,
@@ -123,7 +129,10 @@ class RoIHeads(nn.Module):
             rois, labels, targets, weights = self._sample(
                 proposals, proposal_valid, gt_boxes, gt_labels, gt_valid, seeds
             )
-            cls_logits, deltas = self.predictor(self.box_head(self.pooler(features, rois)))
+            pooled = self.pooler(features, rois)
+            recompute = self.recompute_head and torch.is_grad_enabled()
+            embedded = checkpoint(self.box_head, pooled, use_reentrant=False) if recompute else self.box_head(pooled)
+            cls_logits, deltas = self.predictor(embedded)
             return self._losses(cls_logits, deltas, labels, targets, weights), []
         image_idx, slot = proposal_valid.nonzero(as_tuple=True)
         rois = torch.cat((image_idx[:, None].to(proposals.dtype), proposals[image_idx, slot]), dim=1)
