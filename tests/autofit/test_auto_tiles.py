@@ -42,10 +42,15 @@ def test_large_objects_in_a_large_image_keep_it_whole():
     assert (choice.size, choice.small_share) == (0, 0.0)
 
 
-def test_small_images_are_never_tiled_however_small_their_objects():
-    # 500 x 375 is enlarged (factor 1.6): not large
+def test_small_images_are_never_cut_however_small_their_objects_but_a_larger_one_would_be():
+    # 500 x 375 is enlarged (factor 1.6): not large. Its 10 px objects become 16 px, below 32: the
+    # size is a guard of 512 px (500 rounded up to 32 px) that cuts no training image, only a larger
+    # image at test time, which resized whole would shrink its objects more than training did
     choice = choice_for([scene(375, 500, [10] * 20)] * 3)
-    assert (choice.size, choice.large_images) == (0, 0)
+    assert (choice.size, choice.guard, choice.large_images) == (512, True, 0)
+    assert "tiles: auto -> 512 px, which cuts no training image" in describe(choice)
+    # the same images with 40 px objects (64 px at the scale): no guard, no tiles
+    assert choice_for([scene(375, 500, [40] * 20)] * 3).size == 0
 
 
 def test_larger_objects_ask_for_tiles_that_hold_them_whole_inside_the_overlap():
@@ -58,13 +63,18 @@ def test_a_tile_that_would_cut_nothing_is_no_tile():
     # 1000 x 1600 (factor 0.6); 20 boxes of 10 px and 2 of 400: the 95th percentile side is 380.5 px,
     # so the tile would be 1920 px, larger than the image
     choice = choice_for([scene(1000, 1600, [10] * 20 + [400] * 2)])
-    assert (choice.size, choice.wanted) == (0, 1920)
-    assert "none, the images stay whole" in describe(choice) and "would be 1920 px" in describe(choice)
+    assert (choice.wanted, choice.size, choice.guard) == (1920, 1600, True)  # a guard: the image stays whole
+    assert "would be 1920 px, as large as the images" in describe(choice)
+    # with large objects alone nothing is small: no guard either
+    large = choice_for([scene(1000, 1600, [400] * 3)])
+    assert (large.size, large.wanted) == (0, 0) and "none, the images stay whole" in describe(large)
 
 
 def test_only_the_large_images_boxes_count():
     small_images = [scene(375, 500, [10] * 50)] * 4  # many small boxes, in images enlarged whole
-    assert choice_for([*small_images, scene(2299, 2472, [400] * 5)]).size == 0
+    # no tiles for training: the large image's objects are large; a guard of its size (2472 -> 2496)
+    guarded = choice_for([*small_images, scene(2299, 2472, [400] * 5)])
+    assert (guarded.size, guarded.guard) == (2496, True)
     assert choice_for([*small_images, scene(2299, 2472, [40] * 5)]).size == 600
 
 

@@ -20,6 +20,13 @@ grows, in steps of 32 px, to the 95th percentile of the objects' sides divided b
 overlap: an object no wider than the overlap strip lies whole inside some tile. A tile no
 smaller than every large image cuts nothing: then no tiles either.
 
+Where no tiles are needed for training but many training boxes are small at the scale anyway,
+an image larger than every training image (the whole scene after training on crops of it) would,
+resized whole, shrink its objects further than training ever did. So TILES.SIZE is then the
+largest training image's longer side (a *guard*, rounded up to 32 px): no training image is cut,
+and a larger image at test time is cut into pieces that the model sees as it saw the training
+images. Photographs of large objects get no guard.
+
 The choice is written into the config (so the checkpoint holds a number) and logged with why.
 """
 
@@ -55,6 +62,7 @@ class TileChoice:
     images: int
     small_share: float  # share of the large images' boxes below `bound` when resized whole
     bound: float
+    guard: bool = False  # `size` cuts no training image, only larger images at test time
 
 
 def configured_scale(cfg: EasyDict) -> tuple[int, int]:
@@ -76,6 +84,10 @@ def choose_tiles(profile: BoxProfile, scale: int, max_size: int, bound: float, o
         whole_object = float(np.quantile(profile.object_sides()[in_large], SIDE_QUANTILE)) / max(overlap, MIN_OVERLAP)
         wanted = max(scale, int(math.ceil(whole_object / SCALE_STEP) * SCALE_STEP))
         size = wanted if wanted < np.maximum(profile.heights, profile.widths)[large].max() else 0
+    if not size and profile.images and share_below(whole.object_sides, bound) > SMALL_SHARE:
+        largest = int(np.maximum(profile.heights, profile.widths).max())
+        guard = int(math.ceil(largest / SCALE_STEP) * SCALE_STEP)
+        return TileChoice(guard, wanted, scale, int(large.sum()), profile.images, small, bound, guard=True)
     return TileChoice(size, wanted, scale, int(large.sum()), profile.images, small, bound)
 
 
@@ -85,10 +97,15 @@ def describe(choice: TileChoice) -> str:
         f"at scale {choice.scale}, where {100 * choice.small_share:.0f}% of their boxes fall below "
         f"{choice.bound:g} px (sqrt of area)"
     )
-    if choice.size:
+    if choice.size and not choice.guard:
         return f"tiles: auto -> {choice.size} px; {reason}"
     if choice.wanted:
         reason += f"; but a tile holding their objects whole would be {choice.wanted} px, as large as the images"
+    if choice.guard:
+        return (
+            f"tiles: auto -> {choice.size} px, which cuts no training image ({reason}), only a larger "
+            "image at test time: many objects are small at this scale already, and would shrink further"
+        )
     return f"tiles: auto -> none, the images stay whole; {reason}"
 
 
