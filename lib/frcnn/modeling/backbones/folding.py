@@ -15,6 +15,8 @@ equal the unfolded ones up to float rounding. Folding swaps the two modules' cla
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+
 import torch
 from torch import nn
 from torchvision.ops import FrozenBatchNorm2d
@@ -63,15 +65,15 @@ def unfold_frozen_norms(module: nn.Module) -> None:
             child.__class__ = FrozenBatchNorm2d
 
 
-def _conv_norm_pairs(module: nn.Module):
+def _conv_norm_pairs(module: nn.Module) -> Iterator[tuple[nn.Module, nn.Module]]:
+    """(conv, norm) candidates: neighbours in a Sequential, or children named convK and bnK."""
     for parent in module.modules():
         children = dict(parent.named_children())
         if isinstance(parent, nn.Sequential):
-            values = list(children.values())
-            yield from zip(values, values[1:])
-        else:
-            yield from (
-                (c, children[f"bn{n[4:]}"])
-                for n, c in children.items()
-                if n.startswith("conv") and f"bn{n[4:]}" in children
-            )
+            ordered = list(children.values())
+            yield from zip(ordered, ordered[1:])
+            continue
+        for name, child in children.items():
+            norm = children.get("bn" + name.removeprefix("conv")) if name.startswith("conv") else None
+            if norm is not None:
+                yield child, norm
