@@ -1,6 +1,7 @@
 """The ablation table of tools/tree_scenes.py: one row per variant folder (its --out, holding
 tree_scenes.json) and mode, one column per held-out scene run, their mean, and the pooled AP
-where every fold ran. Each cell is the median over the seeds run; the seeds are counted.
+where every fold ran. Each cell is the median over the seeds run; the seeds are counted, and the
+runs' training steps (epochs, for the YOLO peer) given as their range: a budget is wall time.
 
     python -m tools.scene_table output/screens5m/* --baseline output/screens5m/baseline
 
@@ -35,15 +36,20 @@ def rows(results: dict) -> dict[str, dict]:
     """Per mode: {scene: median AP over seeds}, the seeds counted, the pooled median or None."""
     out = {}
     for mode in results["modes"]:
-        scenes = {}
-        seeds = set()
+        scenes, steps, seeds = {}, [], set()
         for scene in results["scenes"]:
             runs = results["runs"].get(f"{scene}/{mode}", {})
             if runs:
                 scenes[scene] = statistics.median(r["ap"] for r in runs.values())
+                steps += [r["iterations"] for r in runs.values() if r.get("iterations") is not None]
                 seeds |= set(runs)
         pooled = results.get("pooled", {}).get(mode)
-        out[mode] = {"scenes": scenes, "seeds": len(seeds), "pooled": statistics.median(pooled) if pooled else None}
+        out[mode] = {
+            "scenes": scenes,
+            "seeds": len(seeds),
+            "pooled": statistics.median(pooled) if pooled else None,
+            "steps": f"{min(steps)}-{max(steps)}" if steps else "",
+        }
     return out
 
 
@@ -56,13 +62,13 @@ def table(folders: list[Path], baseline: Path | None = None) -> str:
     loaded = {folder: load(folder) for folder in folders}
     scenes = list(dict.fromkeys(s for r in loaded.values() for m in rows(r).values() for s in m["scenes"]))
     reference = rows(load(baseline)) if baseline else None
-    head = ["variant", "folder", "mode", "budget", "seeds", *scenes, "mean", "pooled"]
+    head = ["variant", "folder", "mode", "budget", "seeds", "steps", *scenes, "mean", "pooled"]
     head += ["mean vs baseline"] if reference else []
     lines = ["| " + " | ".join(head) + " |", "|---" * len(head) + "|"]
     for folder, results in loaded.items():
         for mode, row in rows(results).items():
             average = mean(row["scenes"][s] for s in scenes if s in row["scenes"])
-            cells = [variant_label(results), folder.name, mode, results["budget"], str(row["seeds"])]
+            cells = [variant_label(results), folder.name, mode, results["budget"], str(row["seeds"]), row["steps"]]
             cells += [_fmt(row["scenes"].get(s)) for s in scenes] + [_fmt(average), _fmt(row["pooled"])]
             if reference:
                 base = (reference.get(mode) or next(iter(reference.values())))["scenes"]
