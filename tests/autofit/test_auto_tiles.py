@@ -49,6 +49,7 @@ def test_small_images_are_never_cut_however_small_their_objects_but_a_larger_one
     choice = choice_for([scene(375, 500, [10] * 20)] * 3)
     assert (choice.size, choice.guard, choice.large_images) == (512, True, 0)
     assert "tiles: auto -> 512 px, which cuts no training image" in describe(choice)
+    assert "100% of all the training boxes are below 32 px at this scale already" in describe(choice)
     # the same images with 40 px objects (64 px at the scale): no guard, no tiles
     assert choice_for([scene(375, 500, [40] * 20)] * 3).size == 0
 

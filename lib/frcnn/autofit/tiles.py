@@ -63,6 +63,7 @@ class TileChoice:
     small_share: float  # share of the large images' boxes below `bound` when resized whole
     bound: float
     guard: bool = False  # `size` cuts no training image, only larger images at test time
+    small_overall: float = 0.0  # share of all the training boxes below `bound` when resized whole
 
 
 def configured_scale(cfg: EasyDict) -> tuple[int, int]:
@@ -84,11 +85,12 @@ def choose_tiles(profile: BoxProfile, scale: int, max_size: int, bound: float, o
         whole_object = float(np.quantile(profile.object_sides()[in_large], SIDE_QUANTILE)) / max(overlap, MIN_OVERLAP)
         wanted = max(scale, int(math.ceil(whole_object / SCALE_STEP) * SCALE_STEP))
         size = wanted if wanted < np.maximum(profile.heights, profile.widths)[large].max() else 0
-    if not size and profile.images and share_below(whole.object_sides, bound) > SMALL_SHARE:
+    overall = share_below(whole.object_sides, bound)
+    if not size and profile.images and overall > SMALL_SHARE:
         largest = int(np.maximum(profile.heights, profile.widths).max())
-        guard = int(math.ceil(largest / SCALE_STEP) * SCALE_STEP)
-        return TileChoice(guard, wanted, scale, int(large.sum()), profile.images, small, bound, guard=True)
-    return TileChoice(size, wanted, scale, int(large.sum()), profile.images, small, bound)
+        size = int(math.ceil(largest / SCALE_STEP) * SCALE_STEP)
+        return TileChoice(size, wanted, scale, int(large.sum()), profile.images, small, bound, True, overall)
+    return TileChoice(size, wanted, scale, int(large.sum()), profile.images, small, bound, False, overall)
 
 
 def describe(choice: TileChoice) -> str:
@@ -104,7 +106,8 @@ def describe(choice: TileChoice) -> str:
     if choice.guard:
         return (
             f"tiles: auto -> {choice.size} px, which cuts no training image ({reason}), only a larger "
-            "image at test time: many objects are small at this scale already, and would shrink further"
+            f"image at test time: {100 * choice.small_overall:.0f}% of all the training boxes are below "
+            f"{choice.bound:g} px at this scale already, and would shrink further"
         )
     return f"tiles: auto -> none, the images stay whole; {reason}"
 
