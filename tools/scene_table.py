@@ -60,13 +60,14 @@ def mean(values) -> float | None:
 
 def table(folders: list[Path], baseline: Path | None = None) -> str:
     loaded = {folder: load(folder) for folder in folders}
-    scenes = list(dict.fromkeys(s for r in loaded.values() for m in rows(r).values() for s in m["scenes"]))
+    per_mode = {folder: rows(results) for folder, results in loaded.items()}
+    scenes = list(dict.fromkeys(s for modes in per_mode.values() for m in modes.values() for s in m["scenes"]))
     reference = rows(load(baseline)) if baseline else None
     head = ["variant", "folder", "mode", "budget", "seeds", "steps", *scenes, "mean", "pooled"]
     head += ["mean vs baseline"] if reference else []
     lines = ["| " + " | ".join(head) + " |", "|---" * len(head) + "|"]
     for folder, results in loaded.items():
-        for mode, row in rows(results).items():
+        for mode, row in per_mode[folder].items():
             average = mean(row["scenes"][s] for s in scenes if s in row["scenes"])
             cells = [variant_label(results), folder.name, mode, results["budget"], str(row["seeds"]), row["steps"]]
             cells += [_fmt(row["scenes"].get(s)) for s in scenes] + [_fmt(average), _fmt(row["pooled"])]

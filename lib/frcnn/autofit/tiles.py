@@ -86,11 +86,10 @@ def choose_tiles(profile: BoxProfile, scale: int, max_size: int, bound: float, o
         wanted = max(scale, int(math.ceil(whole_object / SCALE_STEP) * SCALE_STEP))
         size = wanted if wanted < np.maximum(profile.heights, profile.widths)[large].max() else 0
     overall = share_below(whole.object_sides, bound)
-    if not size and profile.images and overall > SMALL_SHARE:
-        largest = int(np.maximum(profile.heights, profile.widths).max())
-        size = int(math.ceil(largest / SCALE_STEP) * SCALE_STEP)
-        return TileChoice(size, wanted, scale, int(large.sum()), profile.images, small, bound, True, overall)
-    return TileChoice(size, wanted, scale, int(large.sum()), profile.images, small, bound, False, overall)
+    guard = not size and profile.images > 0 and overall > SMALL_SHARE
+    if guard:
+        size = int(math.ceil(np.maximum(profile.heights, profile.widths).max() / SCALE_STEP) * SCALE_STEP)
+    return TileChoice(size, wanted, scale, int(large.sum()), profile.images, small, bound, guard, overall)
 
 
 def describe(choice: TileChoice) -> str:

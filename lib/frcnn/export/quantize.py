@@ -50,7 +50,7 @@ def int8_nodes(graph) -> list[str]:
     gates: set[str] = set()  # HardSigmoid of a chosen node: float (no int8 kernel), its product int8
     for node in graph.node:
         from_chosen = [producer.get(name) in chosen for name in node.input if name]
-        from_either = [producer.get(name) in chosen | gates for name in node.input if name]
+        from_either = [producer.get(name) in chosen or producer.get(name) in gates for name in node.input if name]
         if node.op_type in WEIGHTED:
             chosen.add(node.name)
         elif node.op_type in ACTIVATIONS and from_chosen[:1] == [True]:
