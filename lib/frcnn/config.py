@@ -55,7 +55,9 @@ def default_config() -> EasyDict:
     # than half of it is inside); EMPTY_SHARE of the tiles without objects are kept. test_net.py,
     # demo.py and the Python API then detect whole images in the same tiles (inference/slicing.py).
     # SIZE `auto` (AUTO, the default of dataset YAML data): chosen from the data (autofit/tiles.py).
-    cfg.TILES = EasyDict(SIZE=0, OVERLAP=0.2, EMPTY_SHARE=0.25)
+    # SHIFT > 0 moves each training tile's window at every load by up to SHIFT x SIZE pixels along
+    # each axis, its objects cut again (data/tiling.py TileShift); 0 trains on the fixed grid.
+    cfg.TILES = EasyDict(SIZE=0, OVERLAP=0.2, EMPTY_SHARE=0.25, SHIFT=0.0)
     cfg.RPN_CHANNELS = 512
     cfg.RPN_CONV_DEPTH = 1  # 3x3 convolutions of the RPN head (2 in torchvision's v2 detector)
     cfg.RPN_SCORE_THRESH = 0.0  # lowest objectness probability of a proposal

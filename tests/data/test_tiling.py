@@ -8,7 +8,17 @@ import pytest
 
 from frcnn.data.datasets.base import ImageRecord
 from frcnn.data.loader import RoidbDataset
-from frcnn.data.tiling import boxes_in_window, crop_boxes, tile_record, tile_records, tile_windows
+from frcnn.data.roidb import build_roidb
+from frcnn.data.sampler import SampleKey
+from frcnn.data.tiling import (
+    TileShift,
+    boxes_in_window,
+    crop_boxes,
+    shifted_window,
+    tile_record,
+    tile_records,
+    tile_windows,
+)
 
 # (height, width): smaller than a tile, exact multiples of a tile or of its step, odd sizes, strips
 SIDES = [1, 7, 99, 100, 101, 160, 255, 256, 257, 333, 400, 401, 640, 799, 800, 1000, 1023, 2299]
@@ -154,3 +164,69 @@ def test_a_tile_selects_every_per_object_field_and_drops_the_whole_objects_areas
     assert (len(tile.boxes), len(tile.labels), len(tile.difficult), len(tile.crowd)) == (2, 2, 2, 2)
     assert tile.area.size == 0  # 900 was the whole second box's; a third of it is in this tile
     assert record.objects(np.array([False, True, True])).area.tolist() == [900.0, 100.0]
+
+
+# ---- tiles drawn afresh at each load (TILES.SHIFT) ------------------------------------------------
+
+
+def test_a_shifted_window_keeps_its_size_stays_inside_and_reaches_its_whole_range():
+    moves = set()
+    for seed in range(2000):  # 81 moves each way: all drawn but for a chance below 1e-8
+        x0, y0, x1, y1 = shifted_window((320, 100, 720, 500), 500, 1000, 40, np.random.default_rng(seed))
+        assert (x1 - x0, y1 - y0) == (400, 400) and 0 <= x0 and x1 <= 1000 and 0 <= y0 and y1 <= 500
+        moves.add((x0 - 320, y0 - 100))
+    assert {dx for dx, _ in moves} == set(range(-40, 41))  # every move along x, both ways
+    assert {dy for _, dy in moves} == set(range(-40, 1))  # y: the window already touches the bottom edge
+    # an axis the window spans whole cannot move; nor can a window as large as the image
+    assert shifted_window((0, 0, 400, 150), 150, 2000, 100, np.random.default_rng(3))[1::2] == (0, 150)
+    assert shifted_window((0, 0, 50, 50), 50, 50, 30, np.random.default_rng(3)) == (0, 0, 50, 50)
+
+
+def painted_scene(tmp_path) -> tuple[ImageRecord, np.ndarray]:
+    """A 100 x 200 scene, black, with every object of large_record painted white (difficult too)."""
+    record = large_record(str(tmp_path / "scene.png"))
+    image = np.zeros((100, 200, 3), np.uint8)
+    for x0, y0, x1, y1 in record.boxes.astype(int):
+        image[y0 : y1 + 1, x0 : x1 + 1] = 255
+    cv2.imwrite(record.path, image)
+    return record, image
+
+
+def test_shifted_tiles_are_cut_again_with_their_objects_and_flips(tmp_path):
+    scene, image = painted_scene(tmp_path)
+    roidb = build_roidb(tile_records([scene], size=100, overlap=0.0, empty_share=1.0))
+    data = RoidbDataset(roidb, [100], 1000, recut=TileShift([scene], shift=0.3))
+    windows = set()
+    for index, entry in enumerate(roidb):
+        for seed in range(30):
+            recut = data.recut(entry, seed)
+            sample = data[SampleKey(index, 0, 1.0, seed)]
+            windows.add(recut.window)
+            x0, y0, x1, y1 = recut.window
+            expected = image[y0:y1, x0:x1][:, ::-1] if entry.flipped else image[y0:y1, x0:x1]
+            assert sample.image.permute(1, 2, 0).numpy().tolist() == expected.tolist()
+            for bx0, by0, bx1, by1 in sample.boxes.numpy().astype(int):  # each box on its own white
+                assert (expected[by0 : by1 + 1, bx0 : bx1 + 1] == 255).all()
+            # every object mostly inside the window is there; the difficult third never is
+            inside = boxes_in_window(scene.boxes[:2], recut.window) & ~crop_boxes(scene.boxes[:2], recut.window)[1]
+            assert len(sample.boxes) == inside.sum() and 3 not in sample.labels.tolist()
+    assert len(windows) > 10  # the windows move (along x only: the scene is one tile high)
+
+
+def test_no_shift_gives_the_roidb_entries_and_untiled_records_pass_as_they_are(tmp_path):
+    scene, _ = painted_scene(tmp_path)
+    roidb = build_roidb(tile_records([scene], size=100, overlap=0.0, empty_share=1.0))
+    still = TileShift([scene], shift=0.0)
+    for entry in roidb:
+        again = still(entry, seed=7)
+        assert (again.window, again.flipped, again.boxes.tolist()) == (
+            entry.window,
+            entry.flipped,
+            entry.boxes.tolist(),
+        )
+        assert again.labels.tolist() == entry.labels.tolist()
+    whole = build_roidb([scene])[0]
+    assert TileShift([scene], 0.5)(whole, seed=7) is whole
+    assert TileShift([], 0.5)(roidb[0], seed=7) is roidb[0]  # a tile of a scene it does not know
+    with pytest.raises(ValueError, match=r"TILES.SHIFT is a fraction of the tile in \[0, 1\]"):
+        TileShift([scene], 1.5)

@@ -27,10 +27,11 @@ def options(dataset: str, tmp_path, **kw) -> TrainOptions:
 
 
 def test_a_dataset_with_tiles_trains_on_tiles_cut_at_load(small_shapes_root, tmp_path):
-    dataset = tiled_yaml(tmp_path, small_shapes_root, "{size: 128, overlap: 0.25, empty_share: 1.0}")
+    dataset = tiled_yaml(tmp_path, small_shapes_root, "{size: 128, overlap: 0.25, empty_share: 1.0, shift: 0.25}")
     cfg = build_config("tiny", CFGS, dataset_spec(dataset).profile, set_cfgs=SMALL_NET)
-    assert (cfg.TILES.SIZE, cfg.TILES.OVERLAP, cfg.TILES.EMPTY_SHARE) == (128, 0.25, 1.0)
+    assert (cfg.TILES.SIZE, cfg.TILES.OVERLAP, cfg.TILES.EMPTY_SHARE, cfg.TILES.SHIFT) == (128, 0.25, 1.0, 0.25)
     trainer = build_trainer(options(dataset, tmp_path), cfg)
+    assert (trainer.dataset.recut.shift, len(trainer.dataset.recut.scenes)) == (0.25, 24)  # drawn afresh
     images = [r for r in trainer.roidb if not r.flipped]
     sources = {r.path for r in images}
     assert len(images) > len(sources) == 24  # every image larger than 128 px became tiles

@@ -9,7 +9,7 @@ from __future__ import annotations
 import dataclasses
 import logging
 from collections import OrderedDict
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 import cv2
 import numpy as np
@@ -84,6 +84,8 @@ class RoidbDataset(Dataset):
         augment: training-time augmentation (augment.py), drawn from each key's seed; None for none.
         resize: False hands images over at their own size (scale 1), for models that resize
             their input themselves (torchvision's convention, modeling/conventions.py).
+        recut: draws a roidb entry afresh from its image seed before it is read (tiling.TileShift);
+            None takes the entries as they are.
     """
 
     def __init__(
@@ -93,12 +95,14 @@ class RoidbDataset(Dataset):
         max_size: int,
         augment: Augment | None = None,
         resize: bool = True,
+        recut: Callable[[ImageRecord, int], ImageRecord] | None = None,
     ) -> None:
         self.roidb = roidb
         self.scales = list(scales)
         self.max_size = max_size
         self.augment = augment
         self.resize = resize
+        self.recut = recut
         self.sources = SourceImages()
 
     def __len__(self) -> int:
@@ -108,6 +112,8 @@ class RoidbDataset(Dataset):
         if not isinstance(key, SampleKey):
             key = SampleKey(int(key), 0, 1.0)
         record = self.roidb[key.index]
+        if self.recut is not None:
+            record = self.recut(record, key.seed)
         try:
             if record.window is not None:  # a tile of a large image: cut at load, nothing written
                 x0, y0, x1, y1 = record.window

@@ -17,6 +17,7 @@ from collections.abc import Sequence
 import numpy as np
 
 from .datasets.base import ImageRecord
+from .roidb import flip_boxes, training_record
 
 Window = tuple[int, int, int, int]
 
@@ -125,3 +126,47 @@ def tile_records(
             (tiles if (~tile.difficult).any() else empty).append(tile)
     kept = np.random.default_rng(seed).random(len(empty)) < empty_share
     return tiles + [tile for tile, keep in zip(empty, kept) if keep]
+
+
+def shifted_window(window: Window, height: int, width: int, shift: int, rng: np.random.Generator) -> Window:
+    """`window` moved by up to `shift` pixels along each axis (uniform integers), kept inside the
+    height x width image and of the same size: a tile where the image is no larger does not move."""
+    x0, y0, x1, y1 = window
+    dx, dy = rng.integers(-shift, shift, size=2, endpoint=True)
+    x = int(np.clip(x0 + dx, 0, max(0, width - (x1 - x0))))
+    y = int(np.clip(y0 + dy, 0, max(0, height - (y1 - y0))))
+    return (x, y, x + x1 - x0, y + y1 - y0)
+
+
+class TileShift:
+    """Tiles drawn afresh at each load: the tile's window moved by up to `shift` x its size along
+    each axis, and its objects cut again from the scene's, so that over the epochs a crown is seen
+    at every place in a tile, and cut by its edges in every way, not at the one place the fixed
+    grid put it. The window keeps its size, so the roidb's aspect-ratio groups stay true.
+
+    Args:
+        scenes: the untiled records the roidb's tiles were cut from (matched by path).
+        shift: the largest move, a fraction of the tile's side (TILES.SHIFT); 0.4 with the
+            default overlap of 0.2 reaches half-way to the next tile of the grid.
+        use_difficult: train on difficult objects (TRAIN.USE_DIFFICULT), as build_roidb does.
+    """
+
+    def __init__(self, scenes: Sequence[ImageRecord], shift: float, use_difficult: bool = False) -> None:
+        if not 0.0 <= shift <= 1.0:
+            raise ValueError(f"TILES.SHIFT is a fraction of the tile in [0, 1]; got {shift!r}")
+        self.scenes = {scene.path: scene for scene in scenes}
+        self.shift = shift
+        self.use_difficult = use_difficult
+
+    def __call__(self, tile: ImageRecord, seed: int) -> ImageRecord:
+        """The roidb entry `tile` cut again with its window moved (drawn from `seed`); an entry
+        that is no tile is returned as it is."""
+        scene = self.scenes.get(tile.path)
+        if tile.window is None or scene is None:
+            return tile
+        shift = round(self.shift * max(tile.width, tile.height))
+        window = shifted_window(tile.window, scene.height, scene.width, shift, np.random.default_rng([seed, 1]))
+        cut = training_record(tile_record(scene, window), self.use_difficult)
+        if tile.flipped:
+            cut = dataclasses.replace(cut, boxes=flip_boxes(cut.boxes, cut.width), flipped=True)
+        return cut

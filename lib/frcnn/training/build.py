@@ -19,11 +19,12 @@ from ..autofit import anchors, coverage
 from ..autofit.profile import BoxProfile
 from ..convert import LoadContext
 from ..data.augment import Augment
+from ..data.datasets.base import ImageRecord
 from ..data.datasets.factory import dataset_spec
 from ..data.loader import RoidbDataset
 from ..data.roidb import build_roidb, joined_records
 from ..data.sampler import GroupedBatchSampler
-from ..data.tiling import tile_records
+from ..data.tiling import TileShift, tile_records
 from ..data.validate import check_dataset
 from ..modeling import FasterRCNN, build_model
 from ..modeling.backbones import has_default_weights
@@ -89,11 +90,11 @@ def build_trainer(opts: TrainOptions, cfg: EasyDict) -> Trainer:
     seed = cfg.RNG_SEED if opts.seed is None else opts.seed
     torch.manual_seed(seed)
     resumed = resume_checkpoint(opts, cfg) if opts.resume else None  # before any `auto` is resolved
-    t.roidb, t.classes, profile = training_roidb(opts, cfg, world)
+    t.roidb, t.classes, profile, scenes = training_roidb(opts, cfg, world)
     model = t.model = build_training_model(opts, cfg, t.classes, profile).to(t.device)
     if world.is_main:
         coverage.report_coverage(model, profile, cfg)
-    attach_data(t, seed)
+    attach_data(t, seed, scenes)
     attach_optimiser(t, saved_optimizer_kind(resumed[1]) if resumed else None)
     if resumed is not None:
         resume(t, len(t.sampler), *resumed)
@@ -111,8 +112,9 @@ def build_trainer(opts: TrainOptions, cfg: EasyDict) -> Trainer:
     return t
 
 
-def attach_data(t: Trainer, seed: int) -> None:
-    """The trainer's sampler of grouped batches (this process's share) and its dataset."""
+def attach_data(t: Trainer, seed: int, scenes: list[ImageRecord]) -> None:
+    """The trainer's sampler of grouped batches (this process's share) and its dataset (`scenes`:
+    the images its tiles were cut from, for TILES.SHIFT)."""
     cfg = t.cfg
     t.sampler = GroupedBatchSampler(
         [r.aspect_ratio for r in t.roidb],
@@ -127,7 +129,11 @@ def attach_data(t: Trainer, seed: int) -> None:
     augment = Augment(cfg.TRAIN.AUGMENT)
     if augment:
         log.info("augmentation: %s (torchvision.transforms.v2)", ", ".join(augment.names))
-    t.dataset = RoidbDataset(t.roidb, cfg.TRAIN.SCALES, cfg.TRAIN.MAX_SIZE, augment)
+    recut = None
+    if cfg.TILES.SHIFT and scenes:
+        recut = TileShift(scenes, cfg.TILES.SHIFT, cfg.TRAIN.USE_DIFFICULT)
+        log.info("tiles drawn afresh at each load, moved by up to %g of their side (TILES.SHIFT)", cfg.TILES.SHIFT)
+    t.dataset = RoidbDataset(t.roidb, cfg.TRAIN.SCALES, cfg.TRAIN.MAX_SIZE, augment, recut=recut)
 
 
 def attach_optimiser(t: Trainer, resumed_kind: str | None) -> None:
@@ -163,9 +169,10 @@ def build_hooks(opts: TrainOptions, cfg: EasyDict, metrics: MetricsLog) -> list[
 
 def training_roidb(
     opts: TrainOptions, cfg: EasyDict, world: distributed.World
-) -> tuple[list, tuple[str, ...], BoxProfile]:
-    """The checked, flipped roidb of the run's training datasets, their classes, and the profile
-    of their boxes (with TRAIN.SCALES: auto, the scale is chosen from it: autofit.fit_scale)."""
+) -> tuple[list, tuple[str, ...], BoxProfile, list[ImageRecord]]:
+    """The checked, flipped roidb of the run's training datasets, their classes, the profile of
+    their boxes (with TRAIN.SCALES: auto, the scale is chosen from it: autofit.fit_scale), and the
+    checked images before tiling (the roidb's tiles are cut from them)."""
     datasets = dataset_spec(opts.dataset, opts.data_dir, cfg.VG_VERSION).train()
     classes = datasets[0].classes
     details = checkpoint_dir(opts.save_dir, opts.net, opts.dataset) / "data_check.txt"
@@ -196,7 +203,7 @@ def training_roidb(
     if world.distributed:
         log.info("%d processes, global batch %d", world.world_size, opts.batch_size)
     profile = autofit.fit_scale(cfg, roidb, details.parent if world.is_main else None)
-    return roidb, classes, profile
+    return roidb, classes, profile, report.kept
 
 
 def distribute(model: FasterRCNN, world: distributed.World, device: torch.device, compile: bool) -> torch.nn.Module:

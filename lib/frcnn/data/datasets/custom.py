@@ -167,8 +167,10 @@ class DatasetFile:
         `tiles: 0` for none) as TILES config; a mapping without a size has size auto."""
         if (isinstance(tiles, int) and not isinstance(tiles, bool)) or tiles == "auto":
             tiles = {"size": tiles}
-        if not isinstance(tiles, dict) or not set(tiles) <= {"size", "overlap", "empty_share"}:
-            raise DatasetFileError(f"{self.path}: tiles is a size, auto, or a mapping of size, overlap and empty_share")
+        if not isinstance(tiles, dict) or not set(tiles) <= {"size", "overlap", "empty_share", "shift"}:
+            raise DatasetFileError(
+                f"{self.path}: tiles is a size, auto, or a mapping of size, overlap, empty_share and shift"
+            )
         return {"SIZE": "auto", **{str(key).upper(): value for key, value in tiles.items()}}
 
     def train(self) -> list[DetectionDataset]:
