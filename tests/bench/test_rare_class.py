@@ -20,6 +20,7 @@ def test_every_split_loses_the_rare_class_s_images_and_the_rest_stay(small_shape
     original = ShapesDataset("trainval", small_shapes_root).records + ShapesDataset("test", small_shapes_root).records
     assert len(train) + len(val) + len(test) == sum(1 not in r.labels for r in original)
     assert spec.train()[0].classes[1:] == SHAPES_CLASSES
+    assert spec.profile["TRAIN"]["SCALES"] == spec.profile["TEST"]["SCALES"] == [256]  # the built-in data's scale
 
 
 def test_keeping_everything_only_splits_off_val(small_shapes_root, tmp_path):
