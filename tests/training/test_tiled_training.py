@@ -43,6 +43,14 @@ def test_a_dataset_with_tiles_trains_on_tiles_cut_at_load(small_shapes_root, tmp
     assert sample.image.shape[1:] == (round(expected.shape[0] * sample.scale), round(expected.shape[1] * sample.scale))
 
 
+def test_tiles_are_drawn_afresh_by_default_and_whole_images_are_left_alone(small_shapes_root, tmp_path):
+    for tiles, shift in (("128", 0.4), ("0", None)):  # the default TILES.SHIFT; no tiles, nothing to move
+        dataset = tiled_yaml(tmp_path, small_shapes_root, tiles)
+        cfg = build_config("tiny", CFGS, dataset_spec(dataset).profile, set_cfgs=SMALL_NET)
+        recut = build_trainer(options(dataset, tmp_path), cfg).dataset.recut
+        assert (recut and recut.shift) == shift
+
+
 def test_the_model_detects_whole_images_in_the_tiles_it_was_trained_on(small_shapes_root, tmp_path):
     dataset = tiled_yaml(tmp_path, small_shapes_root, "128")
     cfg = build_config("tiny", CFGS, dataset_spec(dataset).profile, set_cfgs=SMALL_NET)

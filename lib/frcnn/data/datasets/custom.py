@@ -33,7 +33,7 @@ Label-file formats (each reader's docstring states its box convention):
     test: {csv: test.csv, images: images}     # (default: the CSV's folder); or train: train.csv
     classes: [cat, dog]     # optional; default: every label in the training CSV, sorted
 
-Large images: `tiles: {size: 512, overlap: 0.2, empty_share: 0.25, shift: 0}` (or `tiles: 512`) trains on
+Large images: `tiles: {size: 512, overlap: 0.2, empty_share: 0.25, shift: 0.4}` (or `tiles: 512`) trains on
 tiles cut at load and detects whole test images in the same tiles (config TILES). Without
 `tiles:` (or with `tiles: auto`, or a mapping without a size) the size is chosen from the training
 images and boxes, tiles only where images are much larger than the training scale and their
