@@ -57,7 +57,7 @@ def default_config() -> EasyDict:
     # SIZE `auto` (AUTO, the default of dataset YAML data): chosen from the data (autofit/tiles.py).
     # SHIFT > 0 moves each training tile's window at every load by up to SHIFT x SIZE pixels along
     # each axis, its objects cut again (data/tiling.py TileShift); 0 trains on the fixed grid. 0.4:
-    # the held-out scene's AP rose in every screen of it (docs/benchmarks.md, leave one scene out).
+    # ahead of the fixed grid on held-out aerial scenes (docs/your_data.md, Large images).
     cfg.TILES = EasyDict(SIZE=0, OVERLAP=0.2, EMPTY_SHARE=0.25, SHIFT=0.4)
     cfg.RPN_CHANNELS = 512
     cfg.RPN_CONV_DEPTH = 1  # 3x3 convolutions of the RPN head (2 in torchvision's v2 detector)
