@@ -54,7 +54,7 @@ def write_rare_split(root: Path, out: Path, rare: str, keep: float, val: int, se
     for name, ids in splits.items():
         (root / "ImageSets" / "Main" / f"{names[name]}.txt").write_text("".join(f"{i}\n" for i in ids))
     out.parent.mkdir(parents=True, exist_ok=True)
-    spec = {"format": "voc", "root": str(root.resolve()), **{s: names[s] for s in ("train", "val", "test")}}
+    spec = {"format": "voc", "root": str(root.resolve()), **names}  # train, val, test
     spec |= {"classes": list(SHAPES_CLASSES), "tiles": 0, "config": {k: SHAPES_PROFILE[k] for k in ("TRAIN", "TEST")}}
     out.write_text(yaml.safe_dump(spec, sort_keys=False))
     return splits

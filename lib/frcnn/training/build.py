@@ -130,7 +130,7 @@ def attach_data(t: Trainer, seed: int, scenes: list[ImageRecord]) -> None:
     if augment:
         log.info("augmentation: %s (torchvision.transforms.v2)", ", ".join(augment.names))
     recut = None
-    if cfg.TILES.SIZE and cfg.TILES.SHIFT and scenes:
+    if cfg.TILES.SIZE and cfg.TILES.SHIFT:
         recut = TileShift(scenes, cfg.TILES.SHIFT, cfg.TRAIN.USE_DIFFICULT)
         log.info(
             "tiles drawn afresh at each load, moved by up to %g of their side (TILES.SHIFT; 0 keeps the fixed grid)",
