@@ -9,6 +9,8 @@ from frcnn.evaluation.thresholds import (
     as_config,
     choose_thresholds,
     compare,
+    describe_comparison,
+    describe_single,
     parse_rule,
     pooled_best_f1,
     table,
@@ -83,6 +85,31 @@ def test_per_class_thresholds_beat_one_threshold_on_uneven_classes():
     # one threshold: 0.35 keeps a's 2 false positives too; 0.8 loses b entirely
     assert result["f1_at_single_threshold"] < result["f1_at_class_thresholds"]
     assert result["per_class"]["b"] == {"threshold": 0.35, "precision": 1.0, "recall": 0.5, "f1": pytest.approx(2 / 3)}
+
+
+def test_the_comparison_names_one_threshold_chosen_on_the_same_images():
+    a = curve([0.95, 0.9, 0.85, 0.8, 0.5, 0.45], [1, 1, 1, 1, 0, 0])
+    b = curve([0.4, 0.35, 0.3, 0.2], [1, 1, 0, 0])
+    # chosen elsewhere: per class 0.8 and 0.35; one threshold for both 0.8 (b's detections all below it)
+    result = compare([a, b], ["a", "b"], [0.8, 0.35], val_single=0.8)
+    assert result["f1_at_val_single_threshold"] == pytest.approx(2 / 3)  # 4 of 8 objects, no false positive
+    assert result["mean_class_f1_at_val_single_threshold"] == pytest.approx(0.5)  # a 1, b 0
+    assert result["mean_class_f1_at_class_thresholds"] == pytest.approx((1 + 2 / 3) / 2)
+    assert result["per_class"]["b"]["f1_at_val_single"] is None and result["per_class"]["a"]["f1_at_val_single"] == 1
+    text = describe_comparison(result)
+    assert "0.857 at the per-class thresholds, 0.667 at one threshold chosen on the same images (0.800)" in text
+    assert "mean of the classes' F1 0.833 against 0.500" in text and "(0.350, an upper bound)" in text
+    assert "val_single_threshold" not in compare([a, b], ["a", "b"], [0.8, 0.35])
+
+
+def test_the_table_of_thresholds_ends_with_what_one_threshold_gives():
+    a = curve([0.95, 0.9, 0.85, 0.8, 0.5, 0.45], [1, 1, 1, 1, 0, 0])
+    b = curve([0.4, 0.35, 0.3, 0.2], [1, 1, 0, 0])
+    # one threshold: 0.35 (6 right and 2 wrong of 8: F1 0.75); a's F1 there 0.8, b's 2/3
+    assert describe_single([a, b], [0.8, 0.35]) == (
+        "one threshold for every class here: 0.350, F1 over all classes 0.750 (mean of the classes' F1 0.733); "
+        "at the per-class thresholds 0.857 (0.833)"
+    )
 
 
 @pytest.mark.parametrize("text", ["f2", "precision", "precision=1.5", "precision=0", "precision=x", "recall=0.9"])

@@ -44,6 +44,7 @@ def test_the_chosen_thresholds_are_written_into_the_checkpoint(chosen):
     assert len(stored) == 8 and stored[0] == 0.0 and all(0.0 < t <= 1.0 for t in stored[1:])
     text = next(out.rglob("thresholds.txt")).read_text()
     assert text.startswith("score thresholds per class (rule f1, on") and "circle" in text
+    assert text.splitlines()[-1].startswith("one threshold for every class here: ")
     assert Detector.from_file(path).cfg.TEST.CLASS_THRESHOLDS == stored
 
 
@@ -53,7 +54,16 @@ def test_the_test_report_compares_them_with_one_threshold(chosen):
     _, _, out = chosen
     report = json.loads(next(p for p in out.rglob("ap.json") if "thresholds" not in p.parts).read_text())
     comparison = report["class_thresholds"]
-    assert set(comparison) == {"per_class", "f1_at_class_thresholds", "single_threshold", "f1_at_single_threshold"}
+    assert set(comparison) == {
+        "per_class",
+        "f1_at_class_thresholds",
+        "mean_class_f1_at_class_thresholds",
+        "single_threshold",
+        "f1_at_single_threshold",
+        "val_single_threshold",  # chosen beside the per-class thresholds, by the same run
+        "f1_at_val_single_threshold",
+        "mean_class_f1_at_val_single_threshold",
+    }
     stored = load_checkpoint(chosen[0])["config"]["TEST"]["CLASS_THRESHOLDS"]
     assert [c["threshold"] for c in comparison["per_class"].values()] == stored[1:]
     assert 0.0 <= comparison["f1_at_class_thresholds"] <= 1.0 and 0.0 <= comparison["f1_at_single_threshold"] <= 1.0

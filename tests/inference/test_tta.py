@@ -102,3 +102,15 @@ def test_rescaling_a_model_that_resizes_itself_is_refused():
     with pytest.raises(ValueError, match="use flip"):
         Augmented(fake, TTA(True, (480,)))
     assert Augmented(fake, TTA(True, ())).tta.flip
+
+
+def test_scales_far_from_the_models_own_are_warned_about_once(caplog):
+    cfg = EasyDict(CONVENTION="original", TRAIN=EasyDict(SCALES=[256]), TEST=EasyDict(SCALES=[256]))
+    fake = EasyDict(classes=("bg", "a"), cfg=cfg)
+    with caplog.at_level("WARNING", logger="frcnn.tta"):
+        Augmented(fake, TTA(True, (192, 256, 384)))  # within 1.5x of 256: 171 to 384 px
+        assert not caplog.records
+        Augmented(fake, TTA(False, (160, 480, 600)))
+        Augmented(fake, TTA(False, (160, 480, 600)))
+    (warning,) = caplog.records
+    assert "--tta scales 160,480,600 are far from the model's own (256 px)" in warning.getMessage()

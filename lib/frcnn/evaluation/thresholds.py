@@ -147,27 +147,76 @@ def pooled_f1(results: Sequence[ClassResult], thresholds: Sequence[float]) -> fl
     return float(f1_of(np.array(precision), np.array(recall)))
 
 
-def compare(results: Sequence[ClassResult], names: Sequence[str], chosen: Sequence[float]) -> dict:
+def mean_class_f1(results: Sequence[ClassResult], thresholds: Sequence[float]) -> float:
+    """The mean over the classes with objects of each class's F1 at its threshold (a class with no
+    detection kept counts 0): a rare class weighs as much as a common one."""
+    f1s = [at_threshold(r, t)[2] for r, t in zip(results, thresholds) if r.num_positives]
+    return float(np.mean([0.0 if math.isnan(f) else f for f in f1s])) if f1s else math.nan
+
+
+def compare(
+    results: Sequence[ClassResult], names: Sequence[str], chosen: Sequence[float], val_single: float | None = None
+) -> dict:
     """On other images (the test split): each class at its chosen threshold, and F1 over all
-    classes at the chosen thresholds against the single best-F1 threshold of these same images
-    (which favours the single threshold: it is chosen on the images it is scored on)."""
+    classes (pooled, and the mean of the classes' F1) at the chosen thresholds against one threshold
+    for every class: `val_single`, chosen on the same images as the per-class ones (the fair
+    comparison, where the caller knows it), and the single best-F1 threshold of these same images
+    (an upper bound for any single threshold: it is chosen on the images it is scored on)."""
     single = pooled_best_f1(results)
     per_class = {}
     for name, result, threshold in zip(names, results, chosen):
         precision, recall, f1 = at_threshold(result, threshold)
         shown = (None if math.isnan(v) else v for v in (precision, recall, f1))  # JSON has no NaN
         per_class[name] = dict(zip(("threshold", "precision", "recall", "f1"), (threshold, *shown)))
-    return {
+        if val_single is not None:
+            per_class[name]["f1_at_val_single"] = _json_number(at_threshold(result, val_single)[2])
+    comparison = {
         "per_class": per_class,
         "f1_at_class_thresholds": pooled_f1(results, chosen),
+        "mean_class_f1_at_class_thresholds": _json_number(mean_class_f1(results, chosen)),
         "single_threshold": single,
         "f1_at_single_threshold": pooled_f1(results, [single] * len(results)),
     }
+    if val_single is not None:
+        val = [val_single] * len(results)
+        comparison |= {
+            "val_single_threshold": val_single,
+            "f1_at_val_single_threshold": pooled_f1(results, val),
+            "mean_class_f1_at_val_single_threshold": _json_number(mean_class_f1(results, val)),
+        }
+    return comparison
+
+
+def _json_number(value: float) -> float | None:
+    return None if math.isnan(value) else value
 
 
 def describe_comparison(comparison: dict) -> str:
-    return (
-        f"F1 over all classes: {comparison['f1_at_class_thresholds']:.3f} at the per-class thresholds, "
-        f"{comparison['f1_at_single_threshold']:.3f} at the single best threshold of these images "
-        f"({comparison['single_threshold']:.3f})"
+    text = f"F1 over all classes: {comparison['f1_at_class_thresholds']:.3f} at the per-class thresholds"
+    if "val_single_threshold" in comparison:
+        text += (
+            f", {comparison['f1_at_val_single_threshold']:.3f} at one threshold chosen on the same images "
+            f"({comparison['val_single_threshold']:.3f}); mean of the classes' F1 "
+            f"{_shown(comparison['mean_class_f1_at_class_thresholds'])} against "
+            f"{_shown(comparison['mean_class_f1_at_val_single_threshold'])}"
+        )
+    return text + (
+        f"; {comparison['f1_at_single_threshold']:.3f} at the single best threshold of these images "
+        f"({comparison['single_threshold']:.3f}, an upper bound)"
     )
+
+
+def describe_single(results: Sequence[ClassResult], chosen: Sequence[float]) -> str:
+    """One line under the table of thresholds chosen on `results`' images: what one threshold for
+    every class, chosen on the same images, gives instead."""
+    single = pooled_best_f1(results)
+    return (
+        f"one threshold for every class here: {single:.3f}, F1 over all classes "
+        f"{pooled_f1(results, [single] * len(results)):.3f} (mean of the classes' F1 "
+        f"{_shown(mean_class_f1(results, [single] * len(results)))}); at the per-class thresholds "
+        f"{pooled_f1(results, chosen):.3f} ({_shown(mean_class_f1(results, chosen))})"
+    )
+
+
+def _shown(value: float | None) -> str:
+    return "-" if value is None or math.isnan(value) else f"{value:.3f}"

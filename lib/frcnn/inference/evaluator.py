@@ -31,7 +31,14 @@ from ..evaluation.evaluate import (
 )
 from ..evaluation.html_report import write_html_report
 from ..evaluation.report import save_report
-from ..evaluation.thresholds import as_config, choose_thresholds, compare, describe_comparison
+from ..evaluation.thresholds import (
+    as_config,
+    choose_thresholds,
+    compare,
+    describe_comparison,
+    describe_single,
+    pooled_best_f1,
+)
 from ..evaluation.thresholds import table as threshold_table
 from ..runs import distributed
 from ..runs.checkpoint import load_checkpoint, save_checkpoint
@@ -86,12 +93,13 @@ def evaluate_checkpoint(path: Path, opts: EvalOptions) -> Evaluation | None:
     if detector.classes != dataset.classes and not by_category_id:
         raise ValueError(class_mismatch(path, detector.classes[1:], dataset.name, dataset.classes[1:]))
     out_dir = Path(opts.output_dir) / detector.net / Path(name).stem / path.stem
+    val_single = None  # one threshold for every class, chosen beside the per-class ones
     if opts.threshold_rule:
         if by_category_id:
             raise ValueError(
                 "--threshold_rule: this model's classes are category ids of other data; fine-tune it first"
             )
-        choose_class_thresholds(detector, path, name, opts, world, out_dir)
+        val_single = choose_class_thresholds(detector, path, name, opts, world, out_dir)
     report = _check(dataset, opts, out_dir, world.is_main)
     processes = f", {world.world_size} processes" if world.distributed else ""
     log.info("evaluating %s on %s (%d images%s)", path, dataset.name, len(report.kept), processes)
@@ -108,16 +116,17 @@ def evaluate_checkpoint(path: Path, opts: EvalOptions) -> Evaluation | None:
     if opts.vis:
         save_visualisations(out_dir / "vis", report.kept, dataset.classes, detections)
     thresholds = [] if by_category_id else detector.cfg.TEST.CLASS_THRESHOLDS  # one per dataset class
-    return _evaluate_and_report(dataset, detections, report, opts, out_dir, thresholds)
+    return _evaluate_and_report(dataset, detections, report, opts, out_dir, thresholds, val_single)
 
 
 def choose_class_thresholds(
     detector: Detector, path: Path, name: str, opts: EvalOptions, world: distributed.World, out_dir: Path
-) -> None:
+) -> float:
     """--threshold_rule: score thresholds per class chosen on the dataset's val split (its test
     split when it has none, which flatters the test figures: said in the log), written into the
     checkpoint file's config and the detector's; their table logged and saved as thresholds.txt,
-    with the settings the detections were made with (--tta, --tile): scores differ without them."""
+    with the settings the detections were made with (--tta, --tile): scores differ without them.
+    Returns the one threshold for every class of the best F1 on the same images, to compare with."""
     if world.distributed or path.suffix == ".onnx":
         raise ValueError("--threshold_rule runs in one process on a .pth checkpoint (export it afterwards)")
     state = load_checkpoint(path)
@@ -130,20 +139,21 @@ def choose_class_thresholds(
     detections = detect_sharded(
         detector, report.kept, world, opts.batch_size, opts.num_workers, opts.tile, opts.overlap, opts.tta
     )
-    chosen = choose_thresholds(
-        evaluate(dataset, detections, "voc", report.kept).classes, dataset.classes[1:], opts.threshold_rule
-    )
+    results = evaluate(dataset, detections, "voc", report.kept).classes
+    chosen = choose_thresholds(results, dataset.classes[1:], opts.threshold_rule)
     detector.cfg.TEST.CLASS_THRESHOLDS = state["config"]["TEST"]["CLASS_THRESHOLDS"] = as_config(chosen)
     save_checkpoint(path, {k: v for k, v in state.items() if k != "format_version"})
     made = "".join(
         f", {flag} {value}" for flag, value in (("--tta", opts.tta), ("--tile", opts.tile)) if value is not None
     )
     lines = threshold_table(chosen, f"rule {opts.threshold_rule}, on {len(report.kept)} images of {dataset.name}{made}")
+    lines.append(describe_single(results, [t.threshold for t in chosen]))
     for line in lines:
         log.info("%s", line)
     out_dir.mkdir(parents=True, exist_ok=True)
     (out_dir / "thresholds.txt").write_text("\n".join(lines) + "\n")
     log.info("per-class thresholds written into %s (TEST.CLASS_THRESHOLDS; threshold='auto' uses them)", path)
+    return pooled_best_f1(results)
 
 
 def evaluate_results_file(results_file: Path, opts: EvalOptions, vg_version: str) -> Evaluation:
@@ -196,6 +206,7 @@ def _evaluate_and_report(
     opts: EvalOptions,
     out_dir: Path,
     class_thresholds: Sequence[float] = (),
+    val_single: float | None = None,
 ) -> Evaluation:
     evaluation = evaluate(dataset, detections, opts.metric or dataset.metric, report.kept)
     if report.skipped:
@@ -208,7 +219,7 @@ def _evaluate_and_report(
     extra = None
     if class_thresholds:  # how the detector's per-class thresholds do on these images
         voc = evaluation if evaluation.metric != "coco" else evaluate(dataset, detections, "voc", report.kept)
-        extra = {"class_thresholds": compare(voc.classes, dataset.classes[1:], class_thresholds[1:])}
+        extra = {"class_thresholds": compare(voc.classes, dataset.classes[1:], class_thresholds[1:], val_single)}
         log.info("%s", describe_comparison(extra["class_thresholds"]))
     save_report(out_dir, evaluation, extra)
     write_html_report(
