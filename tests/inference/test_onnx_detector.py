@@ -19,6 +19,16 @@ def test_a_detector_file_opens_and_runs(tmp_path):
     assert found["boxes"].tolist() == [[4, 6, 20, 30]] and found["labels"].tolist() == [1]
 
 
+def test_its_threads_do_not_spin_between_runs_unless_asked(tmp_path):
+    (tmp_path / "ok.onnx").write_bytes(tiny_onnx())
+
+    def spinning(detector):
+        return detector.session.get_session_options().get_session_config_entry("session.intra_op.allow_spinning")
+
+    assert spinning(OnnxDetector.from_file(tmp_path / "ok.onnx")) == "0"
+    assert spinning(OnnxDetector.from_file(tmp_path / "ok.onnx", spin=True)) == "1"
+
+
 @pytest.mark.parametrize("cut", [0.5, 0.9])
 def test_a_corrupt_file_is_one_line(tmp_path, cut):
     """Truncated or overwritten bytes: ONNX Runtime's InvalidProtobuf was a traceback."""

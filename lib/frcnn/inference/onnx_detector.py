@@ -33,8 +33,14 @@ class OnnxDetector(DetectorBase):
     dataset: str | None = None
 
     @classmethod
-    def from_file(cls, path: str | Path, threads: int = 0) -> OnnxDetector:
-        """Open an exported file; threads: ONNX Runtime's intra-op threads (0: its default)."""
+    def from_file(cls, path: str | Path, threads: int = 0, spin: bool = False) -> OnnxDetector:
+        """Open an exported file; threads: ONNX Runtime's intra-op threads (0: its default).
+
+        spin: let those threads spin between runs, waiting for the next (ONNX Runtime's default).
+        Off here: a spinning session takes the cores from whatever runs between its calls (reading
+        and resizing the next image, another model). On the 2-core CPU, a fp32 mobilenet_v3_fpn
+        session took 96 ms an image instead of 65 while an idle int8 session beside it spun, and
+        68 with spinning off; alone, a session is as fast either way (docs/deploy.md, Int8)."""
         try:
             import onnxruntime
         except ImportError as e:
@@ -44,6 +50,7 @@ class OnnxDetector(DetectorBase):
             raise FileNotFoundError(f"no ONNX file {path}")
         options = onnxruntime.SessionOptions()
         options.intra_op_num_threads = threads
+        options.add_session_config_entry("session.intra_op.allow_spinning", "1" if spin else "0")
         with reading(path):
             session = _session(onnxruntime, path, options)
             try:
