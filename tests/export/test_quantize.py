@@ -11,7 +11,7 @@ import torch
 from easydict import EasyDict
 from test_onnx import export, random_checkpoint, sample_images
 
-from frcnn.export.quantize import calibration_images, calibration_inputs, int8_nodes
+from frcnn.export.quantize import calibration_images, calibration_inputs, int8_nodes, spatial_means_as_pooling
 from frcnn.inference.onnx_detector import OnnxDetector
 
 onnx = pytest.importorskip("onnx")
@@ -59,6 +59,51 @@ def test_hard_swish_and_squeeze_excitation_products_are_quantised_around_a_float
         ]
     )
     assert int8_nodes(graph) == ["conv1", "excite", "hswish", "squeeze"]
+
+
+def means_model(opset):
+    """x (1, 3, 5, 6) -> its spatial mean (the rewritten kind) and its channel mean (left alone)."""
+    from onnx import TensorProto, helper
+
+    x = helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 3, 5, 6])
+    outs = [helper.make_tensor_value_info(n, TensorProto.FLOAT, None) for n in ("spatial", "channels")]
+    if opset >= 18:  # the axes are an input
+        axes = [helper.make_tensor(n, TensorProto.INT64, [len(v)], v) for n, v in (("hw", [-2, -1]), ("c", [1]))]
+        nodes = [
+            helper.make_node("ReduceMean", ["x", a], [o], keepdims=1) for a, o in (("hw", "spatial"), ("c", "channels"))
+        ]
+    else:
+        axes = []
+        nodes = [
+            helper.make_node("ReduceMean", ["x"], [o], axes=v, keepdims=1)
+            for v, o in (([2, 3], "spatial"), ([1], "channels"))
+        ]
+    graph = helper.make_graph(nodes, "means", [x], outs, initializer=axes)
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", opset)])
+    return onnx.shape_inference.infer_shapes(model)
+
+
+@pytest.mark.parametrize("opset", [17, 18])
+def test_a_spatial_mean_becomes_global_pooling_with_the_same_values(opset):
+    import onnxruntime
+
+    model = means_model(opset)
+    x = np.random.default_rng(0).normal(size=(1, 3, 5, 6)).astype(np.float32)
+    before = onnxruntime.InferenceSession(model.SerializeToString()).run(None, {"x": x})
+    assert spatial_means_as_pooling(model) == 1
+    assert [n.op_type for n in model.graph.node] == ["GlobalAveragePool", "ReduceMean"]
+    after = onnxruntime.InferenceSession(model.SerializeToString()).run(None, {"x": x})
+    np.testing.assert_allclose(after[0], before[0], rtol=1e-6, atol=1e-7)
+    np.testing.assert_array_equal(after[1], before[1])
+    np.testing.assert_allclose(after[0][0, :, 0, 0], x[0].mean(axis=(1, 2)), rtol=1e-5)
+
+
+def test_global_pooling_after_a_quantised_node_is_quantised():
+    graph = graph_of(
+        [("conv1", "Conv", ["image", "w1"]), ("pool", "GlobalAveragePool", ["conv1"]), ("fc", "Conv", ["pool", "w2"])]
+    )
+    assert int8_nodes(graph) == ["conv1", "fc", "pool"]
+    assert int8_nodes(graph_of([("pool", "GlobalAveragePool", ["image"])])) == []  # a float input: float
 
 
 def test_calibration_inputs_are_the_model_inputs_of_the_tiles():

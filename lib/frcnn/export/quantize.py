@@ -11,7 +11,9 @@ instead of converting back to float around every ReLU6: quantising the convoluti
 HardSigmoid(x), and squeeze-excitation, x * HardSigmoid(conv(...)), are products of a quantised
 output and a gate: ONNX Runtime has no int8 HardSigmoid, so the gate stays float and the product
 is quantised (QLinearMul), where a float Mul on dequantised tensors had cost as much as a sixth
-of the int8 graph's time (ORT's profiler, one thread). Everything else stays float: box
+of the int8 graph's time (ORT's profiler, one thread). Squeeze-excitation's spatial mean exports
+as ReduceMean, which ONNX Runtime runs only in float; it is rewritten as GlobalAveragePool, the
+same mean, which runs in int8 (mobilenet_v3_fpn's int8 graph 7% faster). Everything else stays float: box
 decoding, clipping, proposals, NMS and RoI pooling work on coordinates, where int8 steps of a
 few pixels would move boxes, and take a tenth of the time.
 
@@ -38,7 +40,7 @@ from .onnx import METADATA_KEY, export_onnx, resize_for_model
 log = logging.getLogger("frcnn.export")
 
 WEIGHTED = ("Conv", "Gemm")
-ACTIVATIONS = ("Clip", "Relu")
+ACTIVATIONS = ("Clip", "Relu", "GlobalAveragePool")  # one input, run in int8 after a chosen node
 JOINS = ("Add", "Mul")
 
 
@@ -60,6 +62,41 @@ def int8_nodes(graph) -> list[str]:
         elif node.op_type in JOINS and from_either and all(from_either) and any(from_chosen):
             chosen.add(node.name)
     return sorted(chosen)
+
+
+def spatial_means_as_pooling(model) -> int:
+    """Rewrite, in an onnx ModelProto whose shapes are inferred, each ReduceMean over the last two
+    axes of a 4-d tensor, keeping them, as GlobalAveragePool (the same mean: module docstring).
+    Returns how many were rewritten."""
+    from onnx import numpy_helper
+
+    constants = {i.name: numpy_helper.to_array(i) for i in model.graph.initializer}
+    constants |= {
+        n.output[0]: numpy_helper.to_array(n.attribute[0].t) for n in model.graph.node if n.op_type == "Constant"
+    }
+    ranks = {
+        v.name: len(v.type.tensor_type.shape.dim)
+        for v in [*model.graph.input, *model.graph.value_info]
+        if v.type.tensor_type.HasField("shape")
+    }
+    rewritten = 0
+    for node in model.graph.node:
+        if node.op_type != "ReduceMean":
+            continue
+        attributes = {a.name: a for a in node.attribute}
+        if len(node.input) == 2 and node.input[1] in constants:  # opset 18: the axes are an input
+            axes = np.atleast_1d(constants[node.input[1]]).tolist()
+        elif len(node.input) == 1 and "axes" in attributes:  # opset 17: an attribute
+            axes = list(attributes["axes"].ints)
+        else:
+            continue
+        keepdims = attributes["keepdims"].i if "keepdims" in attributes else 1
+        if ranks.get(node.input[0]) == 4 and keepdims == 1 and sorted(a % 4 for a in axes) == [2, 3]:
+            node.op_type = "GlobalAveragePool"
+            del node.input[1:]
+            del node.attribute[:]
+            rewritten += 1
+    return rewritten
 
 
 def calibration_inputs(
@@ -108,7 +145,10 @@ def quantize_int8(fp32: str | Path, out: str | Path, inputs: Iterable[dict[str, 
         with tempfile.TemporaryDirectory(dir=Path(out).parent) as scratch:
             prepared = Path(scratch) / "prepared.onnx"
             quant_pre_process(str(fp32), str(prepared), skip_symbolic_shape=True)  # folds and fuses first
-            nodes = int8_nodes(onnx.load(str(prepared)).graph)
+            model = onnx.load(str(prepared))
+            if spatial_means_as_pooling(model):
+                onnx.save(model, str(prepared))
+            nodes = int8_nodes(model.graph)
             quantize_static(
                 str(prepared),
                 str(out),
