@@ -106,7 +106,8 @@ def test_the_table_of_thresholds_ends_with_what_one_threshold_gives():
     a = curve([0.95, 0.9, 0.85, 0.8, 0.5, 0.45], [1, 1, 1, 1, 0, 0])
     b = curve([0.4, 0.35, 0.3, 0.2], [1, 1, 0, 0])
     # one threshold: 0.35 (6 right and 2 wrong of 8: F1 0.75); a's F1 there 0.8, b's 2/3
-    assert describe_single([a, b], [0.8, 0.35]) == (
+    assert pooled_best_f1([a, b]) == 0.35
+    assert describe_single([a, b], [0.8, 0.35], 0.35) == (
         "one threshold for every class here: 0.350, F1 over all classes 0.750 (mean of the classes' F1 0.733); "
         "at the per-class thresholds 0.857 (0.833)"
     )

@@ -166,7 +166,7 @@ def compare(
     per_class = {}
     for name, result, threshold in zip(names, results, chosen):
         precision, recall, f1 = at_threshold(result, threshold)
-        shown = (None if math.isnan(v) else v for v in (precision, recall, f1))  # JSON has no NaN
+        shown = (_json_number(v) for v in (precision, recall, f1))
         per_class[name] = dict(zip(("threshold", "precision", "recall", "f1"), (threshold, *shown)))
         if val_single is not None:
             per_class[name]["f1_at_val_single"] = _json_number(at_threshold(result, val_single)[2])
@@ -175,20 +175,26 @@ def compare(
         "f1_at_class_thresholds": pooled_f1(results, chosen),
         "mean_class_f1_at_class_thresholds": _json_number(mean_class_f1(results, chosen)),
         "single_threshold": single,
-        "f1_at_single_threshold": pooled_f1(results, [single] * len(results)),
+        "f1_at_single_threshold": at_one_threshold(results, single)[0],
     }
     if val_single is not None:
-        val = [val_single] * len(results)
+        pooled, mean = at_one_threshold(results, val_single)
         comparison |= {
             "val_single_threshold": val_single,
-            "f1_at_val_single_threshold": pooled_f1(results, val),
-            "mean_class_f1_at_val_single_threshold": _json_number(mean_class_f1(results, val)),
+            "f1_at_val_single_threshold": pooled,
+            "mean_class_f1_at_val_single_threshold": _json_number(mean),
         }
     return comparison
 
 
+def at_one_threshold(results: Sequence[ClassResult], threshold: float) -> tuple[float, float]:
+    """(pooled F1, mean of the classes' F1) with `threshold` for every class."""
+    every = [threshold] * len(results)
+    return pooled_f1(results, every), mean_class_f1(results, every)
+
+
 def _json_number(value: float) -> float | None:
-    return None if math.isnan(value) else value
+    return None if math.isnan(value) else value  # JSON has no NaN
 
 
 def describe_comparison(comparison: dict) -> str:
@@ -206,14 +212,13 @@ def describe_comparison(comparison: dict) -> str:
     )
 
 
-def describe_single(results: Sequence[ClassResult], chosen: Sequence[float]) -> str:
-    """One line under the table of thresholds chosen on `results`' images: what one threshold for
-    every class, chosen on the same images, gives instead."""
-    single = pooled_best_f1(results)
+def describe_single(results: Sequence[ClassResult], chosen: Sequence[float], single: float) -> str:
+    """One line under the table of thresholds chosen on `results`' images: what `single`, one
+    threshold for every class chosen on the same images (pooled_best_f1), gives instead."""
+    pooled, mean = at_one_threshold(results, single)
     return (
-        f"one threshold for every class here: {single:.3f}, F1 over all classes "
-        f"{pooled_f1(results, [single] * len(results)):.3f} (mean of the classes' F1 "
-        f"{_shown(mean_class_f1(results, [single] * len(results)))}); at the per-class thresholds "
+        f"one threshold for every class here: {single:.3f}, F1 over all classes {pooled:.3f} (mean of the "
+        f"classes' F1 {_shown(mean)}); at the per-class thresholds "
         f"{pooled_f1(results, chosen):.3f} ({_shown(mean_class_f1(results, chosen))})"
     )
 

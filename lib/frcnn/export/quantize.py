@@ -71,8 +71,12 @@ def spatial_means_as_pooling(model) -> int:
     from onnx import numpy_helper
 
     constants = {i.name: numpy_helper.to_array(i) for i in model.graph.initializer}
-    constants |= {
-        n.output[0]: numpy_helper.to_array(n.attribute[0].t) for n in model.graph.node if n.op_type == "Constant"
+    constants |= {  # Constant nodes holding a tensor (not value_ints and the like)
+        n.output[0]: numpy_helper.to_array(a.t)
+        for n in model.graph.node
+        if n.op_type == "Constant"
+        for a in n.attribute
+        if a.name == "value"
     }
     ranks = {
         v.name: len(v.type.tensor_type.shape.dim)

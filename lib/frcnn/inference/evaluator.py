@@ -147,13 +147,14 @@ def choose_class_thresholds(
         f", {flag} {value}" for flag, value in (("--tta", opts.tta), ("--tile", opts.tile)) if value is not None
     )
     lines = threshold_table(chosen, f"rule {opts.threshold_rule}, on {len(report.kept)} images of {dataset.name}{made}")
-    lines.append(describe_single(results, [t.threshold for t in chosen]))
+    single = pooled_best_f1(results)
+    lines.append(describe_single(results, [t.threshold for t in chosen], single))
     for line in lines:
         log.info("%s", line)
     out_dir.mkdir(parents=True, exist_ok=True)
     (out_dir / "thresholds.txt").write_text("\n".join(lines) + "\n")
     log.info("per-class thresholds written into %s (TEST.CLASS_THRESHOLDS; threshold='auto' uses them)", path)
-    return pooled_best_f1(results)
+    return single
 
 
 def evaluate_results_file(results_file: Path, opts: EvalOptions, vg_version: str) -> Evaluation:

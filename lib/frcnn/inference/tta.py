@@ -91,16 +91,12 @@ def merge_passes(passes: Sequence[dict[str, np.ndarray]], nms: float, keep: int)
 
 def known_scales(cfg: EasyDict) -> list[float]:
     """The shorter sides the model was trained and is tested at."""
-    scales = [*cfg.get("TRAIN", {}).get("SCALES", []), *cfg.get("TEST", {}).get("SCALES", [])]
-    return [s for s in scales if isinstance(s, (int, float)) and s > 0]
+    return [s for s in (*cfg.TRAIN.SCALES, *cfg.TEST.SCALES) if isinstance(s, (int, float)) and s > 0]
 
 
-def far_scales(scales: Sequence[int], cfg: EasyDict) -> list[int]:
-    """The scales more than FAR times below or above every scale the model knows."""
-    known = known_scales(cfg)
-    if not known:
-        return []
-    return [s for s in scales if not min(known) / FAR <= s <= max(known) * FAR]
+def far_scales(scales: Sequence[int], known: Sequence[float]) -> list[int]:
+    """The scales more than FAR times below or above every one of `known`."""
+    return [s for s in scales if known and not min(known) / FAR <= s <= max(known) * FAR]
 
 
 @functools.cache
@@ -122,8 +118,8 @@ class Augmented:
             raise ValueError("--tta scales: this model resizes images itself (torchvision's convention); use flip")
         self.detector, self.tta = detector, tta
         self.classes, self.cfg = detector.classes, detector.cfg
-        if far := far_scales(tta.scales, detector.cfg):
-            _warn_far(tuple(far), tuple(known_scales(detector.cfg)))
+        if tta.scales and (far := far_scales(tta.scales, known := known_scales(detector.cfg))):
+            _warn_far(tuple(far), tuple(known))
 
     def detect_arrays(self, images: Sequence[np.ndarray]) -> list[dict[str, np.ndarray]]:
         passes: list[list[dict[str, np.ndarray]]] = []
