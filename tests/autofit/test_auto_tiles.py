@@ -30,10 +30,26 @@ def choice_for(records, scale=600, max_size=1000, overlap=0.2):
     return choose_tiles(BoxProfile.of(records), scale, max_size, 32.0, overlap)
 
 
-def test_an_aerial_scene_of_small_crowns_is_cut_into_tiles_of_the_scale():
-    # 2472 x 2299 at 600 / 1000: factor 1000 / 2472 = 0.40, 40 px crowns become 16 px, all below 32
+def test_an_aerial_scene_of_small_crowns_is_cut_into_tiles_that_the_loader_enlarges():
+    # 2472 x 2299 at 600 / 1000: factor 1000 / 2472 = 0.40, 40 px crowns become 16 px, all below 32.
+    # At 1:1 their quarter quantile, 40 px, is under 1.5 x 32 = 48: tiles of 600 / 1.2 = 500 px
     choice = choice_for([scene(2299, 2472, [40] * 30)])
-    assert (choice.size, choice.large_images, choice.small_share) == (600, 1, 1.0)
+    assert (choice.size, choice.large_images, choice.small_share, choice.zoom) == (500, 1, 1.0, 1.2)
+
+
+@pytest.mark.parametrize(
+    ("sides", "size", "zoom"),
+    [
+        ([30] * 30, 400, 1.5),  # 48 / 30 = 1.6, capped at MAX_ZOOM
+        ([10] * 7 + [44] * 23, 550, 600 / 550),  # the quarter quantile ("lower") is the 8th of 30 sides: 44
+        ([48] * 30, 600, 1.0),  # large enough at 1:1: tiles of the scale, not resized
+        ([20] * 7 + [60] * 23, 600, 1.0),  # 7 of 30 small (under a quarter): the quantile is 60 px
+    ],
+)
+def test_the_zoom_brings_the_quarter_quantile_of_the_sides_to_one_and_a_half_bounds(sides, size, zoom):
+    choice = choice_for([scene(2299, 2472, sides)])
+    assert (choice.size, choice.zoom) == (size, pytest.approx(zoom))
+    assert (choice.size * choice.zoom) == pytest.approx(600)
 
 
 def test_large_objects_in_a_large_image_keep_it_whole():
@@ -76,7 +92,7 @@ def test_only_the_large_images_boxes_count():
     # no tiles for training: the large image's objects are large; a guard of its size (2472 -> 2496)
     guarded = choice_for([*small_images, scene(2299, 2472, [400] * 5)])
     assert (guarded.size, guarded.guard) == (2496, True)
-    assert choice_for([*small_images, scene(2299, 2472, [40] * 5)]).size == 600
+    assert choice_for([*small_images, scene(2299, 2472, [40] * 5)]).size == 500  # the 40 px ones alone: zoom 1.2
 
 
 def test_the_choice_is_written_into_the_config_and_logged(caplog):
@@ -84,8 +100,11 @@ def test_the_choice_is_written_into_the_config_and_logged(caplog):
     merge_pairs(cfg, ["TILES.SIZE", "auto"])
     with caplog.at_level(logging.INFO, logger="frcnn.train"):
         choice = resolve_auto_tiles(cfg, [scene(2299, 2472, [40] * 30)])
-    assert cfg.TILES.SIZE == choice.size == 600
-    assert "tiles: auto -> 600 px; 1 of 1 training images shrink below 0.67x at scale 600" in caplog.text
+    assert cfg.TILES.SIZE == choice.size == 500
+    assert (
+        "tiles: auto -> 500 px, enlarged 1.20x to scale 600 (at least a quarter of their objects are under "
+        "48 px in their own pixels); 1 of 1 training images shrink below 0.67x at scale 600" in caplog.text
+    )
     cfg.TILES.SIZE = 256  # a number is kept
     assert resolve_auto_tiles(cfg, [scene(2299, 2472, [40] * 30)]) is None and cfg.TILES.SIZE == 256
 
@@ -103,7 +122,9 @@ def test_a_net_with_smaller_anchors_still_tiles_what_a_resize_makes_small():
 def test_train_scales_auto_measures_the_images_at_the_test_scale():
     cfg = default_config()
     merge_pairs(cfg, ["TILES.SIZE", "auto", "TRAIN.SCALES", "auto", "TEST.SCALES", "[800]", "TEST.MAX_SIZE", "1333"])
-    assert resolve_auto_tiles(cfg, [scene(2299, 2472, [40] * 30)]).scale == 800 == cfg.TILES.SIZE
+    assert resolve_auto_tiles(cfg, [scene(2299, 2472, [60] * 30)]).scale == 800 == cfg.TILES.SIZE
+    cfg.TILES.SIZE = "auto"  # 40 px crowns: zoom 1.2 from the test scale, 800 / 1.2
+    assert resolve_auto_tiles(cfg, [scene(2299, 2472, [40] * 30)]).size == 667 == cfg.TILES.SIZE
 
 
 @pytest.mark.parametrize(

@@ -14,11 +14,18 @@ photographs of large objects stay whole however many pixels they have. Once ther
 every image larger than a tile is cut, in training and at test time, large or not (tiling.py):
 one model sees one scale of objects.
 
-The tile size is the scale itself, so that a tile is resized by 1 and its objects keep their own
-pixels (TRAIN.SCALES: auto may then raise the scale, and they gain). Where objects are large it
-grows, in steps of 32 px, to the 95th percentile of the objects' sides divided by the tiles'
-overlap: an object no wider than the overlap strip lies whole inside some tile. A tile no
-smaller than every large image cuts nothing: then no tiles either.
+The tile is smaller than the scale where the objects are small even in their own pixels, so
+that the loader enlarges each tile, and its objects with it, by a *zoom*: the factor that brings
+the SMALL_SHARE quantile of the large images' object sides, at 1:1, up to ZOOM_TARGET times the
+small-object bound (48 px on a stride-16 net), at most MAX_ZOOM. Aerial crowns of 30-40 px, cut
+into tiles of the scale and so seen at 1:1, sat at the stride-16 net's limit: enlarged 1.5x,
+they were found far better on the next scene (docs/benchmarks.md, Tiles enlarged where the
+objects are small); a larger zoom costs the square of it in tiles and is not measured, hence
+the cap. Where objects are large enough, the tile is the scale itself (zoom 1: a tile keeps its
+objects' pixels), and where they are large it grows, in steps of 32 px, to the 95th percentile of
+the objects' sides divided by the tiles' overlap: an object no wider than the overlap strip lies
+whole inside some tile. A tile no smaller than every large image cuts nothing: then no tiles
+either.
 
 Where no tiles are needed for training but many training boxes are small at the scale anyway,
 an image larger than every training image (the whole scene after training on crops of it) would,
@@ -51,6 +58,8 @@ LARGE_FACTOR = 2 / 3  # an image resized by less than this is large
 SIDE_QUANTILE = 0.95  # the large objects a tile should hold whole
 MIN_OVERLAP = 0.05  # the overlap the size rule assumes at least (0 would ask for endless tiles)
 COCO_SMALL = 32.0  # px, sqrt of area: COCO's small objects
+ZOOM_TARGET = 1.5  # x the small-object bound: where the tiles' SMALL_SHARE quantile of sides is brought
+MAX_ZOOM = 1.5  # the tiles are enlarged by at most this (the zoom measured; tiles grow with its square)
 
 
 @dataclass(frozen=True)
@@ -64,6 +73,7 @@ class TileChoice:
     bound: float
     guard: bool = False  # `size` cuts no training image, only larger images at test time
     small_overall: float = 0.0  # share of all the training boxes below `bound` when resized whole
+    zoom: float = 1.0  # scale / size: how much the loader enlarges a tile
 
 
 def configured_scale(cfg: EasyDict) -> tuple[int, int]:
@@ -82,14 +92,24 @@ def choose_tiles(profile: BoxProfile, scale: int, max_size: int, bound: float, o
     small = share_below(whole.object_sides[in_large], bound)
     wanted = size = 0
     if in_large.any() and small > SMALL_SHARE:
-        whole_object = float(np.quantile(profile.object_sides()[in_large], SIDE_QUANTILE)) / max(overlap, MIN_OVERLAP)
+        sides = profile.object_sides()[in_large]
+        whole_object = float(np.quantile(sides, SIDE_QUANTILE)) / max(overlap, MIN_OVERLAP)
         wanted = max(scale, int(math.ceil(whole_object / SCALE_STEP) * SCALE_STEP))
+        if wanted == scale:
+            wanted = int(round(scale / tile_zoom(sides, bound)))
         size = wanted if wanted < np.maximum(profile.heights, profile.widths)[large].max() else 0
     overall = share_below(whole.object_sides, bound)
     guard = not size and profile.images > 0 and overall > SMALL_SHARE
     if guard:
         size = int(math.ceil(np.maximum(profile.heights, profile.widths).max() / SCALE_STEP) * SCALE_STEP)
-    return TileChoice(size, wanted, scale, int(large.sum()), profile.images, small, bound, guard, overall)
+    zoom = scale / size if size and not guard and size < scale else 1.0
+    return TileChoice(size, wanted, scale, int(large.sum()), profile.images, small, bound, guard, overall, zoom)
+
+
+def tile_zoom(sides: np.ndarray, bound: float) -> float:
+    """The zoom (module docstring) for objects of `sides` px (sqrt of area, at 1:1): 1 to MAX_ZOOM."""
+    quantile = float(np.quantile(sides, SMALL_SHARE, method="lower"))  # a side that is there
+    return float(np.clip(ZOOM_TARGET * bound / max(quantile, 1e-6), 1.0, MAX_ZOOM))
 
 
 def describe(choice: TileChoice) -> str:
@@ -99,7 +119,13 @@ def describe(choice: TileChoice) -> str:
         f"{choice.bound:g} px (sqrt of area)"
     )
     if choice.size and not choice.guard:
-        return f"tiles: auto -> {choice.size} px; {reason}"
+        zoom = (
+            f", enlarged {choice.zoom:.2f}x to scale {choice.scale} (at least a quarter of their objects are under "
+            f"{ZOOM_TARGET * choice.bound:g} px in their own pixels)"
+            if choice.zoom > 1
+            else ""
+        )
+        return f"tiles: auto -> {choice.size} px{zoom}; {reason}"
     if choice.wanted:
         reason += f"; but a tile holding their objects whole would be {choice.wanted} px, as large as the images"
     if choice.guard:
