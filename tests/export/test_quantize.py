@@ -11,7 +11,13 @@ import torch
 from easydict import EasyDict
 from test_onnx import export, random_checkpoint, sample_images
 
-from frcnn.export.quantize import calibration_images, calibration_inputs, int8_nodes, spatial_means_as_pooling
+from frcnn.export.quantize import (
+    calibration_images,
+    calibration_inputs,
+    int8_nodes,
+    spatial_means_as_pooling,
+    tile_quotas,
+)
 from frcnn.inference.onnx_detector import OnnxDetector
 
 onnx = pytest.importorskip("onnx")
@@ -119,6 +125,29 @@ def test_calibration_inputs_are_the_model_inputs_of_the_tiles():
     assert len(spread) == 3 and spread[1]["image"].shape == (1, 3, 64, 64)
     cfg.TILES.SIZE = 0
     assert [i["image"].shape for i in calibration_inputs(images, cfg, count=10)] == [(1, 3, 64, 107), (1, 3, 64, 72)]
+
+
+@pytest.mark.parametrize(
+    ("available", "count", "quotas"),
+    [
+        ([12, 1, 1], 32, [12, 1, 1]),  # fewer windows than asked: all of them (an even share gave 11 + 1 + 1)
+        ([40, 1, 1], 32, [30, 1, 1]),  # the small scenes' unused shares go to the large one
+        ([40, 30, 1], 32, [16, 15, 1]),
+        ([5, 5, 5], 4, [2, 1, 1]),  # fewer inputs than images: one each, in order, until none is left
+        ([0, 6], 3, [0, 3]),
+        ([], 8, []),
+    ],
+)
+def test_calibration_inputs_are_shared_among_the_images_as_evenly_as_their_tiles_allow(available, count, quotas):
+    assert tile_quotas(available, count) == quotas
+    assert sum(quotas) == min(count, sum(available))
+
+
+def test_each_image_gives_its_own_quota_of_tiles():
+    cfg = EasyDict(TEST={"SCALES": [64], "MAX_SIZE": 200}, CONVENTION="original", TILES={"SIZE": 100, "OVERLAP": 0.2})
+    images = [np.zeros((150, 250, 3), np.uint8), np.zeros((80, 90, 3), np.uint8)]  # 6 tiles, then 1 whole
+    inputs = list(calibration_inputs(images, cfg, count=6, per_image=tile_quotas([6, 1], 6)))
+    assert [i["image"].shape[3] for i in inputs] == [64] * 5 + [72]  # 5 tiles of the first, the second whole
 
 
 def test_a_bad_calibration_source_says_what_is_wanted(tmp_path):

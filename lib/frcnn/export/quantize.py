@@ -104,24 +104,50 @@ def spatial_means_as_pooling(model) -> int:
 
 
 def calibration_inputs(
-    images: Iterable[np.ndarray], cfg: EasyDict, count: int, per_image: int | None = None
+    images: Iterable[np.ndarray], cfg: EasyDict, count: int, per_image: int | Sequence[int] | None = None
 ) -> Iterator[dict[str, np.ndarray]]:
     """The graph's inputs for `count` calibration inputs: each RGB image resized as the model
-    resizes it, or with tiles (cfg.TILES.SIZE) up to `per_image` of its tiles (all by default),
-    spread evenly over it, so that the inputs come from many images rather than the first."""
-    tile = cfg.TILES.SIZE if isinstance(cfg.TILES.SIZE, int) else 0
+    resizes it, or with tiles (cfg.TILES.SIZE) up to `per_image` of its tiles (all by default; a
+    sequence: each image's own number, tile_quotas), spread evenly over it, so that the inputs
+    come from many images rather than the first."""
     given = 0
-    for image in images:
-        h, w = image.shape[:2]
-        windows = tile_windows(h, w, tile, cfg.TILES.OVERLAP) if tile else [(0, 0, w, h)]
-        if per_image is not None and len(windows) > per_image:
-            windows = [windows[i] for i in np.linspace(0, len(windows) - 1, per_image).round().astype(int)]
+    for index, image in enumerate(images):
+        windows = model_windows(image.shape[:2], cfg)
+        limit = per_image[index] if isinstance(per_image, Sequence) else per_image
+        if limit is not None and len(windows) > limit:
+            windows = [windows[i] for i in np.linspace(0, len(windows) - 1, limit).round().astype(int)] if limit else []
         for x0, y0, x1, y1 in windows:
             if given == count:
                 return
             tensor, scale = resize_for_model(np.ascontiguousarray(image[y0:y1, x0:x1]), cfg)
             yield {"image": tensor, "scale": scale}
             given += 1
+
+
+def model_windows(shape: tuple[int, int], cfg: EasyDict) -> list[tuple[int, int, int, int]]:
+    """The windows (x0, y0, x1, y1) the model sees of an image of `shape` (h, w): its tiles, or the
+    whole image."""
+    h, w = shape
+    tile = cfg.TILES.SIZE if isinstance(cfg.TILES.SIZE, int) else 0
+    return tile_windows(h, w, tile, cfg.TILES.OVERLAP) if tile else [(0, 0, w, h)]
+
+
+def tile_quotas(available: Sequence[int], count: int) -> list[int]:
+    """`count` calibration inputs shared among images holding `available` windows each, as evenly
+    as they allow: an image with fewer windows than its share gives the rest to the others (a
+    scene smaller than a tile is one input, and asking for 32 must not give 13)."""
+    quotas = [0] * len(available)
+    left = count
+    open_images = [i for i, n in enumerate(available) if n > 0]
+    while left > 0 and open_images:
+        share = max(1, left // len(open_images))
+        for i in list(open_images):
+            take = min(share, available[i] - quotas[i], left)
+            quotas[i] += take
+            left -= take
+            if quotas[i] == available[i]:
+                open_images.remove(i)
+    return quotas
 
 
 def quantize_int8(fp32: str | Path, out: str | Path, inputs: Iterable[dict[str, np.ndarray]]) -> dict:
@@ -178,14 +204,16 @@ def export_int8(
     model, metadata: dict, out: str | Path, opset: int, images: Sequence[np.ndarray] | Iterable[np.ndarray], count: int
 ) -> dict:
     """export_onnx, then quantize_int8 calibrated on `count` inputs made from `images` (with
-    tiles, an even share of them from each image when `images` has a length); the fp32 graph is
+    tiles, shared among the images by tile_quotas when `images` has a length); the fp32 graph is
     written beside `out` only for the time of the quantisation. Logs both sizes."""
     out = Path(out)
     out.parent.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(dir=out.parent) as scratch:
         fp32 = export_onnx(model, metadata, Path(scratch) / "fp32.onnx", opset)
         cfg = EasyDict(metadata["config"])
-        per_image = -(-count // len(images)) if hasattr(images, "__len__") and len(images) else None
+        per_image = None
+        if hasattr(images, "__len__"):  # a first pass for the images' sizes (LazyImages reads them again)
+            per_image = tile_quotas([len(model_windows(image.shape[:2], cfg)) for image in images], count)
         entry = quantize_int8(fp32, out, calibration_inputs(images, cfg, count, per_image))
         before, after = file_sizes(fp32, out)
     log.info(
