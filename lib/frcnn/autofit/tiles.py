@@ -19,8 +19,8 @@ that the loader enlarges each tile, and its objects with it, by a *zoom*: the fa
 the SMALL_SHARE quantile of the large images' object sides, at 1:1, up to ZOOM_TARGET times the
 small-object bound (48 px on a stride-16 net), at most MAX_ZOOM. Aerial crowns of 30-40 px, cut
 into tiles of the scale and so seen at 1:1, sat at the stride-16 net's limit: enlarged 1.5x,
-they were found far better on the next scene (docs/benchmarks.md, Tiles enlarged where the
-objects are small); a larger zoom costs the square of it in tiles and is not measured, hence
+they were found far better on the next scene (docs/your_data.md, Large images: train on
+tiles); a larger zoom costs the square of it in tiles and is not measured, hence
 the cap. Where objects are large enough, the tile is the scale itself (zoom 1: a tile keeps its
 objects' pixels), and where they are large it grows, in steps of 32 px, to the 95th percentile of
 the objects' sides divided by the tiles' overlap: an object no wider than the overlap strip lies
