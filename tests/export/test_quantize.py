@@ -121,7 +121,7 @@ def test_calibration_inputs_are_the_model_inputs_of_the_tiles():
     assert inputs[0]["image"].shape == (1, 3, 64, 64) and inputs[-1]["image"].shape == (1, 3, 64, 72)
     assert len(list(calibration_inputs(images, cfg, count=4))) == 4
     # an even share of each image's tiles: 2 of the first image's 6 (the first and the last)
-    spread = list(calibration_inputs(images, cfg, count=10, per_image=2))
+    spread = list(calibration_inputs(images, cfg, count=10, per_image=[2, 2]))
     assert len(spread) == 3 and spread[1]["image"].shape == (1, 3, 64, 64)
     cfg.TILES.SIZE = 0
     assert [i["image"].shape for i in calibration_inputs(images, cfg, count=10)] == [(1, 3, 64, 107), (1, 3, 64, 72)]

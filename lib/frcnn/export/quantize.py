@@ -104,18 +104,17 @@ def spatial_means_as_pooling(model) -> int:
 
 
 def calibration_inputs(
-    images: Iterable[np.ndarray], cfg: EasyDict, count: int, per_image: int | Sequence[int] | None = None
+    images: Iterable[np.ndarray], cfg: EasyDict, count: int, per_image: Sequence[int] | None = None
 ) -> Iterator[dict[str, np.ndarray]]:
     """The graph's inputs for `count` calibration inputs: each RGB image resized as the model
-    resizes it, or with tiles (cfg.TILES.SIZE) up to `per_image` of its tiles (all by default; a
-    sequence: each image's own number, tile_quotas), spread evenly over it, so that the inputs
-    come from many images rather than the first."""
+    resizes it, or with tiles (cfg.TILES.SIZE) up to `per_image[i]` of image i's tiles (all by
+    default; tile_quotas shares them), spread evenly over it, so that the inputs come from many
+    images rather than the first."""
     given = 0
     for index, image in enumerate(images):
         windows = model_windows(image.shape[:2], cfg)
-        limit = per_image[index] if isinstance(per_image, Sequence) else per_image
-        if limit is not None and len(windows) > limit:
-            windows = [windows[i] for i in np.linspace(0, len(windows) - 1, limit).round().astype(int)] if limit else []
+        if per_image is not None and len(windows) > per_image[index]:
+            windows = [windows[i] for i in np.linspace(0, len(windows) - 1, per_image[index]).round().astype(int)]
         for x0, y0, x1, y1 in windows:
             if given == count:
                 return
