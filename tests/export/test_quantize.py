@@ -48,6 +48,20 @@ def test_the_feature_extractor_is_quantised_and_the_box_arithmetic_is_not():
     assert int8_nodes(graph) == ["conv1", "conv2", "head", "relu6", "residual"]
 
 
+def test_the_layers_making_the_predictions_stay_float():
+    graph = graph_of(
+        [
+            ("conv1", "Conv", ["image", "w1"]),
+            ("rpn_conv", "Conv", ["conv1", "model.rpn.head.conv.weight"]),
+            ("objectness", "Conv", ["rpn_conv", "model.rpn.head.objectness.weight"]),
+            ("rpn_deltas", "Conv", ["rpn_conv", "model.rpn.head.deltas.weight"]),
+            ("cls_score", "Gemm", ["conv1", "model.roi_heads.predictor.cls_score.weight"]),
+            ("bbox_pred", "Gemm", ["conv1", "model.roi_heads.predictor.bbox_pred.weight"]),
+        ]
+    )
+    assert int8_nodes(graph) == ["conv1", "rpn_conv"]
+
+
 def test_hard_swish_and_squeeze_excitation_products_are_quantised_around_a_float_gate():
     """MobileNetV3 exports x * hardsigmoid(x) and x * hardsigmoid(conv(pool(x))): ONNX Runtime has
     no int8 HardSigmoid, so the gate stays float and the product joins int8 (QLinearMul)."""

@@ -4,18 +4,18 @@ Runtime recommends for x86 CPUs), scales calibrated (min / max) on the user's ow
 model sees them (resized, and cut into the model's tiles when it was trained on tiles).
 
 What is quantised was chosen by measurement (docs/deploy.md, Int8): the convolutions and fully
-connected layers, each activation (Clip, Relu) right after one, the adds joining two of them
-(MobileNetV2's residual connections), so that the feature extractor runs in int8 from end to end
-instead of converting back to float around every ReLU6: quantising the convolutions alone was
-1.3-1.5x faster than fp32 on a 2-core CPU, this 1.9-2.0x. MobileNetV3's hard-swish, x *
-HardSigmoid(x), and squeeze-excitation, x * HardSigmoid(conv(...)), are products of a quantised
-output and a gate: ONNX Runtime has no int8 HardSigmoid, so the gate stays float and the product
-is quantised (QLinearMul), where a float Mul on dequantised tensors had cost as much as a sixth
-of the int8 graph's time (ORT's profiler, one thread). Squeeze-excitation's spatial mean exports
-as ReduceMean, which ONNX Runtime runs only in float; it is rewritten as GlobalAveragePool, the
-same mean, which runs in int8 (mobilenet_v3_fpn's int8 graph 7% faster). Everything else stays float: box
-decoding, clipping, proposals, NMS and RoI pooling work on coordinates, where int8 steps of a
-few pixels would move boxes, and take a tenth of the time.
+connected layers but those making the predictions, each activation (Clip, Relu) right after one,
+the adds joining two of them (MobileNetV2's residual connections), so that the feature extractor
+runs in int8 from end to end instead of converting back to float around every ReLU6: quantising
+the convolutions alone was 1.3-1.5x faster than fp32 on a 2-core CPU, this 1.9-2.0x. MobileNetV3's
+hard-swish, x * HardSigmoid(x), and squeeze-excitation, x * HardSigmoid(conv(...)), are products
+of a quantised output and a gate: ONNX Runtime has no int8 HardSigmoid, so the gate stays float
+and the product is quantised (QLinearMul), where a float Mul on dequantised tensors had cost as
+much as a sixth of the int8 graph's time (ORT's profiler, one thread). Squeeze-excitation's
+spatial mean exports as ReduceMean, which ONNX Runtime runs only in float; it is rewritten as
+GlobalAveragePool, the same mean, which runs in int8 (mobilenet_v3_fpn's int8 graph 7% faster).
+Everything else stays float: box decoding, clipping, proposals, NMS and RoI pooling work on
+coordinates, where int8 steps of a few pixels would move boxes, and take a tenth of the time.
 
 onnx and onnxruntime are optional dependencies (pip install -e .[onnx]).
 """
@@ -40,6 +40,10 @@ from .onnx import METADATA_KEY, export_onnx, resize_for_model
 log = logging.getLogger("frcnn.export")
 
 WEIGHTED = ("Conv", "Gemm")
+# The layers that make the predictions, the RPN's objectness and box deltas and the box head's class
+# scores and box deltas (found by their weights' names), stay float: their rounding goes straight
+# into the scores and boxes, and they are a few small layers (docs/deploy.md, Int8).
+PREDICTORS = ("rpn.head.objectness.", "rpn.head.deltas.", "roi_heads.predictor.")
 ACTIVATIONS = ("Clip", "Relu", "GlobalAveragePool")  # one input, run in int8 after a chosen node
 JOINS = ("Add", "Mul")
 
@@ -53,7 +57,7 @@ def int8_nodes(graph) -> list[str]:
     for node in graph.node:
         from_chosen = [producer.get(name) in chosen for name in node.input if name]
         from_either = [producer.get(name) in chosen or producer.get(name) in gates for name in node.input if name]
-        if node.op_type in WEIGHTED:
+        if node.op_type in WEIGHTED and not any(name in node.input[1] for name in PREDICTORS):
             chosen.add(node.name)
         elif node.op_type in ACTIVATIONS and from_chosen[:1] == [True]:
             chosen.add(node.name)
