@@ -141,6 +141,9 @@ def _train_defaults() -> EasyDict:
         AUGMENT=[],
         # Objects marked difficult are left out of training (they still count as "ignore" at test).
         USE_DIFFICULT=False,
+        # Difficult objects as ignore regions, anchors and RoIs over them neither fg nor bg
+        # (modeling/sampling.py), not left out: off, not ahead on held-out scenes (docs/your_data.md).
+        IGNORE_DIFFICULT=False,
         # Aspect-ratio grouping: images are sorted by log(w/h) + uniform(-J, J) noise each epoch.
         ASPECT_JITTER=0.1,
         # RoI sampling for the detection head.

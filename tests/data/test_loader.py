@@ -1,8 +1,11 @@
 import numpy as np
+import pytest
 import torch
 
+from frcnn.data.augment import Augment
+from frcnn.data.datasets.base import ImageRecord
 from frcnn.data.loader import RoidbDataset, collate, resize_scale
-from frcnn.data.roidb import build_roidb, flip_boxes
+from frcnn.data.roidb import build_roidb, difficult_role, flip_boxes, training_record
 from frcnn.data.sampler import SampleKey
 from frcnn.structures.batch import Sample
 
@@ -71,6 +74,60 @@ def test_training_roidb_drops_difficult_keeps_empty(small_shapes):
     assert len(roidb) == len(train)
     assert not any(r.difficult.any() for r in roidb)
     assert sum(r.difficult.sum() for r in train.records) > 0
+
+
+def three_object_record() -> ImageRecord:
+    """An object, a difficult one and a crowd region."""
+    return ImageRecord(
+        "a",
+        "a.jpg",
+        100,
+        80,
+        boxes=np.array([[10, 10, 29, 29], [40, 40, 59, 59], [0, 0, 99, 79]], np.float32),
+        labels=np.array([1, 2, 1]),
+        difficult=np.array([False, True, False]),
+        crowd=np.array([False, False, True]),
+    )
+
+
+def test_training_record_drops_ignores_or_trains_difficult_objects_and_drops_crowds():
+    record = three_object_record()
+    dropped, ignored, trained = (training_record(record, role) for role in ("drop", "ignore", "train"))
+    assert dropped.labels.tolist() == [1] and dropped.difficult.tolist() == [False]
+    assert ignored.labels.tolist() == [1, 2] and ignored.difficult.tolist() == [False, True]
+    assert trained.labels.tolist() == [1, 2] and trained.difficult.tolist() == [False, True]
+    assert difficult_role(True, True) == "train" and difficult_role(False, True) == "ignore"
+    assert difficult_role(False, False) == "drop"
+    with pytest.raises(ValueError, match="difficult objects are one of"):
+        training_record(record, "background")
+
+
+@pytest.mark.parametrize("augment", [None, Augment(["zoom_out", "hflip"])])
+def test_the_loader_hands_ignore_regions_apart_moved_like_the_objects(small_shapes, augment):
+    train, _ = small_shapes
+    records = [r for r in train.records if r.difficult.any()][:3]
+    assert records
+    for role in ("ignore", "train"):
+        roidb = build_roidb(records, True, role)  # with the flipped copies
+        data = RoidbDataset(roidb, [96], 200, augment, ignore_difficult=role == "ignore")
+        samples = [data[SampleKey(i, 0, 1.0, seed=4)] for i in range(len(roidb))]
+        if role == "ignore":
+            ignored = samples
+        else:
+            trained = samples
+    for record, a, b in zip(records + records, ignored, trained):
+        assert len(a.ignore) == record.difficult.sum() and len(a.boxes) == (~record.difficult).sum()
+        # The same draw moves every box alike: the objects and the regions are the boxes trained as objects.
+        hard = torch.from_numpy(record.difficult)
+        assert torch.equal(a.boxes, b.boxes[~hard]) and torch.equal(a.ignore, b.boxes[hard])
+        assert torch.equal(a.labels, b.labels[~hard])
+        assert len(b.ignore) == 0
+    batch = collate(ignored)
+    assert [len(t["ignore"]) for t in batch.targets] == [int(r.difficult.sum()) for r in records + records]
+    flipped = ignored[len(records)].ignore  # the mirror image's regions mirrored (no augmentation: exactly)
+    if augment is None:
+        scale, width = ignored[0].scale, records[0].width  # flipped in the image's own pixels, then resized
+        assert torch.allclose(flipped[:, [2, 0]] / scale, (width - 1) - ignored[0].ignore[:, [0, 2]] / scale, atol=1e-4)
 
 
 def test_a_batch_splits_into_parts_that_cover_it_once():

@@ -213,6 +213,23 @@ def test_shifted_tiles_are_cut_again_with_their_objects_and_flips(tmp_path):
     assert len(windows) > 10  # the windows move (along x only: the scene is one tile high)
 
 
+def test_shifted_tiles_hand_the_objects_their_edges_hide_to_the_loader_as_ignore_regions(tmp_path):
+    scene, image = painted_scene(tmp_path)
+    roidb = build_roidb(tile_records([scene], size=100, overlap=0.0, empty_share=1.0), difficult="ignore")
+    recut = TileShift([scene], shift=0.3, difficult="ignore")
+    data = RoidbDataset(roidb, [100], 1000, recut=recut, ignore_difficult=True)
+    regions = 0
+    for index, entry in enumerate(roidb):
+        for seed in range(30):
+            window = data.recut(entry, seed).window
+            sample = data[SampleKey(index, 0, 1.0, seed)]
+            shown = boxes_in_window(scene.boxes[:2], window)
+            hidden = crop_boxes(scene.boxes[:2], window)[1]
+            assert len(sample.boxes) == (shown & ~hidden).sum() and len(sample.ignore) == (shown & hidden).sum()
+            regions += len(sample.ignore)
+    assert regions > 0  # some windows hide most of an object
+
+
 def test_no_shift_gives_the_roidb_entries_and_untiled_records_pass_as_they_are(tmp_path):
     scene, _ = painted_scene(tmp_path)
     roidb = build_roidb(tile_records([scene], size=100, overlap=0.0, empty_share=1.0))

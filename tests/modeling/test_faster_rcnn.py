@@ -67,6 +67,27 @@ def test_batch_without_any_boxes_trains_as_background():
     sum(losses.values()).backward()
 
 
+def test_an_ignore_region_on_an_object_changes_nothing_and_elsewhere_changes_the_losses():
+    # Over an object every anchor and RoI that reaches the region's background thresholds is already
+    # not background (RPN 0.3, head FG_THRESH = BG_THRESH_HI 0.5), so the losses stay; over the
+    # background it takes candidates out of the sample.
+    torch.manual_seed(0)
+    model, _ = build_model(small_cfg(), "tiny", num_classes=8)
+    model.train()
+    batch = collate([sample(96, 128, [[10, 10, 49, 59], [70, 20, 109, 69]], [2, 5], 3)])
+
+    def losses(regions: list[list[float]]) -> dict[str, torch.Tensor]:
+        targets = [{**batch.targets[0], "ignore": torch.tensor(regions).reshape(-1, 4)}]
+        with torch.no_grad():
+            return model(batch.images, batch.image_sizes, batch.image_scales, targets)
+
+    plain = losses([])
+    assert all(torch.equal(plain[k], v) for k, v in losses([[10, 10, 49, 59]]).items())
+    moved = losses([[0, 60, 127, 95]])
+    assert moved["rpn_cls"] != plain["rpn_cls"] and moved["rcnn_cls"] != plain["rcnn_cls"]
+    assert torch.equal(moved["rpn_box"], plain["rpn_box"])  # the foreground anchors stay
+
+
 def test_normalize_zeroes_padding_and_follows_pixel_format():
     from frcnn.modeling.backbones.base import CAFFE_PIXELS
     from frcnn.modeling.faster_rcnn import FasterRCNN

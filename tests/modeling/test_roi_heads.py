@@ -12,6 +12,7 @@ from torch import nn
 from frcnn.modeling.box_coder import BoxCoder
 from frcnn.modeling.poolers.roi_pool import RoIPooler
 from frcnn.modeling.roi_heads import BoxPredictor, DetectionSettings, RoIHeads, RoISamplingSettings
+from frcnn.modeling.sampling import IgnoreRegions
 
 STDS = (0.1, 0.1, 0.2, 0.2)
 
@@ -118,6 +119,36 @@ def test_sample_hand_case():
             assert labels[i, j].item() == label
             assert torch.allclose(targets[i, j], torch.tensor(target), atol=1e-5), (i, boxes[j])
         assert (labels[i, n_fg:count] == 0).all()
+
+
+def test_ignore_regions_take_background_rois_out_of_the_sample():
+    # Image 0's region is its background p2, image 2's (no ground truth) is r1; image 1's is padding.
+    # Each image's sample is the hand case's without those: 4 fg, 2 fg + 1 bg, and r0 alone.
+    settings = RoISamplingSettings(
+        batch_size_per_image=7, positive_fraction=0.6, fg_iou=0.5, bg_iou_hi=0.4, bg_iou_lo=0.1
+    )
+    regions = IgnoreRegions(
+        torch.tensor([[[0.0, 10.0, 19.0, 49.0]], [[0.0, 0.0, 0.0, 0.0]], [[20.0, 20.0, 39.0, 39.0]]]),
+        torch.tensor([[True], [False], [True]]),
+    )
+    rois, labels, _, weights = make_heads(num_classes=8, sampling=settings)._sample(
+        torch.tensor(PROPOSALS, dtype=torch.float32),
+        torch.tensor(PROPOSAL_VALID),
+        torch.tensor(GT_BOXES, dtype=torch.float32),
+        torch.tensor(GT_LABELS),
+        torch.tensor(GT_VALID),
+        ignore=regions,
+    )
+    rois, labels, weights = rois.view(3, 7, 5), labels.view(3, 7), weights.view(3, 7)
+    expected_bg = [set(), EXPECTED_BG[1], {(0, 0, 9, 9)}]
+    for i in range(3):
+        fg, bg = EXPECTED_FG[i], expected_bg[i]
+        count = len(fg) + len(bg)
+        boxes = [tuple(int(v) for v in b) for b in rois[i, :count, 1:].tolist()]
+        assert set(boxes) == set(fg) | bg and len(boxes) == count
+        assert torch.allclose(weights[i, :count], torch.full((count,), 1.0 / (count * 3)))
+        assert (weights[i, count:] == 0).all()
+        assert (labels[i, len(fg) : count] == 0).all()
 
 
 def test_sample_caps_foreground_at_the_positive_fraction():

@@ -6,6 +6,7 @@ from torchvision.ops import box_iou
 
 from frcnn.modeling.anchors import AnchorGenerator
 from frcnn.modeling.rpn import AnchorTargetSettings, ProposalSettings, RegionProposalNetwork, RPNHead, ScoredAnchors
+from frcnn.modeling.sampling import IgnoreRegions
 
 
 def make_rpn(**targets) -> RegionProposalNetwork:
@@ -70,7 +71,8 @@ def smooth_l1(x: float, beta: float) -> float:
     return 0.5 * x * x / beta if abs(x) < beta else abs(x) - 0.5 * beta
 
 
-def test_losses_hand_case_every_labelled_anchor_sampled():
+def hand_case():
+    """The RPN, anchors, image sizes, ground truth and head outputs of the losses' hand case."""
     # 4 x 4 map of one 32 x 32 anchor per cell: cell (y, x) = anchor y * 4 + x = (16x - 8, 16y - 8, 16x + 23, 16y + 23).
     # In a 64 x 64 image only anchors 5 (8, 8, 39, 39), 6 (24, 8, 55, 39), 9 (8, 24, 39, 55) and
     # 10 (24, 24, 55, 55) lie inside. 256 per image, half foreground: every labelled anchor is sampled.
@@ -83,6 +85,32 @@ def test_losses_hand_case_every_labelled_anchor_sampled():
     #   a5 896 / 1152 = 0.78 fg, a6 448 / 1600 = 0.28 bg, a10 320 / 1728 = 0.19 bg, a9 640 / 1408 = 0.45 ignored.
     gt = torch.tensor([[[20.0, 24.0, 55.0, 55.0]], [[8.0, 12.0, 39.0, 43.0]]])
     valid = torch.ones(2, 1, dtype=torch.bool)
+    # Unsampled anchors get extreme logits and deltas: counting them would change both losses.
+    logits = torch.full((2, 16), 7.0)
+    logits[0, [10, 5]] = torch.tensor([1.0, -0.5])
+    logits[1, [5, 6, 10]] = torch.tensor([2.0, 0.0, 1.5])
+    deltas = torch.full((2, 16, 4), 5.0)
+    deltas[0, 10] = torch.tensor([0.0, 0.05, 0.3, -0.5])
+    deltas[1, 5] = torch.tensor([0.1, 0.125, -0.2, 0.0])
+    deltas[0, 5] = deltas[1, 6] = deltas[1, 10] = torch.tensor([-3.0, 2.0, 1.0, 4.0])  # background: no box loss
+    return rpn, anchors, sizes, gt, valid, logits, deltas
+
+
+def hand_case_box_losses() -> tuple[float, float]:
+    """Each image's box loss summed over its one foreground anchor (before the sampling weights)."""
+    # Targets (no normalisation), anchors 32 x 32: image 0 a10 centre (40, 40) -> gt centre (38, 40), 36 x 32:
+    # (-2 / 32, 0, log(36 / 32), 0). Image 1 a5 centre (24, 24) -> (24, 28), 32 x 32: (0, 4 / 32, 0, 0).
+    # Smooth L1 with beta = 1 / sigma^2 = 1 / 9 on (delta - target), summed over the 4 coordinates.
+    beta = 1.0 / 9
+    t0 = [-2 / 32, 0.0, math.log(36 / 32), 0.0]
+    t1 = [0.0, 4 / 32, 0.0, 0.0]
+    box0 = sum(smooth_l1(d - t, beta) for d, t in zip([0.0, 0.05, 0.3, -0.5], t0))
+    box1 = sum(smooth_l1(d - t, beta) for d, t in zip([0.1, 0.125, -0.2, 0.0], t1))
+    return box0, box1
+
+
+def test_losses_hand_case_every_labelled_anchor_sampled():
+    rpn, anchors, sizes, gt, valid, logits, deltas = hand_case()
     exclusive = torch.tensor([0.0, 0.0, 1.0, 1.0])  # torchvision's box_iou wants exclusive (x2, y2)
     iou = box_iou(anchors[[5, 6, 9, 10]] + exclusive, gt[:, 0] + exclusive).T
     assert torch.allclose(
@@ -97,29 +125,28 @@ def test_losses_hand_case_every_labelled_anchor_sampled():
     expected_labels[1, [5, 6, 10]] = torch.tensor([1.0, 0.0, 0.0])
     assert torch.equal(labels, expected_labels)
 
-    # Unsampled anchors get extreme logits and deltas: counting them would change both losses.
-    logits = torch.full((2, 16), 7.0)
-    logits[0, [10, 5]] = torch.tensor([1.0, -0.5])
-    logits[1, [5, 6, 10]] = torch.tensor([2.0, 0.0, 1.5])
-    deltas = torch.full((2, 16, 4), 5.0)
-    deltas[0, 10] = torch.tensor([0.0, 0.05, 0.3, -0.5])
-    deltas[1, 5] = torch.tensor([0.1, 0.125, -0.2, 0.0])
-    deltas[0, 5] = deltas[1, 6] = deltas[1, 10] = torch.tensor([-3.0, 2.0, 1.0, 4.0])  # background: no box loss
     losses = rpn._losses(logits, deltas, anchors, sizes, gt, valid, None)
-
     # Binary cross entropy: -log sigmoid(z) = softplus(-z) for foreground, softplus(z) for background;
     # each image's mean over its sampled anchors (2 and 3), then the mean over the 2 images.
     cls = (softplus(-1.0) + softplus(-0.5)) / (2 * 2) + (softplus(-2.0) + softplus(0.0) + softplus(1.5)) / (3 * 2)
     assert losses["rpn_cls"].item() == pytest.approx(cls, rel=1e-6)
-    # Targets (no normalisation), anchors 32 x 32: image 0 a10 centre (40, 40) -> gt centre (38, 40), 36 x 32:
-    # (-2 / 32, 0, log(36 / 32), 0). Image 1 a5 centre (24, 24) -> (24, 28), 32 x 32: (0, 4 / 32, 0, 0).
-    # Smooth L1 with beta = 1 / sigma^2 = 1 / 9 on (delta - target), summed over the 4 coordinates, same weights.
-    beta = 1.0 / 9
-    t0 = [-2 / 32, 0.0, math.log(36 / 32), 0.0]
-    t1 = [0.0, 4 / 32, 0.0, 0.0]
-    box0 = sum(smooth_l1(d - t, beta) for d, t in zip([0.0, 0.05, 0.3, -0.5], t0))
-    box1 = sum(smooth_l1(d - t, beta) for d, t in zip([0.1, 0.125, -0.2, 0.0], t1))
+    box0, box1 = hand_case_box_losses()
     assert losses["rpn_box"].item() == pytest.approx(box0 / (2 * 2) + box1 / (3 * 2), rel=1e-5)
+
+
+def test_an_ignore_region_takes_its_background_anchors_out_of_the_losses():
+    rpn, anchors, sizes, gt, valid, logits, deltas = hand_case()
+    # Image 0's region is its background anchor a5 (IoU 1). Image 1's (8, 24, 55, 55), 48 x 32, holds a9
+    # (already neither) and a10 (IoU 1024 / 1536 = 0.67: no longer background); a6 stays background
+    # (512 / 2048 = 0.25 < 0.3) and a5 foreground.
+    regions = IgnoreRegions(
+        torch.tensor([[[8.0, 8.0, 39.0, 39.0]], [[8.0, 24.0, 55.0, 55.0]]]), torch.ones(2, 1, dtype=torch.bool)
+    )
+    losses = rpn._losses(logits, deltas, anchors, sizes, gt, valid, None, regions)
+    cls = softplus(-1.0) / (1 * 2) + (softplus(-2.0) + softplus(0.0)) / (2 * 2)
+    assert losses["rpn_cls"].item() == pytest.approx(cls, rel=1e-6)
+    box0, box1 = hand_case_box_losses()
+    assert losses["rpn_box"].item() == pytest.approx(box0 / (1 * 2) + box1 / (2 * 2), rel=1e-5)
 
 
 def test_box_loss_beta_follows_sigma():

@@ -1,6 +1,6 @@
 import torch
 
-from frcnn.modeling.sampling import match, per_image_weights, sample_balanced
+from frcnn.modeling.sampling import IgnoreRegions, ignore_background, match, per_image_weights, sample_balanced
 
 
 def test_balanced_sampling_respects_quota_and_labels():
@@ -39,3 +39,16 @@ def test_match_ignores_padded_ground_truth():
     assert best.gt_index[0, 1].item() == 0
     best, _ = match(candidates, gt[:, :0], torch.zeros(1, 0, dtype=torch.bool))
     assert best.iou.tolist() == [[-1.0, -1.0]]
+
+
+def test_ignore_background_unsets_background_over_a_region_only():
+    # c1 (20, 20, 29, 29) lies inside the region (20, 20, 29, 39): IoU 100 / 200 = 0.5 exactly.
+    candidates = torch.tensor([[0.0, 0.0, 9.0, 9.0], [20.0, 20.0, 29.0, 29.0], [40.0, 40.0, 49.0, 49.0]])
+    labels = torch.tensor([[0.0, 0.0, 1.0]])
+    regions = IgnoreRegions(
+        torch.tensor([[[20.0, 20.0, 29.0, 39.0], [40.0, 40.0, 49.0, 49.0], [0.0, 0.0, 9.0, 9.0]]]),
+        torch.tensor([[True, True, False]]),  # the third is padding: c0 stays background
+    )
+    assert ignore_background(labels, candidates, regions, 0.5).tolist() == [[0.0, -1.0, 1.0]]  # foreground stays
+    assert ignore_background(labels, candidates, regions, 0.51).tolist() == [[0.0, 0.0, 1.0]]
+    assert ignore_background(labels, candidates, None, 0.5) is labels

@@ -51,6 +51,16 @@ def test_tiles_are_drawn_afresh_by_default_and_whole_images_are_left_alone(small
         assert (recut and recut.shift) == shift
 
 
+def test_difficult_objects_reach_the_loader_in_the_role_the_config_gives(small_shapes_root, tmp_path):
+    dataset = tiled_yaml(tmp_path, small_shapes_root, "128")
+    settings = ([], "drop"), (["TRAIN.IGNORE_DIFFICULT", "True"], "ignore"), (["TRAIN.USE_DIFFICULT", "True"], "train")
+    for overrides, role in settings:
+        cfg = build_config("tiny", CFGS, dataset_spec(dataset).profile, set_cfgs=SMALL_NET + overrides)
+        trainer = build_trainer(options(dataset, tmp_path), cfg)
+        assert (trainer.dataset.recut.difficult, trainer.dataset.ignore_difficult) == (role, role == "ignore")
+        assert any(r.difficult.any() for r in trainer.roidb) == (role != "drop")
+
+
 def test_the_model_detects_whole_images_in_the_tiles_it_was_trained_on(small_shapes_root, tmp_path):
     dataset = tiled_yaml(tmp_path, small_shapes_root, "128")
     cfg = build_config("tiny", CFGS, dataset_spec(dataset).profile, set_cfgs=SMALL_NET)

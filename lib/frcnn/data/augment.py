@@ -89,6 +89,6 @@ class Augment:
         }
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(seed)
-            out = self._steps(height, width, len(labels) > 0)(sample)
+            out = self._steps(height, width, bool((sample["labels"] > 0).any()))(sample)  # objects, not ignore regions
         inclusive = BoxMode.convert(out["boxes"].as_subclass(torch.Tensor), BoxMode.XYXY_EXCLUSIVE, BoxMode.XYXY)
         return out["image"].permute(1, 2, 0).numpy(), inclusive.numpy().astype(np.float32), out["labels"].numpy()

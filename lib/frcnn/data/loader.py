@@ -22,6 +22,8 @@ from .augment import Augment
 from .datasets.base import ImageRecord
 from .sampler import GroupedBatchSampler, SampleKey
 
+IGNORE_LABEL = -1  # an ignore region's label on its way through augmentation, which keeps boxes and labels together
+
 log = logging.getLogger(__name__)
 
 
@@ -86,6 +88,8 @@ class RoidbDataset(Dataset):
             their input themselves (torchvision's convention, modeling/conventions.py).
         recut: draws a roidb entry afresh from its image seed before it is read (tiling.TileShift);
             None takes the entries as they are.
+        ignore_difficult: hand difficult objects over apart, as ignore regions (Sample.ignore;
+            roidb.training_record's "ignore"), instead of as objects.
     """
 
     def __init__(
@@ -96,6 +100,7 @@ class RoidbDataset(Dataset):
         augment: Augment | None = None,
         resize: bool = True,
         recut: Callable[[ImageRecord, int], ImageRecord] | None = None,
+        ignore_difficult: bool = False,
     ) -> None:
         self.roidb = roidb
         self.scales = list(scales)
@@ -103,6 +108,7 @@ class RoidbDataset(Dataset):
         self.augment = augment
         self.resize = resize
         self.recut = recut
+        self.ignore_difficult = ignore_difficult
         self.sources = SourceImages()
 
     def __len__(self) -> int:
@@ -129,13 +135,17 @@ class RoidbDataset(Dataset):
         if record.flipped:
             image = image[:, ::-1]
         boxes, labels = record.boxes, record.labels
+        if self.ignore_difficult and record.difficult.size == len(labels):  # through augmentation as label -1
+            labels = np.where(record.difficult, IGNORE_LABEL, labels)
         if self.augment:
             image, boxes, labels = self.augment(image, boxes, labels, key.seed)
         image, scale = resize(image, self.scales[key.scale], self.max_size) if self.resize else (image, 1.0)
+        ignored = labels == IGNORE_LABEL
         return Sample(
             image=torch.from_numpy(np.ascontiguousarray(image)).permute(2, 0, 1),
-            boxes=torch.from_numpy(boxes * scale).float(),
-            labels=torch.from_numpy(labels).long(),
+            boxes=torch.from_numpy(boxes[~ignored] * scale).float(),
+            labels=torch.from_numpy(labels[~ignored]).long(),
+            ignore=torch.from_numpy(boxes[ignored] * scale).float().reshape(-1, 4),
             scale=scale,
             index=key.index,
             weight=key.weight,
@@ -161,7 +171,7 @@ def collate(samples: list[Sample]) -> Batch:
         images=images,
         image_sizes=torch.tensor(list(zip(heights, widths)), dtype=torch.long),
         image_scales=torch.tensor([s.scale for s in samples], dtype=torch.float32),
-        targets=[{"boxes": s.boxes, "labels": s.labels, "seed": s.seed} for s in samples],
+        targets=[{"boxes": s.boxes, "labels": s.labels, "ignore": s.ignore, "seed": s.seed} for s in samples],
         indices=[s.index for s in samples],
         loss_scale=float(sum(s.weight for s in samples)),
         padded_fraction=1.0 - used / images[:, 0].numel(),

@@ -148,15 +148,16 @@ class TileShift:
         scenes: the untiled records the roidb's tiles were cut from (matched by path).
         shift: the largest move, a fraction of the tile's side (TILES.SHIFT); 0.4 with the
             default overlap of 0.2 reaches half-way to the next tile of the grid.
-        use_difficult: train on difficult objects (TRAIN.USE_DIFFICULT), as build_roidb does.
+        difficult: what training does with difficult objects (roidb.training_record), as
+            build_roidb does.
     """
 
-    def __init__(self, scenes: Sequence[ImageRecord], shift: float, use_difficult: bool = False) -> None:
+    def __init__(self, scenes: Sequence[ImageRecord], shift: float, difficult: str = "drop") -> None:
         if not 0.0 <= shift <= 1.0:
             raise ValueError(f"TILES.SHIFT is a fraction of the tile in [0, 1]; got {shift!r}")
         self.scenes = {scene.path: scene for scene in scenes}
         self.shift = shift
-        self.use_difficult = use_difficult
+        self.difficult = difficult
 
     def __call__(self, tile: ImageRecord, seed: int) -> ImageRecord:
         """The roidb entry `tile` cut again with its window moved (drawn from `seed`); an entry
@@ -166,7 +167,7 @@ class TileShift:
             return tile
         shift = round(self.shift * max(tile.width, tile.height))
         window = shifted_window(tile.window, scene.height, scene.width, shift, np.random.default_rng([seed, 1]))
-        cut = training_record(tile_record(scene, window), self.use_difficult)
+        cut = training_record(tile_record(scene, window), self.difficult)
         if tile.flipped:
             cut = dataclasses.replace(cut, boxes=flip_boxes(cut.boxes, cut.width), flipped=True)
         return cut

@@ -7,7 +7,8 @@ The contract, for N images padded into one batch:
     image_scales (N,) float, the factor each image was resized by (detections are divided by it)
     targets      training only: one dict per image, boxes (G, 4) float in batch pixels
                  (inclusive convention, see box_ops) and labels (G,) int64 in 1..K-1; G may be 0;
-                 optionally "seed" (int), making the image's anchor and RoI sampling depend on it alone.
+                 optionally "seed" (int), making the image's anchor and RoI sampling depend on it alone,
+                 and "ignore" (I, 4), regions whose anchors and RoIs are not background.
 Training returns a dict of scalar losses; inference returns one dict per image with boxes (D, 4)
 in original-image pixels, scores (D,) and labels (D,).
 """
@@ -26,6 +27,7 @@ from .poolers.pyramid_roi_pool import PyramidRoIPooler
 from .poolers.roi_pool import RoIPooler
 from .roi_heads import BoxPredictor, DetectionSettings, RoIHeads, RoISamplingSettings
 from .rpn import AnchorTargetSettings, ProposalSettings, RegionProposalNetwork, RPNHead
+from .sampling import IgnoreRegions
 from .transform import InputResize, ModelInput
 
 
@@ -102,12 +104,15 @@ class FasterRCNN(nn.Module):
         image_scales = torch.ones(n, device=images.device) if image_scales is None else image_scales.to(images.device)
         batch = self.prepare(images, image_sizes, image_scales)
         features = self.backbone(batch.images)
-        gt_boxes = gt_labels = gt_valid = seeds = None
+        gt_boxes = gt_labels = gt_valid = seeds = ignore = None
         if self.training:
             if targets is None:
                 raise ValueError("training mode needs targets: one {'boxes', 'labels'} dict per image")
             gt_boxes, gt_labels, gt_valid = pad_targets(targets, images.device)
             gt_boxes = self.convention.to_model(gt_boxes)
+            ignore = pad_ignore(targets, images.device)
+            if ignore is not None:
+                ignore = ignore._replace(boxes=self.convention.to_model(ignore.boxes))
             if all("seed" in t for t in targets):
                 seeds = [int(t["seed"]) for t in targets]
         proposals, proposal_valid, rpn_losses = self.rpn(
@@ -118,6 +123,7 @@ class FasterRCNN(nn.Module):
             gt_valid,
             None if seeds is None else [2 * s for s in seeds],
             input_size=tuple(batch.images.shape[-2:]),
+            ignore=ignore,
         )
         head_losses, detections = self.roi_heads(
             features,
@@ -128,6 +134,7 @@ class FasterRCNN(nn.Module):
             gt_labels,
             gt_valid,
             None if seeds is None else [2 * s + 1 for s in seeds],
+            ignore,
         )
         if self.training:
             return {**rpn_losses, **head_losses}
@@ -150,6 +157,22 @@ def pad_targets(targets: list[dict[str, Tensor]], device: torch.device) -> tuple
         labels[i, :count] = t["labels"].to(device)
         valid[i, :count] = True
     return boxes, labels, valid
+
+
+def pad_ignore(targets: list[dict[str, Tensor]], device: torch.device) -> IgnoreRegions | None:
+    """Per-image "ignore" boxes (optional in targets) -> IgnoreRegions (N, I, 4) and (N, I), I the
+    largest count; None where no image has any (nothing to compute)."""
+    regions = [t.get("ignore") for t in targets]
+    i = max((r.shape[0] for r in regions if r is not None), default=0)
+    if i == 0:
+        return None
+    boxes = torch.zeros((len(targets), i, 4), device=device)
+    valid = torch.zeros((len(targets), i), dtype=torch.bool, device=device)
+    for n, region in enumerate(regions):
+        if region is not None and region.shape[0]:
+            boxes[n, : region.shape[0]] = region.to(device, torch.float32)
+            valid[n, : region.shape[0]] = True
+    return IgnoreRegions(boxes, valid)
 
 
 def build_model(

@@ -17,7 +17,7 @@ from torch.utils.checkpoint import checkpoint
 
 from . import box_ops
 from .box_coder import BoxCoder
-from .sampling import match, per_image_weights, sample_balanced
+from .sampling import IgnoreRegions, ignore_background, match, per_image_weights, sample_balanced
 
 
 class BoxPredictor(nn.Module):
@@ -119,15 +119,17 @@ class RoIHeads(nn.Module):
         gt_labels: Tensor | None = None,
         gt_valid: Tensor | None = None,
         seeds: Sequence[int] | None = None,
+        ignore: IgnoreRegions | None = None,
     ) -> tuple[dict[str, Tensor], list[dict[str, Tensor]]]:
         """Training: returns ({"rcnn_cls", "rcnn_box"}, []). Inference: ({}, detections), one
         dict per image with boxes (D, 4) in input pixels, scores (D,), labels (D,) in 1..K-1.
-        seeds: per image, for the RoI sampling (see sampling.sample_balanced)."""
+        seeds: per image, for the RoI sampling (see sampling.sample_balanced); ignore: regions
+        whose RoIs are not background (sampling.ignore_background)."""
         if self.training:
             if gt_boxes is None or gt_labels is None or gt_valid is None:
                 raise ValueError("the RoI heads need ground truth in training mode")
             rois, labels, targets, weights = self._sample(
-                proposals, proposal_valid, gt_boxes, gt_labels, gt_valid, seeds
+                proposals, proposal_valid, gt_boxes, gt_labels, gt_valid, seeds, ignore
             )
             pooled = self.pooler(features, rois)
             recompute = self.recompute_head and torch.is_grad_enabled()
@@ -148,6 +150,7 @@ class RoIHeads(nn.Module):
         gt_labels: Tensor,
         gt_valid: Tensor,
         seeds: Sequence[int] | None = None,
+        ignore: IgnoreRegions | None = None,
     ) -> tuple[Tensor, Tensor, Tensor, Tensor]:
         """Sampled RoIs (R, 5), their labels (R,), normalised box targets (R, 4), loss weights (R,).
 
@@ -165,6 +168,7 @@ class RoIHeads(nn.Module):
         labels[is_bg] = 0
         labels[best.iou >= s.fg_iou] = 1
         labels[~candidate_valid] = -1
+        labels = ignore_background(labels, candidates, ignore, s.bg_iou_hi, self.box_coder.offset)
         fg, bg = sample_balanced(labels, s.batch_size_per_image, s.positive_fraction, seeds)
         # The chosen candidates first (foreground, then background), padding after.
         n, m = labels.shape

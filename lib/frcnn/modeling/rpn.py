@@ -22,7 +22,7 @@ from torch import Tensor, nn
 from . import box_ops
 from .anchors import AnchorGenerator
 from .box_coder import BoxCoder
-from .sampling import match, per_image_weights, sample_balanced
+from .sampling import IgnoreRegions, ignore_background, match, per_image_weights, sample_balanced
 
 
 @dataclass
@@ -153,11 +153,13 @@ class RegionProposalNetwork(nn.Module):
         gt_valid: Tensor | None = None,
         seeds: Sequence[int] | None = None,
         input_size: tuple[int, int] | None = None,
+        ignore: IgnoreRegions | None = None,
     ) -> tuple[Tensor, Tensor, dict[str, Tensor]]:
         """features: L maps (N, C, H, W); image_sizes (N, 2) as (h, w); image_scales (N,);
         gt_boxes (N, G, 4) and gt_valid (N, G) when training; seeds: per image, for the anchor
         sampling (see sampling.sample_balanced); input_size: the padded batch's (H, W) (the
-        pyramid's anchor grid is laid out from it; default: the first level's size x its stride).
+        pyramid's anchor grid is laid out from it; default: the first level's size x its stride);
+        ignore: regions whose anchors are not background (sampling.ignore_background).
 
         Returns proposals (N, P, 4) in input pixels, their valid mask (N, P), and the loss dict
         ({"rpn_cls", "rpn_box"} when training, empty otherwise).
@@ -170,7 +172,9 @@ class RegionProposalNetwork(nn.Module):
         if self.training:
             if gt_boxes is None or gt_valid is None:
                 raise ValueError("the RPN needs ground truth in training mode")
-            losses = self._losses(scored.logits, scored.deltas, scored.anchors, image_sizes, gt_boxes, gt_valid, seeds)
+            losses = self._losses(
+                scored.logits, scored.deltas, scored.anchors, image_sizes, gt_boxes, gt_valid, seeds, ignore
+            )
         return proposals, valid, losses
 
     def _score_anchors(
@@ -264,8 +268,10 @@ class RegionProposalNetwork(nn.Module):
         gt_boxes: Tensor,
         gt_valid: Tensor,
         seeds: Sequence[int] | None,
+        ignore: IgnoreRegions | None = None,
     ) -> dict[str, Tensor]:
         labels, matched_gt = self._anchor_labels(anchors, image_sizes, gt_boxes, gt_valid)
+        labels = ignore_background(labels, anchors, ignore, self.targets.negative_iou, self.box_coder.offset)
         fg, bg = sample_balanced(labels, self.targets.batch_size_per_image, self.targets.positive_fraction, seeds)
         sampled = fg | bg
         weights = per_image_weights(sampled)

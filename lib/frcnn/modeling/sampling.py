@@ -40,6 +40,27 @@ def match(candidates: Tensor, gt_boxes: Tensor, gt_valid: Tensor, offset: float 
     return Match(best_iou, best_gt), iou
 
 
+class IgnoreRegions(NamedTuple):
+    """Regions where candidates are neither foreground nor background (difficult objects, among
+    them those cut by a tile's edge): boxes (N, I, 4) and their valid mask (N, I)."""
+
+    boxes: Tensor
+    valid: Tensor
+
+
+def ignore_background(
+    labels: Tensor, candidates: Tensor, ignore: IgnoreRegions | None, background_below: float, offset: float = 1.0
+) -> Tensor:
+    """labels (N, M) with each background candidate (0) set to -1 (neither) where its IoU with an
+    ignore region reaches `background_below`, the IoU under which a candidate of an object is
+    background: were the region an object, the candidate would not be background. Foreground
+    stays; candidates (N, M, 4) or (M, 4)."""
+    if ignore is None:
+        return labels
+    best, _ = match(candidates, ignore.boxes, ignore.valid, offset)
+    return labels.masked_fill((labels == 0) & (best.iou >= background_below), -1.0)
+
+
 def sample_balanced(
     labels: Tensor, batch_size_per_image: int, positive_fraction: float, seeds: Sequence[int] | None = None
 ) -> tuple[Tensor, Tensor]:

@@ -6,7 +6,7 @@ Boxes are BoxMode.XYXY (inclusive corners) in the resized image's pixels.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import torch
 from torch import Tensor
@@ -23,6 +23,7 @@ class Sample:
     index: its roidb index (its position, for images from elsewhere).
     weight: its loss weight relative to a single-process batch (0 for a placeholder image).
     seed: the seed of its random anchor and RoI sampling (data/sampler.py image_seed).
+    ignore: (I, 4) float32 ignore regions (TRAIN.IGNORE_DIFFICULT) in the resized image's pixels.
     """
 
     image: Tensor
@@ -32,6 +33,7 @@ class Sample:
     index: int
     weight: float = 1.0
     seed: int = 0
+    ignore: Tensor = field(default_factory=lambda: torch.zeros(0, 4))
 
     @classmethod
     def unlabelled(cls, image: Tensor, scale: float, index: int) -> Sample:
@@ -46,7 +48,8 @@ class Batch:
     images: (N, 3, H, W) uint8 RGB, each image at the top-left, zeros elsewhere.
     image_sizes: (N, 2) int64 (h, w) of each image.
     image_scales: (N,) float32 resize factors.
-    targets: per image {"boxes" (G, 4), "labels" (G,), "seed" (int)}: the model's training input.
+    targets: per image {"boxes" (G, 4), "labels" (G,), "ignore" (I, 4), "seed" (int)}: the model's
+        training input.
     indices: roidb indices.
     loss_scale: factor on the model's (per-image mean) losses so that averaging over processes
         gives the mean over the global batch (1 in a single process).

@@ -22,7 +22,7 @@ from ..data.augment import Augment
 from ..data.datasets.base import ImageRecord
 from ..data.datasets.factory import dataset_spec
 from ..data.loader import RoidbDataset
-from ..data.roidb import build_roidb, joined_records
+from ..data.roidb import build_roidb, difficult_role, joined_records
 from ..data.sampler import GroupedBatchSampler
 from ..data.tiling import TileShift, tile_records
 from ..data.validate import check_dataset
@@ -130,13 +130,16 @@ def attach_data(t: Trainer, seed: int, scenes: list[ImageRecord]) -> None:
     if augment:
         log.info("augmentation: %s (torchvision.transforms.v2)", ", ".join(augment.names))
     recut = None
+    role = difficult_role(cfg.TRAIN.USE_DIFFICULT, cfg.TRAIN.IGNORE_DIFFICULT)
     if cfg.TILES.SIZE and cfg.TILES.SHIFT:
-        recut = TileShift(scenes, cfg.TILES.SHIFT, cfg.TRAIN.USE_DIFFICULT)
+        recut = TileShift(scenes, cfg.TILES.SHIFT, role)
         log.info(
             "tiles drawn afresh at each load, moved by up to %g of their side (TILES.SHIFT; 0 keeps the fixed grid)",
             cfg.TILES.SHIFT,
         )
-    t.dataset = RoidbDataset(t.roidb, cfg.TRAIN.SCALES, cfg.TRAIN.MAX_SIZE, augment, recut=recut)
+    t.dataset = RoidbDataset(
+        t.roidb, cfg.TRAIN.SCALES, cfg.TRAIN.MAX_SIZE, augment, recut=recut, ignore_difficult=role == "ignore"
+    )
 
 
 def attach_optimiser(t: Trainer, resumed_kind: str | None) -> None:
@@ -194,7 +197,9 @@ def training_roidb(
     if cfg.TILES.SIZE:
         kept = tile_records(kept, cfg.TILES.SIZE, cfg.TILES.OVERLAP, cfg.TILES.EMPTY_SHARE, cfg.RNG_SEED)
         log.info("tiles of %d px: %d training images cut into %d tiles", cfg.TILES.SIZE, len(report.kept), len(kept))
-    roidb = build_roidb(kept, cfg.TRAIN.USE_FLIPPED, cfg.TRAIN.USE_DIFFICULT)
+    roidb = build_roidb(
+        kept, cfg.TRAIN.USE_FLIPPED, difficult_role(cfg.TRAIN.USE_DIFFICULT, cfg.TRAIN.IGNORE_DIFFICULT)
+    )
     log.info(
         "dataset %s: %d training images (%s), %d classes: %s",
         opts.dataset,
