@@ -145,7 +145,7 @@ class RoidbDataset(Dataset):
             image=torch.from_numpy(np.ascontiguousarray(image)).permute(2, 0, 1),
             boxes=torch.from_numpy(boxes[~ignored] * scale).float(),
             labels=torch.from_numpy(labels[~ignored]).long(),
-            ignore=torch.from_numpy(boxes[ignored] * scale).float().reshape(-1, 4),
+            ignore=torch.from_numpy(boxes[ignored] * scale).float(),
             scale=scale,
             index=key.index,
             weight=key.weight,

@@ -143,36 +143,35 @@ class FasterRCNN(nn.Module):
         return detections
 
 
+def pad_per_image(
+    values: list[Tensor], device: torch.device, dtype: torch.dtype, at_least: int = 0
+) -> tuple[Tensor, Tensor]:
+    """Per-image (K_i, ...) tensors -> (N, K, ...) of `dtype`, zeros after each image's own, and
+    valid (N, K); K the largest K_i but at least `at_least`."""
+    k = max(max((v.shape[0] for v in values), default=0), at_least)
+    padded = torch.zeros((len(values), k, *values[0].shape[1:]), dtype=dtype, device=device)
+    valid = torch.zeros((len(values), k), dtype=torch.bool, device=device)
+    for i, v in enumerate(values):
+        padded[i, : v.shape[0]] = v.to(device, dtype)
+        valid[i, : v.shape[0]] = True
+    return padded, valid
+
+
 def pad_targets(targets: list[dict[str, Tensor]], device: torch.device) -> tuple[Tensor, Tensor, Tensor]:
     """Per-image ground truth -> boxes (N, G, 4), labels (N, G), valid (N, G), G the largest count
     but at least 1, so a batch with no objects at all needs no special case downstream."""
-    n = len(targets)
-    g = max(max((t["boxes"].shape[0] for t in targets), default=0), 1)
-    boxes = torch.zeros((n, g, 4), device=device)
-    labels = torch.zeros((n, g), dtype=torch.long, device=device)
-    valid = torch.zeros((n, g), dtype=torch.bool, device=device)
-    for i, t in enumerate(targets):
-        count = t["boxes"].shape[0]
-        boxes[i, :count] = t["boxes"].to(device, torch.float32)
-        labels[i, :count] = t["labels"].to(device)
-        valid[i, :count] = True
+    boxes, valid = pad_per_image([t["boxes"].reshape(-1, 4) for t in targets], device, torch.float32, at_least=1)
+    labels, _ = pad_per_image([t["labels"] for t in targets], device, torch.long, at_least=1)
     return boxes, labels, valid
 
 
 def pad_ignore(targets: list[dict[str, Tensor]], device: torch.device) -> IgnoreRegions | None:
     """Per-image "ignore" boxes (optional in targets) -> IgnoreRegions (N, I, 4) and (N, I), I the
     largest count; None where no image has any (nothing to compute)."""
-    regions = [t.get("ignore") for t in targets]
-    i = max((r.shape[0] for r in regions if r is not None), default=0)
-    if i == 0:
+    regions = [t["ignore"].reshape(-1, 4) if "ignore" in t else torch.zeros(0, 4) for t in targets]
+    if not any(r.shape[0] for r in regions):
         return None
-    boxes = torch.zeros((len(targets), i, 4), device=device)
-    valid = torch.zeros((len(targets), i), dtype=torch.bool, device=device)
-    for n, region in enumerate(regions):
-        if region is not None and region.shape[0]:
-            boxes[n, : region.shape[0]] = region.to(device, torch.float32)
-            valid[n, : region.shape[0]] = True
-    return IgnoreRegions(boxes, valid)
+    return IgnoreRegions(*pad_per_image(regions, device, torch.float32))
 
 
 def build_model(
