@@ -2,15 +2,17 @@
 
 from __future__ import annotations
 
+import base64
 import math
 import re
 
 import cv2
 import numpy as np
+from PIL import Image
 
 from frcnn.data.datasets.base import ImageRecord
 from frcnn.evaluation.evaluate import Evaluation
-from frcnn.evaluation.html_report import COLOURS, best_f1_threshold, judge, write_html_report
+from frcnn.evaluation.html_report import COLOURS, ImageErrors, best_f1_threshold, draw, judge, write_html_report
 from frcnn.evaluation.voc_eval import ClassResult
 
 CLASSES = ("__background__", "circle", "square", "triangle")
@@ -70,3 +72,23 @@ def test_the_page_shows_the_table_the_sizes_and_the_galleries(tmp_path):
     assert page.count("data:image/jpeg;base64,") == 2  # a.jpg (2 false positives), b.jpg (its triangle missed)
     assert "a.jpg: 2 false positives, 0 missed" in page and "b.jpg: 0 false positives, 1 missed" in page
     assert "<script" not in page
+
+
+def test_boxes_are_drawn_on_the_pixels_as_stored_whatever_the_exif_orientation(tmp_path):
+    # a phone's JPEG: 160 x 120 as stored, tagged "rotate 90 degrees" (orientation 6); the loader
+    # and the annotation tools use the stored pixels, so the drawing must too
+    path = tmp_path / "phone.jpg"
+    pixels = np.full((120, 160, 3), 90, np.uint8)
+    exif = Image.Exif()
+    exif[0x0112] = 6
+    Image.fromarray(pixels).save(path, exif=exif)
+    assert cv2.imread(str(path)).shape[:2] == (160, 120)  # OpenCV alone applies the tag
+    record = ImageRecord("phone", str(path), 160, 120, boxes=np.array([[100, 10, 149, 59]], np.float32))
+    record.labels = np.array([1])
+    none = np.zeros(0, np.int64)
+    no_detections = {"boxes": np.zeros((0, 4), np.float32), "labels": none}
+    drawn = draw(record, no_detections, ImageErrors(none, none, np.array([0]), none), CLASSES)
+    image = cv2.imdecode(np.frombuffer(base64.b64decode(drawn), np.uint8), cv2.IMREAD_COLOR)
+    assert image.shape[:2] == (120, 160)
+    missed = np.array(COLOURS["missed"][::-1])  # drawn over the ground truth
+    assert np.abs(image[35, 100].astype(int) - missed).max() < 40  # the box's left edge, where the box is

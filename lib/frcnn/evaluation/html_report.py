@@ -112,8 +112,9 @@ def size_recall(records: Sequence[ImageRecord], errors: Sequence[ImageErrors]) -
 
 def draw(record: ImageRecord, det: dict[str, np.ndarray], err: ImageErrors, classes: Sequence[str]) -> str:
     """The image with its ground truth, true positives, false positives and misses drawn, as a
-    base64 JPEG (at most 640 px on its longer side)."""
-    image = cv2.imread(record.path, cv2.IMREAD_COLOR)
+    base64 JPEG (at most 640 px on its longer side). The image as stored, EXIF orientation
+    ignored, as the loader reads it: the boxes are in those pixels."""
+    image = cv2.imread(record.path, cv2.IMREAD_COLOR | cv2.IMREAD_IGNORE_ORIENTATION)
     if image is None:
         image = np.zeros((max(record.height, 1), max(record.width, 1), 3), np.uint8)
     if record.flipped:
