@@ -12,6 +12,7 @@ from easydict import EasyDict
 from test_onnx import export, random_checkpoint, sample_images
 
 from frcnn.export.quantize import (
+    LazyImages,
     calibration_images,
     calibration_inputs,
     int8_nodes,
@@ -162,6 +163,19 @@ def test_each_image_gives_its_own_quota_of_tiles():
     images = [np.zeros((150, 250, 3), np.uint8), np.zeros((80, 90, 3), np.uint8)]  # 6 tiles, then 1 whole
     inputs = list(calibration_inputs(images, cfg, count=6, per_image=tile_quotas([6, 1], 6)))
     assert [i["image"].shape[3] for i in inputs] == [64] * 5 + [72]  # 5 tiles of the first, the second whole
+
+
+def test_lazy_images_know_their_sizes_from_the_headers_without_decoding(tmp_path, monkeypatch):
+    import cv2
+
+    import frcnn.export.quantize as quantize
+
+    for name, shape in (("a.png", (150, 250, 3)), ("b.jpg", (80, 90, 3))):
+        cv2.imwrite(str(tmp_path / name), np.zeros(shape, np.uint8))
+    images = LazyImages([tmp_path / "a.png", tmp_path / "b.jpg"])
+    assert [image.shape[:2] for image in images] == [(150, 250), (80, 90)]
+    monkeypatch.setattr(quantize, "read_image", lambda path: pytest.fail(f"decoded {path}"))
+    assert images.shapes() == [(150, 250), (80, 90)]
 
 
 def test_a_bad_calibration_source_says_what_is_wanted(tmp_path):

@@ -215,8 +215,9 @@ def export_int8(
         fp32 = export_onnx(model, metadata, Path(scratch) / "fp32.onnx", opset)
         cfg = EasyDict(metadata["config"])
         per_image = None
-        if hasattr(images, "__len__"):  # a first pass for the images' sizes (LazyImages reads them again)
-            per_image = tile_quotas([len(model_windows(image.shape[:2], cfg)) for image in images], count)
+        if hasattr(images, "__len__"):
+            shapes = images.shapes() if isinstance(images, LazyImages) else [image.shape[:2] for image in images]
+            per_image = tile_quotas([len(model_windows(shape, cfg)) for shape in shapes], count)
         entry = quantize_int8(fp32, out, calibration_inputs(images, cfg, count, per_image))
         before, after = file_sizes(fp32, out)
     log.info(
@@ -276,3 +277,14 @@ class LazyImages:
 
     def __iter__(self) -> Iterator[np.ndarray]:
         return (read_image(str(path)) for path in self.paths)
+
+    def shapes(self) -> list[tuple[int, int]]:
+        """Each image's (h, w) as stored, from its header: the tiles' shares are known before any
+        image is decoded (a 2472 x 2299 PNG takes about 0.2 s)."""
+        from PIL import Image
+
+        shapes = []
+        for path in self.paths:
+            with Image.open(path) as image:
+                shapes.append((image.height, image.width))
+        return shapes
