@@ -11,6 +11,7 @@ import torch
 from easydict import EasyDict
 from test_onnx import export, random_checkpoint, sample_images
 
+from frcnn.data.loader import ImageReadError
 from frcnn.export.quantize import (
     LazyImages,
     calibration_images,
@@ -176,6 +177,10 @@ def test_lazy_images_know_their_sizes_from_the_headers_without_decoding(tmp_path
     assert [image.shape[:2] for image in images] == [(150, 250), (80, 90)]
     monkeypatch.setattr(quantize, "read_image", lambda path: pytest.fail(f"decoded {path}"))
     assert images.shapes() == [(150, 250), (80, 90)]
+    monkeypatch.undo()
+    (tmp_path / "c.png").write_bytes(b"not an image")
+    with pytest.raises(ImageReadError, match="cannot read image"):
+        LazyImages([tmp_path / "c.png"]).shapes()
 
 
 def test_a_bad_calibration_source_says_what_is_wanted(tmp_path):

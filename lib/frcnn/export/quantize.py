@@ -281,10 +281,13 @@ class LazyImages:
     def shapes(self) -> list[tuple[int, int]]:
         """Each image's (h, w) as stored, from its header: the tiles' shares are known before any
         image is decoded (a 2472 x 2299 PNG takes about 0.2 s)."""
-        from PIL import Image
+        from PIL import Image, UnidentifiedImageError
 
         shapes = []
         for path in self.paths:
-            with Image.open(path) as image:
-                shapes.append((image.height, image.width))
+            try:
+                with Image.open(path) as image:
+                    shapes.append((image.height, image.width))
+            except (OSError, UnidentifiedImageError):  # what PIL cannot read, OpenCV may (or says why not)
+                shapes.append(read_image(str(path)).shape[:2])
         return shapes
