@@ -30,6 +30,7 @@ from pathlib import Path
 
 import numpy as np
 from easydict import EasyDict
+from PIL import Image, UnidentifiedImageError
 
 from ..data.datasets.factory import dataset_spec
 from ..data.datasets.label_files import IMAGE_SUFFIXES
@@ -281,8 +282,6 @@ class LazyImages:
     def shapes(self) -> list[tuple[int, int]]:
         """Each image's (h, w) as stored, from its header: the tiles' shares are known before any
         image is decoded (a 2472 x 2299 PNG takes about 0.2 s)."""
-        from PIL import Image, UnidentifiedImageError
-
         shapes = []
         for path in self.paths:
             try:
