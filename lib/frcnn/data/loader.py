@@ -32,8 +32,8 @@ class ImageReadError(InputError):
 
 
 def read_image(path: str) -> np.ndarray:
-    """An RGB uint8 (h, w, 3) image as stored (EXIF orientation ignored, as annotation tools and
-    the image check see it); grayscale, palette, alpha and 16-bit images become 8-bit RGB."""
+    """An RGB uint8 (h, w, 3) image as stored (EXIF orientation ignored, as the boxes are taken:
+    data/orientation.py); grayscale, palette, alpha and 16-bit images become 8-bit RGB."""
     image = cv2.imread(path, cv2.IMREAD_COLOR | cv2.IMREAD_IGNORE_ORIENTATION)
     if image is None:
         raise ImageReadError(f"cannot read image {path}")

@@ -3,7 +3,8 @@
 Policy: problems are found here, when the roidb is built, and reported with the file and the
 reason. Recoverable ones are fixed and counted (a grayscale, alpha or 16-bit image is converted
 when read; a box partly outside the image is clipped; a degenerate, non-finite or outside box, or
-an object of an unknown class, is dropped). Unrecoverable ones (missing, empty, corrupt,
+an object of an unknown class, is dropped; boxes drawn on a photo turned by its EXIF orientation,
+which the annotation's size shows, are moved to its stored pixels). Unrecoverable ones (missing, empty, corrupt,
 truncated, not-an-image or tiny images, annotation files that do not parse) skip the image,
 unless `strict` makes them errors. Readers (datasets/*) report what they find while parsing as
 DataIssues; `check_records` adds the image and box checks and writes the summary.
@@ -32,9 +33,11 @@ from ..utils.errors import InputError
 from ..utils.files import atomic_write
 from .datasets.base import DataIssue, ImageRecord
 from .loader import ImageReadError, read_image
+from .orientation import SIDES_SWAPPED, boxes_to_stored, exif_orientation
 
 log = logging.getLogger(__name__)
 MIN_IMAGE_SIDE = 16  # a stride-16 feature map needs at least one cell
+TURNED_BOXES_MOVED = "boxes of turned photos moved to stored pixels"
 _CONVERTED_MODES = {
     "L": "grayscale",
     "LA": "grayscale with alpha",
@@ -91,34 +94,36 @@ class DataReport:
         path.write_text("\n".join(lines) + "\n")
 
 
-def inspect_image(path: str) -> tuple[str | None, int, int, str | None]:
-    """Decode an image fully: (problem or None, width, height, conversion needed or None)."""
+def inspect_image(path: str) -> tuple[str | None, int, int, str | None, int]:
+    """Decode an image fully: (problem or None, width, height, conversion needed or None, EXIF
+    orientation)."""
     p = Path(path)
     try:
         if not p.is_file():
-            return "missing", 0, 0, None
+            return "missing", 0, 0, None, 1
         if p.stat().st_size == 0:
-            return "zero bytes", 0, 0, None
+            return "zero bytes", 0, 0, None, 1
     except (OSError, ValueError) as e:  # a name the file system refuses (too long, a NUL)
-        return f"unreadable path ({type(e).__name__})", 0, 0, None
+        return f"unreadable path ({type(e).__name__})", 0, 0, None, 1
     try:
         with Image.open(p) as im:
             im.load()  # full decode: truncated or corrupt data fails here
             width, height, mode, kind = im.width, im.height, im.mode, im.format
+            orientation = exif_orientation(im)
     except UnidentifiedImageError:
-        return "not an image", 0, 0, None
+        return "not an image", 0, 0, None, 1
     except Image.DecompressionBombError as e:
-        return f"too large ({_flat(e)})", 0, 0, None
+        return f"too large ({_flat(e)})", 0, 0, None, 1
     except Exception as e:  # noqa: BLE001 - on damaged bytes Pillow's decoders fail in many ways
-        return f"corrupt or truncated ({type(e).__name__}: {_flat(e)})", 0, 0, None
+        return f"corrupt or truncated ({type(e).__name__}: {_flat(e)})", 0, 0, None, 1
     if min(width, height) < MIN_IMAGE_SIDE:
-        return f"too small ({width}x{height} pixels)", width, height, None
+        return f"too small ({width}x{height} pixels)", width, height, None, 1
     problem = _loader_problem(path, width, height)
     if problem:
-        return problem, 0, 0, None
+        return problem, 0, 0, None, 1
     if kind == "PNG" and _png_bit_depth(p) == 16:  # Pillow opens 16-bit colour PNGs as 8-bit RGB
-        return None, width, height, "16-bit"
-    return None, width, height, _CONVERTED_MODES.get(mode)
+        return None, width, height, "16-bit", orientation
+    return None, width, height, _CONVERTED_MODES.get(mode), orientation
 
 
 def _loader_problem(path: str, width: int, height: int) -> str | None:
@@ -167,10 +172,10 @@ class ImageCheckCache:
 
     def get(self, path: str) -> tuple | None:
         entry = self.entries.get(path)
-        # [stamp, verdict of 4]; anything else (an older or damaged cache file) is decoded again
+        # [stamp, verdict of 5]; anything else (an older or damaged cache file) is decoded again
         if isinstance(entry, list) and len(entry) == 2 and entry[0] == self._stamp(path):
             verdict = entry[1]
-            if isinstance(verdict, list) and len(verdict) == 4:
+            if isinstance(verdict, list) and len(verdict) == 5:
                 return tuple(verdict)
         return None
 
@@ -286,38 +291,57 @@ def check_records(
     verdicts = inspect_images([r.path for r in records], ImageCheckCache(cache_file), progress)
     kept = []
     for record in records:
-        problem, width, height, conversion = verdicts[record.path]
-        if problem:
-            issues.append(DataIssue(record.path, problem, "skipped", problem.split(" (")[0]))
-            continue
-        if conversion:
-            issues.append(
-                DataIssue(
-                    record.path,
-                    f"{conversion} image converted to 8-bit RGB when read",
-                    "fixed",
-                    f"{conversion} images converted",
-                )
-            )
-        if (width, height) != (record.width, record.height):
-            issues.append(
-                DataIssue(
-                    record.path,
-                    f"annotation says {record.width}x{record.height}, image is {width}x{height}",
-                    "fixed",
-                    "image sizes corrected",
-                )
-            )
-            record = dataclasses.replace(record, width=width, height=height)
-        record, box_issues = sanitize_boxes(record, num_classes)
-        issues += box_issues
-        kept.append(record)
+        record, record_issues = _checked(record, verdicts[record.path], num_classes)
+        issues += record_issues
+        if record is not None:
+            kept.append(record)
+    _warn_orientation(kept, verdicts, issues)
     report = DataReport(name, len(records) + sum(1 for i in reader_issues if i.action == "skipped"), kept, issues)
     if not kept:
         raise DataError(f"{name}: no usable images ({report.summary()})")
     if strict and report.skipped:
         raise DataError(f"--strict: {report.summary()}")
     return report
+
+
+def _checked(
+    record: ImageRecord, verdict: tuple, num_classes: int | None
+) -> tuple[ImageRecord | None, list[DataIssue]]:
+    """One record against its image's verdict: None if the image is skipped, else the record
+    with its size, orientation and boxes made right, and what was done."""
+    problem, width, height, conversion, orientation = verdict
+    if problem:
+        return None, [DataIssue(record.path, problem, "skipped", problem.split(" (")[0])]
+    issues = []
+    if conversion:
+        problem = f"{conversion} image converted to 8-bit RGB when read"
+        issues.append(DataIssue(record.path, problem, "fixed", f"{conversion} images converted"))
+    if orientation in SIDES_SWAPPED and width != height and (record.width, record.height) == (height, width):
+        # the annotation's size is the turned picture's: the boxes were drawn on it as shown
+        boxes = boxes_to_stored(record.boxes, orientation, width, height)
+        record = dataclasses.replace(record, width=width, height=height, boxes=boxes)
+        problem = f"boxes drawn on the picture turned by its EXIF orientation {orientation}, moved to its stored pixels"
+        issues.append(DataIssue(record.path, problem, "fixed", TURNED_BOXES_MOVED))
+    if (width, height) != (record.width, record.height):
+        problem = f"annotation says {record.width}x{record.height}, image is {width}x{height}"
+        issues.append(DataIssue(record.path, problem, "fixed", "image sizes corrected"))
+        record = dataclasses.replace(record, width=width, height=height)
+    record, box_issues = sanitize_boxes(record, num_classes)
+    return record, issues + box_issues
+
+
+def _warn_orientation(kept: Sequence[ImageRecord], verdicts: dict[str, tuple], issues: list[DataIssue]) -> None:
+    """Say once when kept images carry an EXIF orientation their boxes were not seen to follow."""
+    moved = {i.where for i in issues if i.kind == TURNED_BOXES_MOVED}
+    tagged = [r.path for r in kept if verdicts[r.path][4] != 1 and r.path not in moved]
+    if tagged:
+        log.warning(
+            "%d images carry an EXIF orientation (e.g. %s): they are read as stored and their boxes "
+            "taken in stored pixels. If the labelling tool showed them turned, turn the image files "
+            "on disk to match (PIL.ImageOps.exif_transpose does).",
+            len(tagged),
+            tagged[0],
+        )
 
 
 def check_dataset(
