@@ -1,7 +1,7 @@
 """Evaluate a trained Faster R-CNN: python test_net.py --dataset shapes --net tiny
 
 Prints `AP for <class> = 0.XXXX` per class and, last, `Mean AP = 0.XXXX` (VOC metrics: mean AP at
-IoU 0.5; coco: AP at IoU .50:.95). Detections (COCO results JSON), the AP table (text, JSON) and
+IoU 0.5, or --iou; coco: AP at IoU .50:.95). Detections (COCO results JSON), the AP table (text, JSON) and
 precision/recall curves go to <output_dir>/<net>/<dataset>/<checkpoint name>/.
 With --detections FILE, a saved results file is evaluated instead of running a model.
 Started by torchrun (e.g. torchrun --nproc_per_node 4 test_net.py ...), the processes share the
@@ -19,6 +19,7 @@ from frcnn.cli import (
     config_from_args,
     loading_parser,
     loading_settings,
+    overlap_threshold,
     resolve_checkpoint,
     run_main,
 )
@@ -35,6 +36,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     )
     add_bool_flag(p, "--vis", help="also save the test images with their detections drawn")
     p.add_argument("--metric", choices=METRICS, help="default: voc07 for VOC 2007, coco for COCO-format data, else voc")
+    p.add_argument(
+        "--iou",
+        type=overlap_threshold,
+        default=0.5,
+        help="VOC metrics: the least IoU of a true positive (default 0.5, the devkit's; coco averages .50:.95)",
+    )
     p.add_argument("--detections", default=None, help="evaluate this COCO results JSON instead of running a model")
     p.add_argument("--output_dir", default="output", help="where results go (default: output)")
     p.add_argument("--bs", dest="batch_size", type=int, default=1, help="images per inference batch")

@@ -56,6 +56,17 @@ def score_or_auto(text: str) -> float | str:
     return value
 
 
+def overlap_threshold(text: str) -> float:
+    """An IoU threshold flag: a number strictly between 0 and 1."""
+    try:
+        value = float(text)
+    except ValueError:
+        value = float("nan")
+    if not 0.0 < value < 1.0:
+        raise argparse.ArgumentTypeError(f"expected an IoU between 0 and 1; got {text!r}")
+    return value
+
+
 def add_bool_flag(parser: argparse.ArgumentParser, *names: str, help: str, dest: str | None = None) -> None:
     """A flag that means true alone (`--r`) and takes an optional value (`--r false`)."""
     parser.add_argument(*names, dest=dest, type=str2bool, nargs="?", const=True, default=False, help=help)

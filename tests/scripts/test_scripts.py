@@ -186,6 +186,11 @@ def test_saved_detections_evaluate_alike_and_metric_choice(trained, tmp_path):
     assert (
         tmp_path / "detections" / "shapes" / "faster_rcnn_1_1_12_detections" / "ap.json"
     ).is_file()  # per dataset and run
+    loose = run("test_net.py", *common, "--detections", str(saved), "--iou", "0.3", "--output_dir", str(tmp_path))
+    assert loose.returncode == 0, loose.stderr
+    assert "metric voc at IoU 0.3" in loose.stdout + loose.stderr
+    # a lower least IoU claims a superset of the objects at every rank: the AP cannot fall
+    assert float(loose.stdout.split("Mean AP = ")[1]) >= float(first.stdout.split("Mean AP = ")[1])
     coco = run("test_net.py", *common, "--detections", str(saved), "--metric", "coco", "--output_dir", str(tmp_path))
     assert coco.returncode == 0, coco.stderr
     lines = coco.stdout.strip().splitlines()

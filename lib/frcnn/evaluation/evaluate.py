@@ -2,7 +2,8 @@
 
 Metrics: voc07 (VOC devkit, 11-point AP), voc (VOC devkit, area under the curve), coco
 (pycocotools' COCOeval). The headline `mean_ap` is the mean over classes of AP at IoU 0.5 for the
-VOC metrics and COCO's AP at IoU .50:.95 for coco.
+VOC metrics (another IoU on request: DeepForest, for one, judges tree crowns at 0.4) and COCO's AP
+at IoU .50:.95 for coco.
 """
 
 from __future__ import annotations
@@ -31,6 +32,7 @@ class Evaluation:
     mean_ap: float
     stats: dict[str, float] = field(default_factory=dict)
     summary: str = ""
+    iou: float = 0.5  # the VOC metrics' match threshold (coco: .50:.95 whatever this says)
 
 
 def category_maps(dataset: DetectionDataset) -> tuple[Callable[[int], str | int], Callable[[str | int], int | None]]:
@@ -71,11 +73,15 @@ def evaluate(
     detections: Sequence[dict[str, np.ndarray]],
     metric: str,
     records: Sequence[ImageRecord] | None = None,
+    iou: float = 0.5,
 ) -> Evaluation:
     """Evaluate detections, one dict per record, in the order of `records` (default: all of the
-    dataset's; test_net.py passes those that passed the data check)."""
+    dataset's; test_net.py passes those that passed the data check). `iou`: the least IoU of a
+    true positive, for the VOC metrics."""
     if metric not in METRICS:
         raise ValueError(f"--metric must be one of {METRICS}; got {metric!r}")
+    if not 0.0 < iou < 1.0 or (metric == "coco" and iou != 0.5):
+        raise ValueError(f"--iou {iou}: the VOC metrics take an IoU between 0 and 1; coco averages over .50:.95")
     records = dataset.records if records is None else records
     if len(detections) != len(records):
         raise ValueError(f"{len(detections)} images of detections for the {len(records)} images of {dataset.name}")
@@ -85,5 +91,5 @@ def evaluate(
         return Evaluation(metric, names, result.classes, result.stats["AP"], result.stats, result.summary)
     gt = [(r.boxes, r.labels, r.difficult | (r.crowd if r.crowd.size else False)) for r in records]
     dets = [(d["boxes"], d["scores"], d["labels"]) for d in detections]
-    results = evaluate_voc(gt, dets, dataset.num_classes, use_11_point=metric == "voc07")
-    return Evaluation(metric, names, results, mean_ap(results))
+    results = evaluate_voc(gt, dets, dataset.num_classes, iou, use_11_point=metric == "voc07")
+    return Evaluation(metric, names, results, mean_ap(results), iou=iou)

@@ -49,9 +49,12 @@ def ignored(record: ImageRecord) -> np.ndarray:
     return record.difficult.astype(bool) | crowd
 
 
-def judge(records: Sequence[ImageRecord], detections: Sequence[dict[str, np.ndarray]]) -> tuple[list, np.ndarray]:
-    """Every detection judged true (1) or false (0) positive, or ignored (-1, a difficult object),
-    per image; and all detections' (score, judgement) pairs, for choosing the threshold."""
+def judge(
+    records: Sequence[ImageRecord], detections: Sequence[dict[str, np.ndarray]], iou: float = 0.5
+) -> tuple[list, np.ndarray]:
+    """Every detection judged true (1) or false (0) positive at the least IoU `iou`, or ignored
+    (-1, a difficult object), per image; and all detections' (score, judgement) pairs, for
+    choosing the threshold."""
     judged, pooled = [], []
     for record, det in zip(records, detections):
         verdict = np.full(len(det["scores"]), -1, np.int8)
@@ -60,7 +63,7 @@ def judge(records: Sequence[ImageRecord], detections: Sequence[dict[str, np.ndar
             same = np.flatnonzero(record.labels == det["labels"][d])
             overlaps = iou_one_to_many(det["boxes"][d], record.boxes[same]) if len(same) else np.zeros(0)
             best = int(np.argmax(overlaps)) if len(same) else -1
-            if best < 0 or overlaps[best] < 0.5:
+            if best < 0 or overlaps[best] < iou:
                 verdict[d] = 0
             elif not ignored(record)[same[best]]:
                 verdict[d] = 0 if taken[same[best]] else 1
@@ -190,7 +193,7 @@ def write_html_report(
     gallery_size: int = 8,
 ) -> dict:
     """Write report.html; returns its threshold, F1 and recall per size class."""
-    judged, pooled = judge(records, detections)
+    judged, pooled = judge(records, detections, evaluation.iou)
     positives = sum(int((~ignored(r)).sum()) for r in records)
     threshold, f1 = best_f1_threshold(pooled, positives)
     errors = [image_errors(r, d, v, threshold) for r, d, v in zip(records, detections, judged)]
@@ -213,8 +216,9 @@ def write_html_report(
         curves = f"<h2>Precision / recall</h2><img src='data:image/png;base64,{data}' alt='precision recall curves'>"
     body = (
         f"<h1>Evaluation report</h1><p>metric <b>{evaluation.metric}</b>, {len(records)} images, "
-        f"{positives} objects. Errors below are judged at IoU 0.5 (VOC devkit rules) for detections scoring "
-        f"at least <b id='threshold'>{threshold:.3f}</b>, the threshold of the best F1 ({f1:.3f}).</p>"
+        f"{positives} objects. Errors below are judged at IoU {evaluation.iou:g} (VOC devkit rules) for "
+        f"detections scoring at least <b id='threshold'>{threshold:.3f}</b>, the threshold of the best F1 "
+        f"({f1:.3f}).</p>"
         f"<h2>Average precision per class</h2>{_table(evaluation)}{curves}"
         f"<h2>Recall per object size (COCO's size classes)</h2>{_size_table(recall)}<p class='legend'>{legend}</p>"
         + _gallery("Most false positives", worst(lambda e: len(e.fp)))

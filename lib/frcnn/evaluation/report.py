@@ -42,6 +42,7 @@ def save_report(out_dir: Path, evaluation: Evaluation, extra: dict | None = None
     mean = None if math.isnan(evaluation.mean_ap) else evaluation.mean_ap
     summary = {
         "metric": evaluation.metric,
+        "iou": evaluation.iou if evaluation.metric != "coco" else None,
         "mean_ap": mean,
         "stats": evaluation.stats,
         "classes": per_class,

@@ -69,6 +69,7 @@ class EvalOptions:
     overlap: float | None = None
     threshold_rule: str | None = None  # choose per-class thresholds first (evaluation/thresholds.py)
     tta: str | None = None  # test-time augmentation (tta.py): flip, scales=..., flip,scales=...
+    iou: float = 0.5  # the VOC metrics' least IoU of a true positive
 
 
 def evaluate_checkpoint(path: Path, opts: EvalOptions) -> Evaluation | None:
@@ -139,7 +140,7 @@ def choose_class_thresholds(
     detections = detect_sharded(
         detector, report.kept, world, opts.batch_size, opts.num_workers, opts.tile, opts.overlap, opts.tta
     )
-    results = evaluate(dataset, detections, "voc", report.kept).classes
+    results = evaluate(dataset, detections, "voc", report.kept, opts.iou).classes
     chosen = choose_thresholds(results, dataset.classes[1:], opts.threshold_rule)
     detector.cfg.TEST.CLASS_THRESHOLDS = state["config"]["TEST"]["CLASS_THRESHOLDS"] = as_config(chosen)
     save_checkpoint(path, {k: v for k, v in state.items() if k != "format_version"})
@@ -209,7 +210,7 @@ def _evaluate_and_report(
     class_thresholds: Sequence[float] = (),
     val_single: float | None = None,
 ) -> Evaluation:
-    evaluation = evaluate(dataset, detections, opts.metric or dataset.metric, report.kept)
+    evaluation = evaluate(dataset, detections, opts.metric or dataset.metric, report.kept, opts.iou)
     if report.skipped:
         log.info(
             "%d of %d test images skipped by the data check (their objects are not counted): see %s",
@@ -219,14 +220,15 @@ def _evaluate_and_report(
         )
     extra = None
     if class_thresholds:  # how the detector's per-class thresholds do on these images
-        voc = evaluation if evaluation.metric != "coco" else evaluate(dataset, detections, "voc", report.kept)
+        voc = evaluation if evaluation.metric != "coco" else evaluate(dataset, detections, "voc", report.kept, opts.iou)
         extra = {"class_thresholds": compare(voc.classes, dataset.classes[1:], class_thresholds[1:], val_single)}
         log.info("%s", describe_comparison(extra["class_thresholds"]))
     save_report(out_dir, evaluation, extra)
     write_html_report(
         out_dir / "report.html", evaluation, report.kept, detections, dataset.classes, out_dir / "pr_curves.png"
     )
-    log.info("results in %s (metric %s; report.html shows the errors)", out_dir, evaluation.metric)
+    metric = evaluation.metric + (f" at IoU {evaluation.iou:g}" if evaluation.metric != "coco" else "")
+    log.info("results in %s (metric %s; report.html shows the errors)", out_dir, metric)
     return evaluation
 
 
