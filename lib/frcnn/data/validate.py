@@ -4,9 +4,9 @@ Policy: problems are found here, when the roidb is built, and reported with the 
 reason. Recoverable ones are fixed and counted (a grayscale, alpha or 16-bit image is converted
 when read; a box partly outside the image is clipped; a degenerate, non-finite or outside box, or
 an object of an unknown class, is dropped; boxes drawn on a photo turned by its EXIF orientation,
-which the annotation's size shows, are moved to its stored pixels). Unrecoverable ones (missing, empty, corrupt,
-truncated, not-an-image or tiny images, annotation files that do not parse) skip the image,
-unless `strict` makes them errors. Readers (datasets/*) report what they find while parsing as
+as the annotation's size shows, are moved to its stored pixels). Unrecoverable ones (missing,
+empty, corrupt, truncated, not-an-image or tiny images, annotation files that do not parse) skip
+the image, unless `strict` makes them errors. Readers (datasets/*) report what they find while parsing as
 DataIssues; `check_records` adds the image and box checks and writes the summary.
 
 A decoded image's verdict is cached in JSON by path, size and modification time, so a dataset
