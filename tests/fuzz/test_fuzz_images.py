@@ -47,11 +47,14 @@ def originals() -> dict[str, bytes]:
     rgb = Image.fromarray(rng.integers(0, 256, (40, 56, 3), dtype=np.uint8))
     deep = Image.fromarray(rng.integers(0, 65536, (40, 56), dtype=np.uint16))
     frames = [rgb.convert("P"), rgb.rotate(90).convert("P")]
+    turned = Image.Exif()
+    turned[0x0112] = 6  # a phone's "rotate 90"
     return {
         "rgb.jpg": pil_bytes(rgb, "JPEG", quality=90),
         "progressive.jpg": pil_bytes(rgb, "JPEG", progressive=True),
         "cmyk.jpg": pil_bytes(rgb.convert("CMYK"), "JPEG"),
         "grey.jpg": pil_bytes(rgb.convert("L"), "JPEG"),
+        "turned.jpg": pil_bytes(rgb, "JPEG", exif=turned),  # its EXIF block damaged too
         "rgb.png": pil_bytes(rgb, "PNG"),
         "alpha.png": pil_bytes(rgb.convert("RGBA"), "PNG"),
         "palette.png": pil_bytes(rgb.convert("P"), "PNG"),
@@ -76,7 +79,7 @@ def check(case: tuple[str, bytes]) -> None:
     with tempfile.TemporaryDirectory() as tmp:
         path = Path(tmp) / name
         path.write_bytes(data)
-        problem, width, height, _ = inspect_image(str(path))
+        problem, width, height, *_ = inspect_image(str(path))
         if problem is None:
             image = read_image(str(path))
             assert image.dtype == np.uint8 and image.shape == (height, width, 3), (image.shape, width, height)
