@@ -48,10 +48,9 @@ def boxes_to_stored(boxes: np.ndarray, orientation: int, width: int, height: int
     pixels of a width x height (stored size) image. Invariant: the mapping is exact on pixel
     indices, so a box covering pixels i..j of the shown picture covers the same pixels stored."""
     boxes = np.asarray(boxes, np.float32).reshape(-1, 4)
-    stored_side = (width, height)
     corners = []
-    for axis, mirrored in _SHOWN_TO_STORED[orientation]:
+    for side, (axis, mirrored) in zip((width, height), _SHOWN_TO_STORED[orientation]):
         ends = boxes[:, [axis, axis + 2]]
-        corners.append(stored_side[len(corners)] - 1 - ends if mirrored else ends)
+        corners.append(side - 1 - ends if mirrored else ends)
     xs, ys = corners
     return np.stack([xs.min(1), ys.min(1), xs.max(1), ys.max(1)], axis=1).astype(np.float32)
