@@ -1,5 +1,6 @@
 """Per-class thresholds from test_net.py --threshold_rule to the checkpoint, the ONNX metadata,
-threshold="auto" and demo.py --thresh auto."""
+threshold="auto" and demo.py --thresh auto; test_net.py refusing, before it detects, an IoU its
+metric cannot take."""
 
 from __future__ import annotations
 
@@ -154,3 +155,15 @@ def test_numpy_scores_are_thresholds_too(chosen):
     detector = Detector.from_file(path)
     image = np.zeros((64, 64, 3), np.uint8)
     assert len(detector(image, threshold=np.float32(0.0))) == len(detector(image, threshold=0.0))
+
+
+def test_an_iou_the_metric_cannot_take_is_refused_before_detecting(chosen, small_shapes_root, monkeypatch):
+    path, _, save_dir = chosen
+
+    def detect(*args, **kwargs):
+        raise AssertionError("detected before the IoU was checked")
+
+    monkeypatch.setattr("frcnn.inference.evaluator.detect_sharded", detect)
+    options = EvalOptions(data_dir=str(small_shapes_root.parent), output_dir=str(save_dir), metric="coco", iou=0.4)
+    with pytest.raises(ValueError, match="coco averages over .50:.95"):
+        evaluate_checkpoint(path, options)

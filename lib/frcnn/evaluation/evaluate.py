@@ -68,6 +68,14 @@ def relabel_by_category_id(
     return out
 
 
+def check_metric(metric: str, iou: float) -> None:
+    """Refuse a metric or least IoU evaluate() cannot score (test_net.py asks before detecting)."""
+    if metric not in METRICS:
+        raise ValueError(f"--metric must be one of {METRICS}; got {metric!r}")
+    if not 0.0 < iou < 1.0 or (metric == "coco" and iou != 0.5):
+        raise ValueError(f"--iou {iou}: the VOC metrics take an IoU between 0 and 1; coco averages over .50:.95")
+
+
 def evaluate(
     dataset: DetectionDataset,
     detections: Sequence[dict[str, np.ndarray]],
@@ -78,10 +86,7 @@ def evaluate(
     """Evaluate detections, one dict per record, in the order of `records` (default: all of the
     dataset's; test_net.py passes those that passed the data check). `iou`: the least IoU of a
     true positive, for the VOC metrics."""
-    if metric not in METRICS:
-        raise ValueError(f"--metric must be one of {METRICS}; got {metric!r}")
-    if not 0.0 < iou < 1.0 or (metric == "coco" and iou != 0.5):
-        raise ValueError(f"--iou {iou}: the VOC metrics take an IoU between 0 and 1; coco averages over .50:.95")
+    check_metric(metric, iou)
     records = dataset.records if records is None else records
     if len(detections) != len(records):
         raise ValueError(f"{len(detections)} images of detections for the {len(records)} images of {dataset.name}")

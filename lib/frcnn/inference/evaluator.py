@@ -25,6 +25,7 @@ from ..evaluation.detections_io import from_results, load_results, save_results,
 from ..evaluation.evaluate import (
     Evaluation,
     category_maps,
+    check_metric,
     evaluate,
     labelled_by_category_id,
     relabel_by_category_id,
@@ -90,6 +91,7 @@ def evaluate_checkpoint(path: Path, opts: EvalOptions) -> Evaluation | None:
     if name is None:
         raise ValueError(f"{path} does not say which dataset it was trained on; name it with --dataset")
     dataset = dataset_spec(name, opts.data_dir, detector.cfg.VG_VERSION).test()
+    check_metric(opts.metric or dataset.metric, opts.iou)  # before the detection, not after it
     by_category_id = labelled_by_category_id(detector.classes, dataset)
     if detector.classes != dataset.classes and not by_category_id:
         raise ValueError(class_mismatch(path, detector.classes[1:], dataset.name, dataset.classes[1:]))
